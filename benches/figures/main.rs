@@ -1,0 +1,34 @@
+//! `cargo bench` — the kit's figures next to the raw limit measured in the
+//! same run, and their ratio.
+//!
+//! Every figure is printed as
+//! `figure: <name> kit=<x> limit=<y> ratio=<kit/limit>` (rates per second) or
+//! `figure: <name> <key>=<value> …` (latencies, memory), and all of them are
+//! repeated in a summary at the end. Ratios, not absolute numbers, are what
+//! compare across machines.
+//!
+//! Run a subset by naming groups: `cargo bench -- embedded`.
+
+mod embedded;
+mod report;
+
+use report::Report;
+
+type Group = (&'static str, fn(&mut Report));
+
+const GROUPS: &[Group] = &[("embedded", embedded::run)];
+
+fn main() {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let mut report = Report::default();
+    for (name, run) in GROUPS {
+        if filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())) {
+            println!("== {name}");
+            run(&mut report);
+        }
+    }
+    report.print_summary();
+}

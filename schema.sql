@@ -1,0 +1,103 @@
+-- eventodb-kit: the tables of the kit's local SQLite database.
+--
+-- Versioned migrations. Each `-- migrate:up N` section takes the schema from
+-- version N-1 to N; the matching `-- migrate:down N` section takes it back.
+-- The applied version is kept in `evento_schema_versions` (component 'kit').
+-- Times are Unix milliseconds (INTEGER); JSON is stored as TEXT.
+
+-- migrate:up 1
+
+-- Events written by the application, delivered later by the sender.
+-- `seq` is the commit order; `id` is the EventoDB message id (UUID v7).
+CREATE TABLE evento_outbox (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT    NOT NULL UNIQUE,
+    namespace        TEXT    NOT NULL,
+    stream           TEXT    NOT NULL,
+    type             TEXT    NOT NULL,
+    data             TEXT    NOT NULL,
+    metadata         TEXT,
+    expected_version INTEGER,
+    idempotency_key  TEXT,
+    created_at       INTEGER NOT NULL,
+    sent_at          INTEGER,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    last_error       TEXT,
+    next_attempt_at  INTEGER
+);
+-- Idempotency keys are unique per namespace (no lookup race).
+CREATE UNIQUE INDEX evento_outbox_idempotency
+    ON evento_outbox (namespace, idempotency_key) WHERE idempotency_key IS NOT NULL;
+-- "Unsent, in commit order" is a range scan of this partial index.
+CREATE INDEX evento_outbox_unsent ON evento_outbox (namespace, seq) WHERE sent_at IS NULL;
+-- Retention deletes sent rows by age.
+CREATE INDEX evento_outbox_sent_at ON evento_outbox (sent_at) WHERE sent_at IS NOT NULL;
+
+-- Where each consumer is: the last processed global position of a category.
+CREATE TABLE evento_consumer_positions (
+    namespace    TEXT    NOT NULL,
+    category     TEXT    NOT NULL,
+    consumer_id  TEXT    NOT NULL,
+    position     INTEGER NOT NULL,
+    group_member INTEGER,
+    group_size   INTEGER,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (namespace, category, consumer_id)
+);
+
+-- Events a consumer has processed, per consumer (two consumers of one
+-- category each see every event).
+CREATE TABLE evento_processed_events (
+    namespace    TEXT    NOT NULL,
+    category     TEXT    NOT NULL,
+    consumer_id  TEXT    NOT NULL,
+    event_id     TEXT    NOT NULL,
+    event_type   TEXT    NOT NULL,
+    processed_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, category, consumer_id, event_id)
+) WITHOUT ROWID;
+CREATE INDEX evento_processed_events_processed_at ON evento_processed_events (processed_at);
+
+-- migrate:down 1
+
+DROP TABLE evento_processed_events;
+DROP TABLE evento_consumer_positions;
+DROP TABLE evento_outbox;
+
+-- migrate:up 2
+
+-- Messages that failed permanently, from the outbox (source 'outbox') or a
+-- consumer's handler (source 'consumer'). `message` is the full message as JSON.
+CREATE TABLE evento_dead_letters (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    source          TEXT    NOT NULL CHECK (source IN ('outbox', 'consumer')),
+    namespace       TEXT    NOT NULL,
+    message_id      TEXT    NOT NULL,
+    stream          TEXT    NOT NULL,
+    type            TEXT    NOT NULL,
+    category        TEXT,
+    consumer_id     TEXT,
+    message         TEXT    NOT NULL,
+    error           TEXT    NOT NULL,
+    attempts        INTEGER NOT NULL,
+    first_failed_at INTEGER NOT NULL,
+    last_failed_at  INTEGER NOT NULL
+);
+CREATE INDEX evento_dead_letters_source ON evento_dead_letters (source, namespace, stream);
+CREATE INDEX evento_dead_letters_message ON evento_dead_letters (message_id);
+
+-- Who may run a singleton job (e.g. the sender of a namespace) until when.
+-- `fencing_token` grows with every change of holder.
+CREATE TABLE evento_leases (
+    name          TEXT    PRIMARY KEY,
+    holder        TEXT    NOT NULL,
+    fencing_token INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    acquired_at   INTEGER NOT NULL,
+    renewed_at    INTEGER NOT NULL
+);
+
+-- migrate:down 2
+
+DROP TABLE evento_leases;
+DROP TABLE evento_dead_letters;

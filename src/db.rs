@@ -1,0 +1,247 @@
+//! The kit's local SQLite database: a connection pool, per-connection
+//! pragmas and the versioned schema of `schema.sql`.
+//!
+//! Every connection gets WAL, `synchronous=NORMAL` (or `FULL`), a busy
+//! timeout and foreign keys. Transactions started with
+//! [`Connection::transaction`](rusqlite::Connection::transaction) on a pooled
+//! connection are `BEGIN IMMEDIATE`, so a reader that later writes never fails
+//! with `SQLITE_BUSY_SNAPSHOT`.
+//!
+//! ```
+//! use eventodb_kit::Db;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let db = Db::open(dir.path().join("app.db"))?;
+//! assert_eq!(db.schema_version()?, eventodb_kit::db::SCHEMA_VERSION);
+//! db.write(|tx| {
+//!     tx.execute_batch("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY)")?;
+//!     Ok(())
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use r2d2::{Pool, PooledConnection};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use crate::error::Result;
+use crate::migrate::{self, Schema};
+
+/// The newest schema version of the kit's tables (see `schema.sql`).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// A connection taken from the [`Db`] pool; returned to it on drop.
+pub type DbConnection = PooledConnection<SqliteConnectionManager>;
+
+fn kit_schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| Schema::parse("kit", include_str!("../schema.sql")))
+}
+
+/// How durable a commit is (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// Commits survive an application crash; the last ones may be lost on
+    /// power loss. Fast; the usual choice with WAL.
+    #[default]
+    Normal,
+    /// Every commit is flushed to disk before it returns.
+    Full,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+/// Settings of a [`Db`]. Built with setters; [`Default`] holds every default.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    synchronous: Synchronous,
+    busy_timeout: Duration,
+    pool_size: u32,
+    migrate: bool,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            synchronous: Synchronous::Normal,
+            busy_timeout: Duration::from_secs(5),
+            pool_size: 8,
+            migrate: true,
+        }
+    }
+}
+
+impl DbOptions {
+    /// Default settings.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Commit durability. Defaults to [`Synchronous::Normal`].
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// How long a statement waits for another writer's lock. Defaults to 5 s.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Maximum pooled connections (at least 1). Defaults to 8.
+    pub fn pool_size(mut self, size: u32) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    pub(crate) fn pool_size_value(&self) -> u32 {
+        self.pool_size
+    }
+
+    /// Whether opening applies pending migrations. Defaults to `true`.
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+}
+
+/// Applies the kit's pragmas to a fresh connection.
+pub(crate) fn configure(conn: &mut Connection, options: &DbOptions) -> rusqlite::Result<()> {
+    conn.busy_timeout(options.busy_timeout)?;
+    // journal_mode answers with a row; an in-memory database stays "memory".
+    let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+        options.synchronous.pragma()
+    ))?;
+    conn.set_transaction_behavior(TransactionBehavior::Immediate);
+    Ok(())
+}
+
+/// Builds an r2d2 pool whose connections are configured with `options`.
+pub(crate) fn build_pool(
+    manager: SqliteConnectionManager,
+    options: &DbOptions,
+    max_size: u32,
+) -> Result<Pool<SqliteConnectionManager>> {
+    let opts = options.clone();
+    let manager = manager.with_init(move |c| configure(c, &opts));
+    let pool = Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(1))
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connection_timeout(Duration::from_secs(30))
+        .build(manager)?;
+    Ok(pool)
+}
+
+/// The kit's local database. Cheap to clone: clones share one pool.
+///
+/// Hold a connection only as long as a transaction needs it; in particular
+/// never across a network call.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<SqliteConnectionManager>,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("path", &self.path)
+            .field("pool_size", &self.pool.max_size())
+            .finish()
+    }
+}
+
+impl Db {
+    /// Opens (creating if needed) the database file at `path` and migrates
+    /// it to [`SCHEMA_VERSION`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Db> {
+        Self::open_with(path, DbOptions::default())
+    }
+
+    /// Opens the file at `path` with `options`.
+    pub fn open_with(path: impl AsRef<Path>, options: DbOptions) -> Result<Db> {
+        let path = path.as_ref().to_path_buf();
+        let manager = SqliteConnectionManager::file(&path);
+        let pool = build_pool(manager, &options, options.pool_size)?;
+        Self::finish(pool, Some(path), &options)
+    }
+
+    /// A private in-memory database, gone when the last clone is dropped.
+    ///
+    /// It has a single connection, so work on it is serialised; use a file
+    /// (e.g. in a temporary directory) for anything concurrent.
+    pub fn open_in_memory() -> Result<Db> {
+        let options = DbOptions::default();
+        let pool = build_pool(SqliteConnectionManager::memory(), &options, 1)?;
+        Self::finish(pool, None, &options)
+    }
+
+    fn finish(
+        pool: Pool<SqliteConnectionManager>,
+        path: Option<PathBuf>,
+        options: &DbOptions,
+    ) -> Result<Db> {
+        let db = Db { pool, path };
+        if options.migrate {
+            db.migrate_to(SCHEMA_VERSION)?;
+        }
+        Ok(db)
+    }
+
+    /// The file this database lives in (`None` in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Takes a connection from the pool (waits up to 30 s for one).
+    pub fn connection(&self) -> Result<DbConnection> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction: commits when it returns
+    /// `Ok`, rolls back when it returns `Err` (or panics).
+    pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.connection()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Runs `f` with a pooled connection, outside any transaction.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.connection()?;
+        f(&conn)
+    }
+
+    /// The applied version of the kit's schema (0 before any migration).
+    pub fn schema_version(&self) -> Result<u32> {
+        let conn = self.connection()?;
+        migrate::current_version(&conn, kit_schema().component)
+    }
+
+    /// Migrates the kit's tables up or down to `version` (0 removes them).
+    ///
+    /// Going down drops the tables of the newer versions with their rows.
+    pub fn migrate_to(&self, version: u32) -> Result<()> {
+        let mut conn = self.connection()?;
+        migrate::migrate_to(&mut conn, kit_schema(), version)
+    }
+}

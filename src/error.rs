@@ -1,0 +1,214 @@
+//! The one error type of the kit.
+
+use std::fmt;
+
+/// A `Result` whose error defaults to the kit's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the kit, in variants a caller can act on.
+///
+/// Use [`Error::is_transient`] to decide whether retrying the same operation
+/// later can succeed. Tokens never appear in any variant.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An `expectedVersion` write found the stream at another version.
+    ///
+    /// `actual` is `None` when the store did not say (EventoDB's Postgres
+    /// backend reports conflicts without details).
+    #[error("version conflict on stream {stream:?}: expected version {expected}, stream is at version {}", fmt_actual(.actual))]
+    Conflict {
+        /// The stream that was written.
+        stream: String,
+        /// The version the writer expected.
+        expected: i64,
+        /// The version the stream was at, when known (`-1` = empty stream).
+        actual: Option<i64>,
+    },
+    /// A message with this id already exists in the namespace.
+    ///
+    /// The outbox treats this as "already delivered": a resend after an
+    /// ambiguous failure finds the first attempt's message in the store.
+    #[error("message id {id:?} already exists in the store")]
+    DuplicateId {
+        /// The id that was written twice.
+        id: String,
+    },
+    /// The thing asked for does not exist (namespace, dead letter, outbox row, …).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The store refused the credentials (HTTP 401 or 403).
+    #[error("not authorized ({code}): {message}")]
+    Auth {
+        /// HTTP status: 401 (missing or malformed token) or 403 (token not valid for the namespace).
+        status: u16,
+        /// EventoDB error code, e.g. `AUTH_UNAUTHORIZED`.
+        code: String,
+        /// EventoDB's message.
+        message: String,
+    },
+    /// The caller passed something the kit or the store cannot accept.
+    ///
+    /// The text says what is wrong, in EventoDB's words where EventoDB has them
+    /// (e.g. `message.data must be an object`).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The store could not be reached or the connection failed mid-request.
+    #[error("transport error ({kind}): {message}")]
+    Transport {
+        /// What kind of failure.
+        kind: TransportErrorKind,
+        /// Human-readable detail (never contains the token).
+        message: String,
+    },
+    /// The store answered with an error that has no more specific variant.
+    #[error("store error {code} (HTTP {status}): {message}")]
+    Store {
+        /// HTTP status (500 for embedded backend errors).
+        status: u16,
+        /// EventoDB error code, e.g. `BACKEND_ERROR`, `NAMESPACE_EXISTS`.
+        code: String,
+        /// EventoDB's message.
+        message: String,
+    },
+    /// The local SQLite database failed.
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// No database connection could be taken from the pool in time.
+    #[error("connection pool error: {0}")]
+    Pool(#[from] r2d2::Error),
+    /// A JSON value could not be encoded or decoded.
+    #[error("JSON error: {0}")]
+    Json(#[from] serde_json::Error),
+    /// An I/O error outside the database (files, sockets of the server).
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A wait ran out of time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The component was shut down while the call was in progress.
+    #[error("shut down")]
+    Shutdown,
+}
+
+fn fmt_actual(actual: &Option<i64>) -> String {
+    match actual {
+        Some(v) => v.to_string(),
+        None => "unknown".to_string(),
+    }
+}
+
+/// The kinds of [`Error::Transport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// Nothing listened at the address.
+    ConnectionRefused,
+    /// The connection broke while the request was in flight; the request may
+    /// or may not have been processed.
+    ConnectionReset,
+    /// Connecting or reading took longer than configured.
+    Timeout,
+    /// The host name could not be resolved.
+    Dns,
+    /// TLS negotiation failed.
+    Tls,
+    /// The peer spoke something that is not the expected HTTP/EventoDB dialect.
+    Protocol,
+    /// The URL or configuration is unusable (this one is not transient).
+    InvalidUrl,
+    /// Any other I/O failure.
+    Other,
+}
+
+impl fmt::Display for TransportErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Self::ConnectionRefused => "connection refused",
+            Self::ConnectionReset => "connection reset",
+            Self::Timeout => "timeout",
+            Self::Dns => "dns",
+            Self::Tls => "tls",
+            Self::Protocol => "protocol",
+            Self::InvalidUrl => "invalid url",
+            Self::Other => "other",
+        };
+        f.write_str(s)
+    }
+}
+
+impl Error {
+    /// Whether retrying the same operation later can succeed.
+    ///
+    /// Transient: transport failures (except an unusable URL), store errors
+    /// with a 5xx status, a busy or locked database, pool time-outs and
+    /// [`Error::Timeout`]. Everything else — conflicts, invalid input, auth,
+    /// not found, duplicate ids — fails the same way every time.
+    ///
+    /// ```
+    /// use eventodb_kit::Error;
+    /// assert!(!Error::InvalidInput("x".into()).is_transient());
+    /// assert!(Error::Timeout("read".into()).is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Transport { kind, .. } => *kind != TransportErrorKind::InvalidUrl,
+            Error::Store { status, .. } => *status >= 500,
+            Error::Db(e) => matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            Error::Pool(_) | Error::Timeout(_) | Error::Io(_) => true,
+            Error::Conflict { .. }
+            | Error::DuplicateId { .. }
+            | Error::NotFound(_)
+            | Error::Auth { .. }
+            | Error::InvalidInput(_)
+            | Error::Json(_)
+            | Error::Shutdown => false,
+        }
+    }
+
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidInput(msg.into())
+    }
+
+    pub(crate) fn backend(message: impl Into<String>) -> Self {
+        Error::Store {
+            status: 500,
+            code: "BACKEND_ERROR".to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_classification() {
+        let refused = Error::Transport {
+            kind: TransportErrorKind::ConnectionRefused,
+            message: "x".into(),
+        };
+        assert!(refused.is_transient());
+        let bad_url = Error::Transport {
+            kind: TransportErrorKind::InvalidUrl,
+            message: "x".into(),
+        };
+        assert!(!bad_url.is_transient());
+        assert!(Error::backend("boom").is_transient());
+        let conflict = Error::Conflict {
+            stream: "a-1".into(),
+            expected: 1,
+            actual: Some(2),
+        };
+        assert!(!conflict.is_transient());
+        assert_eq!(
+            conflict.to_string(),
+            "version conflict on stream \"a-1\": expected version 1, stream is at version 2"
+        );
+        assert!(!Error::DuplicateId { id: "x".into() }.is_transient());
+    }
+}

@@ -1,0 +1,65 @@
+//! # eventodb-kit
+//!
+//! A synchronous, thread-based kit for [EventoDB](https://github.com/eventodb/eventodb),
+//! the HTTP event store in the Message DB tradition: a transactional outbox
+//! in a local SQLite file, consumers with durable positions, and an embedded
+//! EventoDB-compatible message store so the whole pipeline runs with no server.
+//!
+//! ## Usage
+//!
+//! ```
+//! use eventodb_kit::{CategoryQuery, ConsumerGroup, EmbeddedStore, MessageStore, NewMessage, WriteOptions};
+//! use serde_json::json;
+//!
+//! let store = EmbeddedStore::open_in_memory()?;
+//! for id in 1..=4 {
+//!     let msg = NewMessage::new("Opened", json!({ "id": id }));
+//!     store.write(&format!("account-{id}"), &msg, &WriteOptions::new())?;
+//! }
+//! // Member 0 of a group of 2 gets accounts 1 and 3 (EventoDB's MD5 rule).
+//! let mine = store.get_category("account", &CategoryQuery::new().consumer_group(ConsumerGroup::new(0, 2)?))?;
+//! let streams: Vec<_> = mine.iter().map(|m| m.stream_name.as_str()).collect();
+//! assert_eq!(streams, ["account-1", "account-3"]);
+//! # Ok::<(), eventodb_kit::Error>(())
+//! ```
+//!
+//! ## Errors
+//!
+//! Every fallible call returns [`Result`] with the one [`Error`] enum; use
+//! [`Error::is_transient`] to decide whether a retry can help.
+//!
+//! ## Features
+//!
+//! * `server` — an EventoDB-compatible HTTP server over [`EmbeddedStore`].
+//! * `cli` — the `eventodb-kit` command-line tool (implies `server`).
+//!
+//! The default build has neither, so a device build carries only the library.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod consumer_group;
+pub mod db;
+pub mod error;
+mod kit;
+pub mod message;
+mod migrate;
+pub mod namespace;
+pub mod store;
+pub mod stream_name;
+pub mod time;
+pub mod token;
+
+pub use consumer_group::ConsumerGroup;
+pub use db::{Db, DbOptions, Synchronous};
+pub use error::{Error, Result, TransportErrorKind};
+pub use kit::{Kit, KitBuilder};
+pub use message::{Message, NewMessage, WriteOptions, WriteResult};
+pub use namespace::{CreatedNamespace, DeletedNamespace, NamespaceInfo, TokenCheck};
+pub use store::{
+    CategoryInfo, CategoryQuery, EmbeddedStore, MessageStore, Poke, StreamInfo, StreamListQuery,
+    StreamQuery, SubscribeTarget, Subscription,
+};
+pub use token::Token;
+
+/// The rusqlite version the kit uses (handlers receive its `Transaction`).
+pub use rusqlite;
