@@ -23,13 +23,17 @@ CREATE TABLE evento_outbox (
     sent_at          INTEGER,
     attempts         INTEGER NOT NULL DEFAULT 0,
     last_error       TEXT,
-    next_attempt_at  INTEGER
+    next_attempt_at  INTEGER,
+    dead_lettered_at INTEGER
 );
 -- Idempotency keys are unique per namespace (no lookup race).
 CREATE UNIQUE INDEX evento_outbox_idempotency
     ON evento_outbox (namespace, idempotency_key) WHERE idempotency_key IS NOT NULL;
--- "Unsent, in commit order" is a range scan of this partial index.
-CREATE INDEX evento_outbox_unsent ON evento_outbox (namespace, seq) WHERE sent_at IS NULL;
+-- "Unsent, in commit order" is a range scan of this partial index. A row
+-- moved to the dead-letter table keeps its place (and its id and key) but
+-- leaves the index until it is requeued.
+CREATE INDEX evento_outbox_unsent
+    ON evento_outbox (namespace, seq) WHERE sent_at IS NULL AND dead_lettered_at IS NULL;
 -- Retention deletes sent rows by age.
 CREATE INDEX evento_outbox_sent_at ON evento_outbox (sent_at) WHERE sent_at IS NOT NULL;
 
@@ -67,7 +71,9 @@ DROP TABLE evento_outbox;
 -- migrate:up 2
 
 -- Messages that failed permanently, from the outbox (source 'outbox') or a
--- consumer's handler (source 'consumer'). `message` is the full message as JSON.
+-- consumer's handler (source 'consumer'). `message` is the full message as
+-- JSON. `requeued_at` marks a consumer dead letter whose handler should run
+-- once more (outbox requeues go straight back to the outbox).
 CREATE TABLE evento_dead_letters (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     source          TEXT    NOT NULL CHECK (source IN ('outbox', 'consumer')),
@@ -81,7 +87,8 @@ CREATE TABLE evento_dead_letters (
     error           TEXT    NOT NULL,
     attempts        INTEGER NOT NULL,
     first_failed_at INTEGER NOT NULL,
-    last_failed_at  INTEGER NOT NULL
+    last_failed_at  INTEGER NOT NULL,
+    requeued_at     INTEGER
 );
 CREATE INDEX evento_dead_letters_source ON evento_dead_letters (source, namespace, stream);
 CREATE INDEX evento_dead_letters_message ON evento_dead_letters (message_id);

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::db::{Db, DbOptions};
+use crate::dlq::Dlq;
 use crate::error::Result;
 use crate::store::{EmbeddedStore, MessageStore};
 
@@ -47,6 +48,11 @@ impl Kit {
     /// The namespace of the store.
     pub fn namespace(&self) -> &str {
         self.store.namespace()
+    }
+
+    /// The dead letters of this kit's namespace.
+    pub fn dlq(&self) -> Dlq {
+        Dlq::new(self.db.clone(), Some(self.namespace().to_string()))
     }
 }
 

@@ -39,11 +39,14 @@
 
 pub mod consumer_group;
 pub mod db;
+pub mod dlq;
 pub mod error;
 mod kit;
 pub mod message;
+pub mod metrics;
 mod migrate;
 pub mod namespace;
+mod retry;
 pub mod store;
 pub mod stream_name;
 pub mod time;
@@ -51,10 +54,13 @@ pub mod token;
 
 pub use consumer_group::ConsumerGroup;
 pub use db::{Db, DbOptions, Synchronous};
+pub use dlq::{DeadLetter, DeadLetterFilter, DeadLetterSource, Dlq};
 pub use error::{Error, Result, TransportErrorKind};
 pub use kit::{Kit, KitBuilder};
 pub use message::{Message, NewMessage, WriteOptions, WriteResult};
+pub use metrics::LatencySummary;
 pub use namespace::{CreatedNamespace, DeletedNamespace, NamespaceInfo, TokenCheck};
+pub use retry::RetryPolicy;
 pub use store::{
     CategoryInfo, CategoryQuery, EmbeddedStore, MessageStore, Poke, StreamInfo, StreamListQuery,
     StreamQuery, SubscribeTarget, Subscription,

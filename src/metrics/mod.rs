@@ -1,0 +1,31 @@
+//! Measurements the kit keeps while it runs: latency histograms and rates.
+
+use std::time::Duration;
+
+// Used by the sender and the consumers.
+#[allow(dead_code)]
+mod histogram;
+#[allow(dead_code)]
+mod rate;
+
+#[allow(unused_imports)]
+pub(crate) use histogram::Histogram;
+#[allow(unused_imports)]
+pub(crate) use rate::RateMeter;
+
+/// Percentiles of a latency distribution (`None` until something was recorded).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencySummary {
+    /// How many durations were recorded.
+    pub count: u64,
+    /// Median.
+    pub p50: Option<Duration>,
+    /// 95th percentile.
+    pub p95: Option<Duration>,
+    /// 99th percentile.
+    pub p99: Option<Duration>,
+    /// Arithmetic mean.
+    pub mean: Option<Duration>,
+    /// Largest recorded.
+    pub max: Option<Duration>,
+}
