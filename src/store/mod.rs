@@ -73,6 +73,18 @@ pub trait MessageStore: Send + Sync + fmt::Debug {
     /// Pokes are hints: a reader must still fetch, and may see a poke twice or
     /// miss one when it falls behind. Dropping the [`Subscription`] ends it.
     fn subscribe(&self, target: &SubscribeTarget) -> Result<Subscription>;
+
+    /// Live wake-ups for new messages of `category` (`""`: of every
+    /// category): a poke per write from now on, no replay.
+    ///
+    /// Consumers block on these between fetches, so they must be cheap:
+    /// implementations may share one connection among all watchers of a store
+    /// and may drop pokes when a watcher falls behind (it has wake-ups pending
+    /// anyway). The default implementation is a category subscription from
+    /// global position 1 (its replayed pokes are harmless extra wake-ups).
+    fn watch_category(&self, category: &str) -> Result<Subscription> {
+        self.subscribe(&SubscribeTarget::category(category, 1))
+    }
 }
 
 /// Options of [`MessageStore::get_stream`] (`stream.get`).

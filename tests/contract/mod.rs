@@ -50,6 +50,7 @@ macro_rules! contract_tests {
             subscribe_stream_replays_then_goes_live,
             subscribe_category_replay_uses_consumer_group,
             subscribe_all_is_live_only,
+            watch_category_wakes_on_new_writes,
             time_is_write_time,
         );
     };
@@ -744,6 +745,29 @@ pub fn subscribe_all_is_live_only(store: &dyn MessageStore) {
     let poke = sub.recv_timeout(WAIT).unwrap();
     assert_eq!(poke.stream, "zzz-1", "no replay for all=true");
     assert_eq!(poke.global_position, live.global_position);
+}
+
+pub fn watch_category_wakes_on_new_writes(store: &dyn MessageStore) {
+    write(store, "watched-1", 0);
+    let watch = store.watch_category("watched").unwrap();
+    let everything = store.watch_category("").unwrap();
+    // A poke for an earlier write may be replayed by some implementations;
+    // what counts is that the next write wakes the watcher.
+    write(store, "other-1", 0);
+    let live = write(store, "watched-2", 0);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let poke = watch.recv_timeout(left).expect("a poke for the new write");
+        assert!(poke.stream.starts_with("watched-"), "{poke:?}");
+        if poke.global_position == live.global_position {
+            break;
+        }
+    }
+    let mut streams = BTreeSet::new();
+    while !(streams.contains("other-1") && streams.contains("watched-2")) {
+        streams.insert(everything.recv_timeout(WAIT).unwrap().stream);
+    }
 }
 
 pub fn time_is_write_time(store: &dyn MessageStore) {

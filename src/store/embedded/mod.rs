@@ -29,6 +29,9 @@ use pokes::{Filter, Registry, LIVE_CAPACITY};
 
 /// Most messages a subscription replays before going live (as EventoDB).
 const REPLAY_LIMIT: i64 = 1000;
+/// Pokes a category watcher may have pending; more are dropped (they are
+/// only wake-ups).
+const WATCH_CAPACITY: usize = 64;
 
 fn store_schema() -> &'static Schema {
     static SCHEMA: OnceLock<Schema> = OnceLock::new();
@@ -337,6 +340,13 @@ impl MessageStore for EmbeddedStore {
         }
         let guard = self.shared.pokes.add(ns, filter, live_from, tx);
         drop(conn);
+        Ok(Subscription::new(rx, guard))
+    }
+
+    fn watch_category(&self, category: &str) -> Result<Subscription> {
+        let (tx, rx) = bounded(WATCH_CAPACITY);
+        let filter = Filter::Category(category.to_string(), None);
+        let guard = self.shared.pokes.add(&self.namespace, filter, 0, tx);
         Ok(Subscription::new(rx, guard))
     }
 }
