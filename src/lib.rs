@@ -37,6 +37,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod consumer;
 pub mod consumer_group;
 pub mod db;
 pub mod dlq;
@@ -52,6 +53,10 @@ pub mod stream_name;
 pub mod time;
 pub mod token;
 
+pub use consumer::{
+    Checkpoints, ConsumerBuilder, ConsumerHandle, ConsumerHealth, ConsumerStats, Dispatcher,
+    FailurePolicy, MessageSubscription,
+};
 pub use consumer_group::ConsumerGroup;
 pub use db::{Db, DbOptions, Synchronous};
 pub use dlq::{DeadLetter, DeadLetterFilter, DeadLetterSource, Dlq};
