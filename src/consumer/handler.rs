@@ -6,7 +6,7 @@ use std::any::Any;
 use std::fmt::Display;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use rusqlite::Transaction;
+use rusqlite::{CachedStatement, Connection, Transaction};
 
 use crate::error::{Error, Result};
 use crate::message::Message;
@@ -100,23 +100,41 @@ fn panic_text(payload: &(dyn Any + Send)) -> &str {
     }
 }
 
-/// Marks the start of one message's work inside the batch transaction.
-pub(crate) fn savepoint(tx: &Transaction<'_>) -> Result<()> {
-    tx.prepare_cached("SAVEPOINT evento_message")?.execute([])?;
-    Ok(())
+/// The statements that frame each message's work inside a batch
+/// transaction, prepared once per batch: a savepoint per message, released to
+/// keep the work or rolled back to undo it alone.
+pub(crate) struct Savepoints<'c> {
+    savepoint: CachedStatement<'c>,
+    release: CachedStatement<'c>,
+    rollback: CachedStatement<'c>,
 }
 
-/// Keeps one message's work.
-pub(crate) fn release(tx: &Transaction<'_>) -> Result<()> {
-    tx.prepare_cached("RELEASE evento_message")?.execute([])?;
-    Ok(())
-}
+impl<'c> Savepoints<'c> {
+    pub(crate) fn prepare(conn: &'c Connection) -> Result<Self> {
+        Ok(Savepoints {
+            savepoint: conn.prepare_cached("SAVEPOINT evento_message")?,
+            release: conn.prepare_cached("RELEASE evento_message")?,
+            rollback: conn.prepare_cached("ROLLBACK TO evento_message")?,
+        })
+    }
 
-/// Undoes one message's work (and only it).
-pub(crate) fn rollback_to(tx: &Transaction<'_>) -> Result<()> {
-    tx.prepare_cached("ROLLBACK TO evento_message")?
-        .execute([])?;
-    release(tx)
+    /// Marks the start of one message's work.
+    pub(crate) fn begin(&mut self) -> Result<()> {
+        self.savepoint.execute([])?;
+        Ok(())
+    }
+
+    /// Keeps the message's work.
+    pub(crate) fn keep(&mut self) -> Result<()> {
+        self.release.execute([])?;
+        Ok(())
+    }
+
+    /// Undoes the message's work (and only it).
+    pub(crate) fn undo(&mut self) -> Result<()> {
+        self.rollback.execute([])?;
+        self.keep()
+    }
 }
 
 #[cfg(test)]

@@ -179,28 +179,37 @@ pub(crate) fn save(conn: &Connection, key: &ConsumerKey, position: i64) -> Resul
     Ok(())
 }
 
-/// Records that the consumer handled `message`; `false` if it already had.
-pub(crate) fn mark_processed(
-    conn: &Connection,
-    key: &ConsumerKey,
-    message: &Message,
-) -> Result<bool> {
-    let inserted = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO evento_processed_events
-               (namespace, category, consumer_id, event_id, event_type, global_position, processed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
+/// Writes processed records; prepared once per batch.
+pub(crate) struct ProcessedRecords<'c> {
+    insert: rusqlite::CachedStatement<'c>,
+    now_ms: i64,
+}
+
+impl<'c> ProcessedRecords<'c> {
+    pub(crate) fn prepare(conn: &'c Connection) -> Result<Self> {
+        Ok(ProcessedRecords {
+            insert: conn.prepare_cached(
+                "INSERT OR IGNORE INTO evento_processed_events
+                   (namespace, category, consumer_id, event_id, event_type, global_position, processed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?,
+            now_ms: now_ms(),
+        })
+    }
+
+    /// Records that the consumer handled `message`; `false` if it already had.
+    pub(crate) fn mark(&mut self, key: &ConsumerKey, message: &Message) -> Result<bool> {
+        let inserted = self.insert.execute(params![
             key.namespace,
             key.category,
             key.consumer_id,
             message.id,
             message.message_type,
             message.global_position,
-            now_ms(),
+            self.now_ms,
         ])?;
-    Ok(inserted == 1)
+        Ok(inserted == 1)
+    }
 }
 
 /// The position to resume from so that the first message fetched from

@@ -12,7 +12,7 @@ use crate::message::Message;
 use crate::store::{CategoryQuery, MAX_BATCH_SIZE};
 
 use super::filter::MessageFilter;
-use super::handler::{self, Failure};
+use super::handler::{self, Failure, Savepoints};
 use super::position::position_at_time;
 
 /// Runs a handler over a range of a category — between global positions,
@@ -216,27 +216,30 @@ where
     let tx = conn.transaction()?;
     let mut done = *report;
     let mut failed = None;
-    for message in messages {
-        if !filter.accepts(message) {
-            done.skipped += 1;
-            done.last_position = Some(message.global_position);
-            continue;
-        }
-        handler::savepoint(&tx)?;
-        match handler::run(handler, message, &tx) {
-            Ok(()) => {
-                handler::release(&tx)?;
-                done.handled += 1;
+    {
+        let mut savepoints = Savepoints::prepare(&tx)?;
+        for message in messages {
+            if !filter.accepts(message) {
+                done.skipped += 1;
                 done.last_position = Some(message.global_position);
+                continue;
             }
-            Err(failure) => {
-                handler::rollback_to(&tx)?;
-                failed = Some(Error::Handler {
-                    message_id: message.id.clone(),
-                    global_position: message.global_position,
-                    message: failure.error,
-                });
-                break;
+            savepoints.begin()?;
+            match handler::run(handler, message, &tx) {
+                Ok(()) => {
+                    savepoints.keep()?;
+                    done.handled += 1;
+                    done.last_position = Some(message.global_position);
+                }
+                Err(failure) => {
+                    savepoints.undo()?;
+                    failed = Some(Error::Handler {
+                        message_id: message.id.clone(),
+                        global_position: message.global_position,
+                        message: failure.error,
+                    });
+                    break;
+                }
             }
         }
     }

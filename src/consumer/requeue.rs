@@ -13,8 +13,8 @@ use crate::dlq::message_from_json;
 use crate::error::Result;
 use crate::time::now_ms;
 
-use super::handler::{self, BoxedHandler};
-use super::position::{self, ConsumerKey};
+use super::handler::{self, BoxedHandler, Savepoints};
+use super::position::{ConsumerKey, ProcessedRecords};
 use super::stats::Shared;
 
 /// Runs the handler once on every requeued dead letter of this consumer.
@@ -52,23 +52,35 @@ pub(crate) fn run_requeued(
         };
         let mut conn = db.connection()?;
         let tx = conn.transaction()?;
-        handler::savepoint(&tx)?;
-        if !position::mark_processed(&tx, key, &message)? {
-            // Already handled (say, after a reset): the dead letter is moot.
-            handler::release(&tx)?;
-            delete(&tx, id)?;
-            tx.commit()?;
-            continue;
-        }
-        match handler::run(handler, &message, &tx) {
-            Ok(()) => {
-                handler::release(&tx)?;
+        let outcome = {
+            let mut savepoints = Savepoints::prepare(&tx)?;
+            savepoints.begin()?;
+            if !ProcessedRecords::prepare(&tx)?.mark(key, &message)? {
+                // Already handled (say, after a reset): the dead letter is moot.
+                savepoints.keep()?;
+                None
+            } else {
+                match handler::run(handler, &message, &tx) {
+                    Ok(()) => {
+                        savepoints.keep()?;
+                        Some(Ok(()))
+                    }
+                    Err(failure) => {
+                        savepoints.undo()?;
+                        Some(Err(failure))
+                    }
+                }
+            }
+        };
+        match outcome {
+            None | Some(Ok(())) => {
                 delete(&tx, id)?;
                 tx.commit()?;
-                shared.requeue_processed();
+                if outcome.is_some() {
+                    shared.requeue_processed();
+                }
             }
-            Err(failure) => {
-                handler::rollback_to(&tx)?;
+            Some(Err(failure)) => {
                 drop(tx);
                 drop(conn);
                 shared.handler_failed();

@@ -29,8 +29,8 @@ use super::config::{ConsumerConfig, FailurePolicy};
 use super::fetch::Fetcher;
 use super::filter::MessageFilter;
 use super::handle::ConsumerHandle;
-use super::handler::{self, BoxedHandler, Failure};
-use super::position::{self, ConsumerKey};
+use super::handler::{self, BoxedHandler, Failure, Savepoints};
+use super::position::{self, ConsumerKey, ProcessedRecords};
 use super::requeue;
 use super::retention;
 use super::stats::{BatchCounts, FailingMessage, Shared};
@@ -48,6 +48,9 @@ pub(crate) fn spawn(
     let (shutdown_tx, shutdown_rx) = bounded::<()>(0);
     let (fetch_stop_tx, fetch_stop_rx) = bounded::<()>(0);
     let (batch_tx, batch_rx) = bounded::<Vec<Message>>(1);
+    // Handled batches go back to the fetcher to be freed there, off the
+    // worker's hot path (their memory came from the fetcher's thread).
+    let (recycle_tx, recycle_rx) = bounded::<Vec<Message>>(2);
 
     let mut query = CategoryQuery::new().batch_size(config.batch_size);
     query.correlation = config.correlation.clone();
@@ -64,7 +67,7 @@ pub(crate) fn spawn(
     let fetch_shared = Arc::clone(&shared);
     let fetch_thread = thread::Builder::new()
         .name(format!("evento-fetch-{}", key.consumer_id))
-        .spawn(move || fetch_loop(fetcher, batch_tx, fetch_stop_rx, fetch_shared))?;
+        .spawn(move || fetch_loop(fetcher, batch_tx, recycle_rx, fetch_stop_rx, fetch_shared))?;
 
     let worker = Worker {
         db: kit.db().clone(),
@@ -74,6 +77,7 @@ pub(crate) fn spawn(
         handler,
         shared: Arc::clone(&shared),
         shutdown: shutdown_rx,
+        recycle: recycle_tx,
         retry: None,
         requeue_checked: None,
         // `ConsumerBuilder::spawn` pruned just now.
@@ -103,11 +107,16 @@ pub(crate) fn spawn(
 fn fetch_loop(
     mut fetcher: Fetcher,
     batches: Sender<Vec<Message>>,
+    handled: Receiver<Vec<Message>>,
     stop: Receiver<()>,
     shared: Arc<Shared>,
 ) {
     let mut on_store = |e: Option<&crate::Error>| shared.set_store_error(e.map(|e| e.to_string()));
-    while let Some(batch) = fetcher.next_batch(&stop, &mut on_store) {
+    loop {
+        handled.try_iter().for_each(drop);
+        let Some(batch) = fetcher.next_batch(&stop, &mut on_store) else {
+            return;
+        };
         shared.batch_fetched();
         select! {
             send(batches, batch) -> sent => if sent.is_err() { return },
@@ -148,6 +157,7 @@ pub(crate) struct Worker {
     handler: BoxedHandler,
     shared: Arc<Shared>,
     shutdown: Receiver<()>,
+    recycle: Sender<Vec<Message>>,
     retry: Option<Retry>,
     requeue_checked: Option<Instant>,
     retention_done: Option<Instant>,
@@ -185,7 +195,14 @@ impl Worker {
             }
             select! {
                 recv(batches) -> batch => match batch {
-                    Ok(batch) => if self.process(&batch) == Flow::Exit { return },
+                    Ok(batch) => {
+                        let flow = self.process(&batch);
+                        // A full channel means the fetcher is busy: free it here.
+                        let _ = self.recycle.try_send(batch);
+                        if flow == Flow::Exit {
+                            return;
+                        }
+                    }
                     Err(_) => return,
                 },
                 recv(self.shutdown) -> _ => return,
@@ -286,36 +303,40 @@ impl Worker {
         let mut last = None;
         let mut end = BatchEnd::Done;
         let mut consumed = 0;
-        for message in messages {
-            if self.shared.stopping() {
-                end = BatchEnd::Interrupted;
-                break;
-            }
-            if !self.filter.accepts(message) {
-                counts.filtered += 1;
-            } else {
-                handler::savepoint(&tx)?;
-                if !position::mark_processed(&tx, &self.key, message)? {
-                    handler::release(&tx)?;
-                    counts.duplicates += 1;
+        {
+            let mut savepoints = Savepoints::prepare(&tx)?;
+            let mut records = ProcessedRecords::prepare(&tx)?;
+            for message in messages {
+                if self.shared.stopping() {
+                    end = BatchEnd::Interrupted;
+                    break;
+                }
+                if !self.filter.accepts(message) {
+                    counts.filtered += 1;
                 } else {
-                    let started = Instant::now();
-                    match handler::run(&mut self.handler, message, &tx) {
-                        Ok(()) => {
-                            handler::release(&tx)?;
-                            self.shared.handler_ran(started.elapsed());
-                            counts.processed += 1;
-                        }
-                        Err(failure) => {
-                            handler::rollback_to(&tx)?;
-                            end = BatchEnd::Failed(failure);
-                            break;
+                    savepoints.begin()?;
+                    if !records.mark(&self.key, message)? {
+                        savepoints.keep()?;
+                        counts.duplicates += 1;
+                    } else {
+                        let started = Instant::now();
+                        match handler::run(&mut self.handler, message, &tx) {
+                            Ok(()) => {
+                                savepoints.keep()?;
+                                self.shared.handler_ran(started.elapsed());
+                                counts.processed += 1;
+                            }
+                            Err(failure) => {
+                                savepoints.undo()?;
+                                end = BatchEnd::Failed(failure);
+                                break;
+                            }
                         }
                     }
                 }
+                last = Some(message.global_position);
+                consumed += 1;
             }
-            last = Some(message.global_position);
-            consumed += 1;
         }
         if let Some(position) = last {
             position::save(&tx, &self.key, position)?;
