@@ -34,14 +34,16 @@ fn a_subscription_delivers_in_order_and_a_slow_reader_holds_it_back() {
                 .batch_size(30),
         )
         .unwrap();
-    eventually("a full channel", || sub.receiver().len() == 4);
-    assert_eq!(sub.delivered(), 4, "the thread waits for the reader");
+    // Capacity 4: four messages in, and the thread waits for the reader.
+    eventually("a full channel", || {
+        sub.receiver().len() == 4 && sub.delivered() == 4
+    });
     let first = sub.recv_timeout(DEADLINE).unwrap();
     assert_eq!(first.global_position, 11);
+    // One read lets exactly one more in.
     eventually("the freed slot to be refilled", || {
-        sub.receiver().len() == 4
+        sub.receiver().len() == 4 && sub.delivered() == 5
     });
-    assert_eq!(sub.delivered(), 5, "one read lets exactly one more in");
 
     let mut positions = vec![first.global_position];
     while positions.len() < 90 {
