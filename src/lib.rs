@@ -23,6 +23,14 @@
 //! # Ok::<(), eventodb_kit::Error>(())
 //! ```
 //!
+//! ## Consumers
+//!
+//! [`Kit::consumer`] follows a category and runs a handler inside a
+//! transaction on the kit's database, committing its writes with the
+//! processed-event record and the new position; see the [`consumer`] module
+//! for the promises, typed dispatch, channel subscriptions, checkpoints and
+//! replay.
+//!
 //! ## Errors
 //!
 //! Every fallible call returns [`Result`] with the one [`Error`] enum; use

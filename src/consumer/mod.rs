@@ -138,3 +138,20 @@ impl Kit {
         Replay::new(self.clone(), category)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_can_be_shared_across_threads() {
+        send_sync::<ConsumerHandle>();
+        send_sync::<MessageSubscription>();
+        send_sync::<Checkpoints>();
+        fn send<T: Send>() {}
+        send::<Dispatcher>();
+        send::<ConsumerBuilder>();
+    }
+}
