@@ -37,6 +37,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod cloudevents;
 pub mod consumer_group;
 pub mod db;
 pub mod dlq;
