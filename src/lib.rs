@@ -45,6 +45,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod cloudevents;
 pub mod consumer;
 pub mod consumer_group;
 pub mod db;
