@@ -23,6 +23,14 @@
 //! # Ok::<(), eventodb_kit::Error>(())
 //! ```
 //!
+//! ## Consumers
+//!
+//! [`Kit::consumer`] follows a category and runs a handler inside a
+//! transaction on the kit's database, committing its writes with the
+//! processed-event record and the new position; see the [`consumer`] module
+//! for the promises, typed dispatch, channel subscriptions, checkpoints and
+//! replay.
+//!
 //! ## Errors
 //!
 //! Every fallible call returns [`Result`] with the one [`Error`] enum; use
@@ -38,6 +46,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cloudevents;
+pub mod consumer;
 pub mod consumer_group;
 pub mod db;
 pub mod dlq;
@@ -53,6 +62,10 @@ pub mod stream_name;
 pub mod time;
 pub mod token;
 
+pub use consumer::{
+    Checkpoints, ConsumerBuilder, ConsumerHandle, ConsumerHealth, ConsumerStats, Dispatcher,
+    FailurePolicy, MessageSubscription,
+};
 pub use consumer_group::ConsumerGroup;
 pub use db::{Db, DbOptions, Synchronous};
 pub use dlq::{DeadLetter, DeadLetterFilter, DeadLetterSource, Dlq};

@@ -9,6 +9,7 @@
 //!
 //! Run a subset by naming groups: `cargo bench -- embedded`.
 
+mod consumer;
 mod embedded;
 mod report;
 
@@ -16,7 +17,7 @@ use report::Report;
 
 type Group = (&'static str, fn(&mut Report));
 
-const GROUPS: &[Group] = &[("embedded", embedded::run)];
+const GROUPS: &[Group] = &[("embedded", embedded::run), ("consumer", consumer::run)];
 
 fn main() {
     let filters: Vec<String> = std::env::args()
