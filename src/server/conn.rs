@@ -178,6 +178,7 @@ fn serve(shared: &Shared, socket: TcpStream) {
                     false,
                     false,
                 );
+                linger(&socket, &mut reader);
                 return;
             }
         };
@@ -193,6 +194,26 @@ fn serve(shared: &Shared, socket: TcpStream) {
             }
             // The handler wrote its own (streamed) response.
             router::Outcome::Streamed => return,
+        }
+    }
+}
+
+/// Closes after an error answer without losing it: closing a socket with
+/// unread input makes the kernel send a reset, which may destroy the answer
+/// before the client reads it. So: end our side, then discard what the client
+/// still sends, for a short while.
+fn linger(socket: &TcpStream, reader: &mut BufReader<TcpStream>) {
+    let _ = socket.shutdown(Shutdown::Write);
+    let _ = socket.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut budget: usize = 1024 * 1024;
+    while budget > 0 {
+        match reader.fill_buf() {
+            Ok([]) | Err(_) => return,
+            Ok(data) => {
+                let n = data.len();
+                reader.consume(n);
+                budget = budget.saturating_sub(n);
+            }
         }
     }
 }
