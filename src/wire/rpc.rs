@@ -289,7 +289,11 @@ pub(crate) struct ErrorBody {
     /// Human-readable message.
     pub(crate) message: String,
     /// Extra facts (omitted when empty).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::json::sorted_option"
+    )]
     pub(crate) details: Option<Value>,
 }
 
@@ -321,7 +325,9 @@ impl ErrorBody {
     /// `details` in that order; no trailing newline).
     #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn to_go_json(&self) -> Vec<u8> {
-        super::json::to_go_vec(&Envelope { error: self })
+        let mut out = Vec::with_capacity(128);
+        super::json::write_go(&mut out, &Envelope { error: self });
+        out
     }
 
     /// Reads an error envelope; `None` when `body` is not one.
