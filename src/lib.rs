@@ -36,10 +36,25 @@
 //! Every fallible call returns [`Result`] with the one [`Error`] enum; use
 //! [`Error::is_transient`] to decide whether a retry can help.
 //!
+//! ## A real EventoDB
+//!
+//! [`HttpStore`] is the same [`MessageStore`] over HTTP, for an EventoDB
+//! server (or `eventodb-kit serve`); the namespace comes from the token:
+//!
+//! ```no_run
+//! use eventodb_kit::{HttpStore, MessageStore, NewMessage, WriteOptions};
+//!
+//! let store = HttpStore::new("http://127.0.0.1:8080", &std::env::var("EVENTODB_TOKEN").unwrap())?;
+//! store.write("account-1", &NewMessage::new("Opened", serde_json::json!({})), &WriteOptions::new())?;
+//! # Ok::<(), eventodb_kit::Error>(())
+//! ```
+//!
 //! ## Features
 //!
-//! * `server` — an EventoDB-compatible HTTP server over [`EmbeddedStore`].
-//! * `cli` — the `eventodb-kit` command-line tool (implies `server`).
+//! * `server` — an EventoDB-compatible HTTP server over [`EmbeddedStore`]
+//!   (`server::Server`).
+//! * `cli` — the `eventodb-kit` command-line tool (implies `server`):
+//!   `eventodb-kit serve`.
 //!
 //! The default build has neither, so a device build carries only the library.
 #![deny(missing_docs)]
@@ -57,10 +72,13 @@ pub mod metrics;
 mod migrate;
 pub mod namespace;
 mod retry;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod store;
 pub mod stream_name;
 pub mod time;
 pub mod token;
+mod wire;
 
 pub use consumer::{
     Checkpoints, ConsumerBuilder, ConsumerHandle, ConsumerHealth, ConsumerStats, Dispatcher,
@@ -75,6 +93,10 @@ pub use message::{Message, NewMessage, WriteOptions, WriteResult};
 pub use metrics::LatencySummary;
 pub use namespace::{CreatedNamespace, DeletedNamespace, NamespaceInfo, TokenCheck};
 pub use retry::RetryPolicy;
+pub use store::http::{
+    ConnectionSnapshot, ConnectionState, ConnectionStatus, HttpStore, HttpStoreBuilder,
+    ImportSummary, SseSubscription, SystemHealth,
+};
 pub use store::{
     CategoryInfo, CategoryQuery, EmbeddedStore, MessageStore, Poke, StreamInfo, StreamListQuery,
     StreamQuery, SubscribeTarget, Subscription,

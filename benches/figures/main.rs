@@ -7,17 +7,25 @@
 //! repeated in a summary at the end. Ratios, not absolute numbers, are what
 //! compare across machines.
 //!
-//! Run a subset by naming groups: `cargo bench -- embedded`.
+//! Run a subset by naming groups: `cargo bench -- embedded`. The `http`
+//! group needs the server: `cargo bench --features server -- http`.
 
 mod consumer;
 mod embedded;
+#[cfg(feature = "server")]
+mod http;
 mod report;
 
 use report::Report;
 
 type Group = (&'static str, fn(&mut Report));
 
-const GROUPS: &[Group] = &[("embedded", embedded::run), ("consumer", consumer::run)];
+const GROUPS: &[Group] = &[
+    ("embedded", embedded::run),
+    ("consumer", consumer::run),
+    #[cfg(feature = "server")]
+    ("http", http::run),
+];
 
 fn main() {
     let filters: Vec<String> = std::env::args()
