@@ -315,7 +315,7 @@ impl Worker {
         let mut consumed = 0;
         {
             let mut savepoints = Savepoints::prepare(&tx)?;
-            let mut records = ProcessedRecords::prepare(&tx)?;
+            let mut records = ProcessedRecords::prepare(&tx, &self.key)?;
             for message in messages {
                 if self.shared.stopping() {
                     end = BatchEnd::Interrupted;
@@ -325,7 +325,7 @@ impl Worker {
                     counts.filtered += 1;
                 } else {
                     savepoints.begin()?;
-                    if !records.mark(&self.key, message)? {
+                    if !records.mark(message)? {
                         savepoints.keep()?;
                         counts.duplicates += 1;
                     } else {

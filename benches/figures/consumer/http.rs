@@ -99,6 +99,12 @@ fn throughput(report: &mut Report, kit: &Kit, server: &Server) {
         limit = limit.max(read_all());
         consumer_rate = consumer_rate.max(consume(round));
     }
+    // The consumer needs a core for its worker besides the reading chain
+    // (server + fetcher): other load on the machine shows in the ratio.
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let one_minute = load.split_whitespace().next().unwrap_or("?");
+        println!("(load average over the last minute: {one_minute})");
+    }
     report.ratio("consumer_http", consumer_rate, limit);
 }
 
