@@ -2,7 +2,8 @@
 //! doing one insert, with positions and processed records committed) against
 //! the raw rate of reading the same messages with `category.get` from the
 //! same store in the same run. `handler_latency_embedded_ms`: write → handler
-//! with push wake-ups on the embedded store.
+//! with push wake-ups on the embedded store. With the `server` feature,
+//! the same figures over HTTP (see [`http`]).
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,9 @@ use eventodb_kit::{CategoryQuery, Error, Kit, NewMessage, WriteOptions};
 use serde_json::json;
 
 use crate::report::{best_of, Report};
+
+#[cfg(feature = "server")]
+mod http;
 
 const MESSAGES: i64 = 20_000;
 const STREAMS: i64 = 100;
@@ -22,6 +26,24 @@ pub fn run(report: &mut Report) {
         .database(dir.path().join("consumer.db"))
         .build()
         .unwrap();
+    create_effects(&kit);
+    throughput(report, &kit);
+    latency(report, &kit);
+    #[cfg(feature = "server")]
+    http::run(report);
+}
+
+/// The handler of the throughput figures: one insert.
+fn insert_effect(
+    msg: &eventodb_kit::Message,
+    tx: &rusqlite::Transaction<'_>,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT INTO bench_effects (event_id, amount) VALUES (?1, ?2)")?
+        .execute((&msg.id, msg.data["amount"].as_i64().unwrap_or(0)))?;
+    Ok(())
+}
+
+fn create_effects(kit: &Kit) {
     kit.db()
         .write(|tx| {
             tx.execute_batch(
@@ -30,8 +52,13 @@ pub fn run(report: &mut Report) {
             Ok(())
         })
         .unwrap();
-    throughput(report, &kit);
-    latency(report, &kit);
+}
+
+/// The `q` quantile of `samples` in milliseconds.
+fn percentile_ms(samples: &mut [Duration], q: f64) -> f64 {
+    samples.sort();
+    let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+    samples[i].as_secs_f64() * 1000.0
 }
 
 fn payload(n: i64) -> serde_json::Value {
@@ -79,11 +106,7 @@ fn throughput(report: &mut Report, kit: &Kit) {
         let start = Instant::now();
         let consumer = kit
             .consumer("account", &format!("bench-{round}"))
-            .spawn(|msg, tx| {
-                tx.prepare_cached("INSERT INTO bench_effects (event_id, amount) VALUES (?1, ?2)")?
-                    .execute((&msg.id, msg.data["amount"].as_i64().unwrap_or(0)))?;
-                Ok::<(), rusqlite::Error>(())
-            })
+            .spawn(insert_effect)
             .unwrap();
         consumer
             .wait_for_position(last, Duration::from_secs(300))
@@ -118,13 +141,11 @@ fn latency(report: &mut Report, kit: &Kit) {
         samples.push(handled - before);
     }
     consumer.shutdown();
-    samples.sort();
-    let ms = |q: f64| {
-        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
-        samples[i].as_secs_f64() * 1000.0
-    };
     report.figure(
         "handler_latency_embedded_ms",
-        &[("p50", ms(0.50)), ("p99", ms(0.99))],
+        &[
+            ("p50", percentile_ms(&mut samples, 0.50)),
+            ("p99", percentile_ms(&mut samples, 0.99)),
+        ],
     );
 }

@@ -88,8 +88,9 @@ impl ConsumerBuilder {
 
     /// How often an idle consumer looks for new messages when no wake-up
     /// came (wake-ups normally make this irrelevant; it is the fallback while
-    /// they are unavailable). Also how often requeued dead letters are picked
-    /// up. Defaults to 1 s.
+    /// they are unavailable — with an [`HttpStore`](crate::HttpStore), while
+    /// its SSE connection is down). Also how often requeued dead letters are
+    /// picked up, by an idle consumer too. Defaults to 1 s.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.config.poll_interval = interval.max(Duration::from_millis(1));
         self

@@ -26,6 +26,18 @@ pub(crate) enum Wake {
     Stop,
 }
 
+/// What one `category.get` call came to, for the fetcher's owner.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FetchOutcome<'a> {
+    /// It answered; `after_errors`: the first answer after failed calls.
+    Read {
+        /// Whether calls failed before this one.
+        after_errors: bool,
+    },
+    /// It failed (the fetcher backs off and tries again).
+    Failed(&'a Error),
+}
+
 /// Fetches batches of a category from a position on.
 pub(crate) struct Fetcher {
     store: Arc<dyn MessageStore>,
@@ -85,12 +97,12 @@ impl Fetcher {
     }
 
     /// The next non-empty batch, waiting for one as long as it takes;
-    /// `None` once `stop` is closed. `on_store` hears of every fetch error
-    /// (`Some`) and of the first success after errors (`None`).
+    /// `None` once `stop` is closed. `on_fetch` hears of every call to the
+    /// store, empty answers and failures included.
     pub(crate) fn next_batch(
         &mut self,
         stop: &Receiver<()>,
-        on_store: &mut dyn FnMut(Option<&Error>),
+        on_fetch: &mut dyn FnMut(FetchOutcome<'_>),
     ) -> Option<Vec<Message>> {
         loop {
             self.ensure_watch();
@@ -99,10 +111,10 @@ impl Fetcher {
             }
             match self.store.get_category(&self.category, &self.query) {
                 Ok(batch) => {
-                    if self.failures > 0 {
-                        self.failures = 0;
-                        on_store(None);
-                    }
+                    on_fetch(FetchOutcome::Read {
+                        after_errors: self.failures > 0,
+                    });
+                    self.failures = 0;
                     if let Some(last) = batch.last() {
                         self.query.position = last.global_position + 1;
                         return Some(batch);
@@ -114,7 +126,7 @@ impl Fetcher {
                 Err(e) => {
                     self.failures = self.failures.saturating_add(1);
                     log::warn!("reading category {:?} failed: {e}", self.category);
-                    on_store(Some(&e));
+                    on_fetch(FetchOutcome::Failed(&e));
                     let delay = self.backoff.jittered_delay_after(self.failures);
                     if self.wait(stop, delay) == Wake::Stop {
                         return None;

@@ -179,36 +179,34 @@ pub(crate) fn save(conn: &Connection, key: &ConsumerKey, position: i64) -> Resul
     Ok(())
 }
 
-/// Writes processed records; prepared once per batch.
+/// Writes one consumer's processed records; prepared once per batch, with
+/// the consumer's key and the time bound once (only the message's own
+/// values are bound per message).
 pub(crate) struct ProcessedRecords<'c> {
     insert: rusqlite::CachedStatement<'c>,
-    now_ms: i64,
 }
 
 impl<'c> ProcessedRecords<'c> {
-    pub(crate) fn prepare(conn: &'c Connection) -> Result<Self> {
-        Ok(ProcessedRecords {
-            insert: conn.prepare_cached(
-                "INSERT OR IGNORE INTO evento_processed_events
-                   (namespace, category, consumer_id, event_id, event_type, global_position, processed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?,
-            now_ms: now_ms(),
-        })
+    pub(crate) fn prepare(conn: &'c Connection, key: &ConsumerKey) -> Result<Self> {
+        let mut insert = conn.prepare_cached(
+            "INSERT OR IGNORE INTO evento_processed_events
+               (namespace, category, consumer_id, event_id, event_type, global_position, processed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        insert.raw_bind_parameter(1, &key.namespace)?;
+        insert.raw_bind_parameter(2, &key.category)?;
+        insert.raw_bind_parameter(3, &key.consumer_id)?;
+        insert.raw_bind_parameter(7, now_ms())?;
+        Ok(ProcessedRecords { insert })
     }
 
     /// Records that the consumer handled `message`; `false` if it already had.
-    pub(crate) fn mark(&mut self, key: &ConsumerKey, message: &Message) -> Result<bool> {
-        let inserted = self.insert.execute(params![
-            key.namespace,
-            key.category,
-            key.consumer_id,
-            message.id,
-            message.message_type,
-            message.global_position,
-            self.now_ms,
-        ])?;
-        Ok(inserted == 1)
+    pub(crate) fn mark(&mut self, message: &Message) -> Result<bool> {
+        // Bindings survive each execution (a reset keeps them).
+        self.insert.raw_bind_parameter(4, &message.id)?;
+        self.insert.raw_bind_parameter(5, &message.message_type)?;
+        self.insert.raw_bind_parameter(6, message.global_position)?;
+        Ok(self.insert.raw_execute()? == 1)
     }
 }
 

@@ -55,7 +55,7 @@ pub(crate) fn run_requeued(
         let outcome = {
             let mut savepoints = Savepoints::prepare(&tx)?;
             savepoints.begin()?;
-            if !ProcessedRecords::prepare(&tx)?.mark(key, &message)? {
+            if !ProcessedRecords::prepare(&tx, key)?.mark(&message)? {
                 // Already handled (say, after a reset): the dead letter is moot.
                 savepoints.keep()?;
                 None

@@ -28,6 +28,10 @@ pub struct ConsumerStats {
     pub requeued_processed: u64,
     /// Batches fetched from the store.
     pub batches_fetched: u64,
+    /// Calls to the store's `category.get`, empty answers and failures
+    /// included. While wake-ups work, an idle consumer makes none: it reads
+    /// when a write pokes it (or at its poll interval, the fallback).
+    pub fetches: u64,
     /// Processed messages per second over the last 10 seconds.
     pub processed_per_second: f64,
     /// How long successful handler runs took.
@@ -118,6 +122,7 @@ pub(crate) struct Shared {
     dead_lettered: AtomicU64,
     requeued: AtomicU64,
     batches: AtomicU64,
+    fetches: AtomicU64,
     handler_time: Histogram,
     rate: RateMeter,
 }
@@ -174,6 +179,10 @@ impl Shared {
 
     pub(crate) fn batch_fetched(&self) {
         self.batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn fetched(&self) {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn requeue_processed(&self) {
@@ -261,6 +270,7 @@ impl Shared {
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             requeued_processed: self.requeued.load(Ordering::Relaxed),
             batches_fetched: self.batches.load(Ordering::Relaxed),
+            fetches: self.fetches.load(Ordering::Relaxed),
             processed_per_second: self.rate.rate(Duration::from_secs(10)),
             handler_time: self.handler_time.summary(),
         }

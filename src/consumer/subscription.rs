@@ -16,7 +16,7 @@ use crate::message::Message;
 use crate::retry::RetryPolicy;
 use crate::store::{CategoryQuery, MAX_BATCH_SIZE};
 
-use super::fetch::Fetcher;
+use super::fetch::{FetchOutcome, Fetcher};
 
 /// Settings of a [`MessageSubscription`] (see [`Kit::subscribe_with`]).
 ///
@@ -208,8 +208,8 @@ impl Drop for MessageSubscription {
 }
 
 fn feed(mut fetcher: Fetcher, tx: Sender<Message>, stop: Receiver<()>, delivered: Arc<AtomicU64>) {
-    let mut on_store = |_: Option<&Error>| {};
-    while let Some(batch) = fetcher.next_batch(&stop, &mut on_store) {
+    let mut on_fetch = |_: FetchOutcome<'_>| {};
+    while let Some(batch) = fetcher.next_batch(&stop, &mut on_fetch) {
         for message in batch {
             select! {
                 send(tx, message) -> sent => if sent.is_err() { return },

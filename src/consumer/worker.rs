@@ -26,7 +26,7 @@ use crate::store::CategoryQuery;
 use crate::time::now_ms;
 
 use super::config::{ConsumerConfig, FailurePolicy};
-use super::fetch::Fetcher;
+use super::fetch::{FetchOutcome, Fetcher};
 use super::filter::MessageFilter;
 use super::handle::ConsumerHandle;
 use super::handler::{self, BoxedHandler, Failure, Savepoints};
@@ -111,10 +111,20 @@ fn fetch_loop(
     stop: Receiver<()>,
     shared: Arc<Shared>,
 ) {
-    let mut on_store = |e: Option<&crate::Error>| shared.set_store_error(e.map(|e| e.to_string()));
+    let mut on_fetch = |outcome: FetchOutcome<'_>| {
+        shared.fetched();
+        match outcome {
+            FetchOutcome::Read { after_errors } => {
+                if after_errors {
+                    shared.set_store_error(None);
+                }
+            }
+            FetchOutcome::Failed(e) => shared.set_store_error(Some(e.to_string())),
+        }
+    };
     loop {
         handled.try_iter().for_each(drop);
-        let Some(batch) = fetcher.next_batch(&stop, &mut on_store) else {
+        let Some(batch) = fetcher.next_batch(&stop, &mut on_fetch) else {
             return;
         };
         shared.batch_fetched();
@@ -305,7 +315,7 @@ impl Worker {
         let mut consumed = 0;
         {
             let mut savepoints = Savepoints::prepare(&tx)?;
-            let mut records = ProcessedRecords::prepare(&tx)?;
+            let mut records = ProcessedRecords::prepare(&tx, &self.key)?;
             for message in messages {
                 if self.shared.stopping() {
                     end = BatchEnd::Interrupted;
@@ -315,7 +325,7 @@ impl Worker {
                     counts.filtered += 1;
                 } else {
                     savepoints.begin()?;
-                    if !records.mark(&self.key, message)? {
+                    if !records.mark(message)? {
                         savepoints.keep()?;
                         counts.duplicates += 1;
                     } else {
