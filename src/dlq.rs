@@ -170,7 +170,6 @@ impl DeadLetterFilter {
 }
 
 /// A dead letter to record.
-#[allow(dead_code)] // used by the outbox sender and the consumers
 #[derive(Debug, Clone)]
 pub(crate) struct NewDeadLetter<'a> {
     pub(crate) source: DeadLetterSource,
@@ -187,7 +186,6 @@ pub(crate) struct NewDeadLetter<'a> {
 }
 
 /// Records a dead letter inside the caller's transaction; returns its id.
-#[allow(dead_code)] // used by the outbox sender and the consumers
 pub(crate) fn record(conn: &Connection, entry: &NewDeadLetter<'_>) -> Result<i64> {
     let now = now_ms();
     conn.prepare_cached(
@@ -214,7 +212,7 @@ pub(crate) fn record(conn: &Connection, entry: &NewDeadLetter<'_>) -> Result<i64
 }
 
 /// A read message as JSON, in EventoDB's key names.
-#[allow(dead_code)] // used by the outbox sender and the consumers
+#[allow(dead_code)] // used by the consumers
 pub(crate) fn message_to_json(m: &Message) -> Value {
     json!({
         "id": m.id,
@@ -345,7 +343,6 @@ impl Dlq {
     }
 
     /// Runs `hook` after outbox dead letters were requeued.
-    #[allow(dead_code)] // used by the outbox sender and the consumers
     pub(crate) fn on_outbox_requeue(mut self, hook: RequeueHook) -> Self {
         self.on_outbox_requeue = Some(hook);
         self
@@ -477,7 +474,7 @@ fn requeue_outbox_row(conn: &Connection, letter: &DeadLetter) -> Result<()> {
     let updated = conn.execute(
         "UPDATE evento_outbox
             SET dead_lettered_at = NULL, sent_at = NULL, attempts = 0, last_error = NULL,
-                next_attempt_at = NULL
+                next_attempt_at = NULL, first_failed_at = NULL
           WHERE id = ?1",
         [&letter.message_id],
     )?;

@@ -46,6 +46,7 @@ pub mod message;
 pub mod metrics;
 mod migrate;
 pub mod namespace;
+pub mod outbox;
 mod retry;
 pub mod store;
 pub mod stream_name;
@@ -60,6 +61,7 @@ pub use kit::{Kit, KitBuilder};
 pub use message::{Message, NewMessage, WriteOptions, WriteResult};
 pub use metrics::LatencySummary;
 pub use namespace::{CreatedNamespace, DeletedNamespace, NamespaceInfo, TokenCheck};
+pub use outbox::{Outbox, OutboxEntry, SenderConfig, SenderHandle};
 pub use retry::RetryPolicy;
 pub use store::{
     CategoryInfo, CategoryQuery, EmbeddedStore, MessageStore, Poke, StreamInfo, StreamListQuery,

@@ -2,15 +2,10 @@
 
 use std::time::Duration;
 
-// Used by the sender and the consumers.
-#[allow(dead_code)]
 mod histogram;
-#[allow(dead_code)]
 mod rate;
 
-#[allow(unused_imports)]
 pub(crate) use histogram::Histogram;
-#[allow(unused_imports)]
 pub(crate) use rate::RateMeter;
 
 /// Percentiles of a latency distribution (`None` until something was recorded).

@@ -1,0 +1,112 @@
+//! Lanes: threads that deliver rows, each stream always through the same
+//! lane, in the order the dispatcher hands them out.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+
+use super::deliver::{deliver, Outcome};
+use super::queue::OutboxRow;
+use crate::error::Result;
+use crate::store::MessageStore;
+
+/// Work for a lane.
+#[derive(Debug)]
+pub(crate) enum LaneMsg {
+    /// Deliver this row (unless its stream already failed here).
+    Deliver(Box<OutboxRow>),
+    /// The stream was settled and resumes: deliver its rows again.
+    Resume(String),
+    /// Forget every failed stream (after taking the lease over).
+    ResumeAll,
+}
+
+/// A row back from a lane.
+#[derive(Debug)]
+pub(crate) struct LaneResult {
+    pub(crate) row: Box<OutboxRow>,
+    pub(crate) outcome: Outcome,
+}
+
+/// Flags the dispatcher raises for all lanes.
+#[derive(Debug, Default)]
+pub(crate) struct LaneFlags {
+    /// The store is unreachable: skip queued rows until the pause ends.
+    pub(crate) paused: AtomicBool,
+    /// Stopping or lost the lease: skip every queued row.
+    pub(crate) halted: AtomicBool,
+}
+
+/// The lane that carries `stream` (a stable hash of the name).
+pub(crate) fn lane_of(stream: &str, lanes: usize) -> usize {
+    let mut h = DefaultHasher::new();
+    stream.hash(&mut h);
+    (h.finish() % lanes.max(1) as u64) as usize
+}
+
+/// A running lane.
+#[derive(Debug)]
+pub(crate) struct Lane {
+    pub(crate) tx: Sender<LaneMsg>,
+    pub(crate) thread: JoinHandle<()>,
+}
+
+/// Starts lane `index`.
+pub(crate) fn spawn(
+    index: usize,
+    store: Arc<dyn MessageStore>,
+    flags: Arc<LaneFlags>,
+    results: Sender<LaneResult>,
+) -> Result<Lane> {
+    let (tx, rx) = unbounded();
+    let thread = thread::Builder::new()
+        .name(format!("outbox-lane-{index}"))
+        .spawn(move || run(rx, &*store, &flags, &results))?;
+    Ok(Lane { tx, thread })
+}
+
+/// Delivers rows until the dispatcher drops the channel.
+///
+/// Once a row of a stream is not delivered (failed or skipped), the stream's
+/// later rows in the queue are skipped too, so none overtakes it; the
+/// dispatcher says when the stream resumes.
+fn run(
+    rx: Receiver<LaneMsg>,
+    store: &dyn MessageStore,
+    flags: &LaneFlags,
+    results: &Sender<LaneResult>,
+) {
+    let mut failed: HashSet<String> = HashSet::new();
+    for msg in rx {
+        let row = match msg {
+            LaneMsg::Resume(stream) => {
+                failed.remove(&stream);
+                continue;
+            }
+            LaneMsg::ResumeAll => {
+                failed.clear();
+                continue;
+            }
+            LaneMsg::Deliver(row) => row,
+        };
+        let skip = failed.contains(&row.stream)
+            || flags.halted.load(Ordering::Acquire)
+            || flags.paused.load(Ordering::Acquire);
+        let outcome = if skip {
+            Outcome::Skipped
+        } else {
+            deliver(store, &row)
+        };
+        if !matches!(outcome, Outcome::Delivered { .. }) {
+            failed.insert(row.stream.clone());
+        }
+        if results.send(LaneResult { row, outcome }).is_err() {
+            return;
+        }
+    }
+}
