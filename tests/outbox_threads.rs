@@ -4,13 +4,18 @@
 
 mod common;
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 fn sender_threads() -> usize {
     common::thread_names()
         .iter()
         .filter(|n| n.starts_with("outbox-"))
         .count()
+}
+
+/// A joined thread can linger in /proc for a moment after `join` returns.
+fn wait_for_threads(n: usize, what: &str) {
+    common::wait_for(what, Duration::from_secs(5), || sender_threads() == n);
 }
 
 #[test]
@@ -20,18 +25,21 @@ fn threads_end_on_shutdown_and_on_drop() {
     }
     let t = common::kit();
     let sender = t.kit.spawn_sender(common::fast().concurrency(3)).unwrap();
-    let names = common::thread_names();
-    for name in [
-        "outbox-sender",
-        "outbox-lane-0",
-        "outbox-lane-1",
-        "outbox-lane-2",
-    ] {
-        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
-    }
+    // A new thread names itself once it runs.
+    common::wait_for("the named threads", Duration::from_secs(5), || {
+        let names = common::thread_names();
+        [
+            "outbox-sender",
+            "outbox-lane-0",
+            "outbox-lane-1",
+            "outbox-lane-2",
+        ]
+        .iter()
+        .all(|name| names.iter().any(|n| n == name))
+    });
     common::wait_for("the lease", common::WAIT, || sender.health().active);
     sender.shutdown();
-    assert_eq!(sender_threads(), 0, "shutdown joins every thread");
+    wait_for_threads(0, "shutdown to end every thread");
     let lease = t.kit.outbox().sender_lease().unwrap().unwrap();
     assert!(
         !lease.is_held_at(SystemTime::now()),
@@ -45,9 +53,9 @@ fn threads_end_on_shutdown_and_on_drop() {
         .reopen()
         .spawn_sender(common::fast().concurrency(2))
         .unwrap();
-    assert_eq!(sender_threads(), 5);
+    wait_for_threads(5, "five sender threads");
     drop(standby);
-    assert_eq!(sender_threads(), 2);
+    wait_for_threads(2, "the standby's threads to end");
     drop(active);
-    assert_eq!(sender_threads(), 0);
+    wait_for_threads(0, "the active sender's threads to end");
 }
