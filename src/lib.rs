@@ -23,6 +23,13 @@
 //! # Ok::<(), eventodb_kit::Error>(())
 //! ```
 //!
+//! ## Outbox
+//!
+//! [`Kit::outbox`] writes events to the local database — inside the
+//! application's own transaction if it likes — and [`Kit::spawn_sender`]
+//! starts the thread that delivers them to the store, exactly once and in
+//! order per stream; see the [`outbox`] module.
+//!
 //! ## Errors
 //!
 //! Every fallible call returns [`Result`] with the one [`Error`] enum; use

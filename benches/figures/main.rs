@@ -10,13 +10,14 @@
 //! Run a subset by naming groups: `cargo bench -- embedded`.
 
 mod embedded;
+mod outbox;
 mod report;
 
 use report::Report;
 
 type Group = (&'static str, fn(&mut Report));
 
-const GROUPS: &[Group] = &[("embedded", embedded::run)];
+const GROUPS: &[Group] = &[("embedded", embedded::run), ("outbox", outbox::run)];
 
 fn main() {
     let filters: Vec<String> = std::env::args()

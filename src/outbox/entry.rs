@@ -137,12 +137,19 @@ pub(crate) fn prepare<'a>(
 /// read-back: two writers of one key can never both insert, whatever the
 /// timing.
 pub(crate) fn insert(conn: &Connection, namespace: &str, row: &PreparedRow<'_>) -> Result<String> {
-    let mut stmt = conn.prepare_cached(
+    // Without a key there is nothing to deduplicate: the plain statement
+    // skips the upsert machinery.
+    let sql = if row.idempotency_key.is_some() {
         "INSERT INTO evento_outbox
            (id, namespace, stream, type, data, metadata, expected_version, idempotency_key, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-         ON CONFLICT (namespace, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-    )?;
+         ON CONFLICT (namespace, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+    } else {
+        "INSERT INTO evento_outbox
+           (id, namespace, stream, type, data, metadata, expected_version, idempotency_key, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
     let inserted = stmt
         .execute(params![
             row.id,

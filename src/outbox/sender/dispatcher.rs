@@ -43,9 +43,9 @@ pub(crate) struct Dispatcher {
     pub(crate) lease: Lease,
     pub(crate) lanes: Vec<Lane>,
     pub(crate) flags: Arc<LaneFlags>,
-    pub(crate) results: Receiver<LaneResult>,
+    pub(crate) results: Receiver<Vec<LaneResult>>,
     /// Kept so `results` never disconnects, even if every lane died.
-    pub(crate) _results_tx: Sender<LaneResult>,
+    pub(crate) _results_tx: Sender<Vec<LaneResult>>,
     pub(crate) watch: ChangeWatch,
     pub(crate) book: StreamBook,
     pub(crate) pending: Vec<Mark>,
@@ -140,8 +140,8 @@ impl Dispatcher {
     // ----- leading -----
 
     fn lead(&mut self) {
-        while let Ok(result) = self.results.try_recv() {
-            self.settle(result);
+        while let Ok(results) = self.results.try_recv() {
+            results.into_iter().for_each(|r| self.settle(r));
         }
         let now = Instant::now();
         if self.pause_until.is_some_and(|t| now >= t) {
@@ -202,8 +202,8 @@ impl Dispatcher {
         }
         let timeout = deadline.saturating_duration_since(now);
         select! {
-            recv(self.results) -> result => {
-                if let Ok(result) = result {
+            recv(self.results) -> results => {
+                for result in results.into_iter().flatten() {
                     self.settle(result);
                 }
             }
@@ -340,8 +340,11 @@ impl Dispatcher {
             let mut looked = 0;
             exhausted = false;
             'pages: loop {
-                let page = queue::unsent_after(&tx, &self.namespace, scan.cursor(), SCAN_PAGE)?;
-                let end = page.len() < SCAN_PAGE;
+                // Pages the size of the claim: rows read past it would be
+                // read again by the next claim.
+                let page_size = (limit - rows.len()).clamp(16, SCAN_PAGE);
+                let page = queue::unsent_after(&tx, &self.namespace, scan.cursor(), page_size)?;
+                let end = page.len() < page_size;
                 for row in page {
                     looked += 1;
                     if scan.consider(&self.book, &row, now) {
@@ -523,20 +526,22 @@ impl Dispatcher {
         let mut marks = Vec::new();
         while self.book.in_flight() > 0 {
             match self.results.recv_timeout(Duration::from_millis(200)) {
-                Ok(LaneResult { row, outcome }) => {
-                    self.book.finish(&row);
-                    match outcome {
-                        Outcome::Delivered { duplicate } => marks.push(Mark::Sent {
-                            seq: row.seq,
-                            created_at_ms: row.created_at_ms,
-                            duplicate,
-                        }),
-                        Outcome::Skipped => marks.push(Mark::Unclaim {
-                            seq: row.seq,
-                            attempts: row.attempts.saturating_sub(1),
-                            next_attempt_at_ms: row.next_attempt_at_ms,
-                        }),
-                        Outcome::Failed { .. } => {}
+                Ok(results) => {
+                    for LaneResult { row, outcome } in results {
+                        self.book.finish(&row);
+                        match outcome {
+                            Outcome::Delivered { duplicate } => marks.push(Mark::Sent {
+                                seq: row.seq,
+                                created_at_ms: row.created_at_ms,
+                                duplicate,
+                            }),
+                            Outcome::Skipped => marks.push(Mark::Unclaim {
+                                seq: row.seq,
+                                attempts: row.attempts.saturating_sub(1),
+                                next_attempt_at_ms: row.next_attempt_at_ms,
+                            }),
+                            Outcome::Failed { .. } => {}
+                        }
                     }
                 }
                 Err(_) if self.lanes.iter().all(|l| l.thread.is_finished()) => break,

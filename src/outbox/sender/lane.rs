@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use crossbeam_channel::{unbounded, Receiver, Sender};
+use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 
 use super::deliver::{deliver, Outcome};
 use super::queue::OutboxRow;
@@ -61,7 +61,7 @@ pub(crate) fn spawn(
     index: usize,
     store: Arc<dyn MessageStore>,
     flags: Arc<LaneFlags>,
-    results: Sender<LaneResult>,
+    results: Sender<Vec<LaneResult>>,
 ) -> Result<Lane> {
     let (tx, rx) = unbounded();
     let thread = thread::Builder::new()
@@ -70,19 +70,45 @@ pub(crate) fn spawn(
     Ok(Lane { tx, thread })
 }
 
+/// Results a lane collects before handing them over while it has more
+/// queued work (fewer wake-ups of the dispatcher under load).
+const RESULT_BATCH: usize = 32;
+
 /// Delivers rows until the dispatcher drops the channel.
 ///
 /// Once a row of a stream is not delivered (failed or skipped), the stream's
 /// later rows in the queue are skipped too, so none overtakes it; the
-/// dispatcher says when the stream resumes.
+/// dispatcher says when the stream resumes. Results go back in small
+/// batches, and at once whenever the queue runs empty.
 fn run(
     rx: Receiver<LaneMsg>,
     store: &dyn MessageStore,
     flags: &LaneFlags,
-    results: &Sender<LaneResult>,
+    results: &Sender<Vec<LaneResult>>,
 ) {
     let mut failed: HashSet<String> = HashSet::new();
-    for msg in rx {
+    let mut done: Vec<LaneResult> = Vec::new();
+    loop {
+        let msg = if done.is_empty() {
+            match rx.recv() {
+                Ok(msg) => msg,
+                Err(_) => return,
+            }
+        } else {
+            match rx.try_recv() {
+                Ok(msg) => msg,
+                Err(TryRecvError::Empty) => {
+                    if results.send(std::mem::take(&mut done)).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => {
+                    let _ = results.send(done);
+                    return;
+                }
+            }
+        };
         let row = match msg {
             LaneMsg::Resume(stream) => {
                 failed.remove(&stream);
@@ -105,7 +131,8 @@ fn run(
         if !matches!(outcome, Outcome::Delivered { .. }) {
             failed.insert(row.stream.clone());
         }
-        if results.send(LaneResult { row, outcome }).is_err() {
+        done.push(LaneResult { row, outcome });
+        if done.len() >= RESULT_BATCH && results.send(std::mem::take(&mut done)).is_err() {
             return;
         }
     }

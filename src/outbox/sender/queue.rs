@@ -3,7 +3,7 @@
 //! dead letter) — always inside the dispatcher's short `BEGIN IMMEDIATE`
 //! transactions, never across a network call.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use rusqlite::{params, Connection, Row};
 use serde_json::{json, Value};
@@ -70,24 +70,33 @@ pub(crate) fn unsent_after(
 
 /// Records an attempt on each row before it is tried: attempts + 1, and a
 /// next attempt time as if it will fail — so a sender that crashes while
-/// sending still counts the attempt and backs off.
+/// sending still counts the attempt and backs off. One statement per
+/// distinct attempt count (usually one for the whole batch).
 pub(crate) fn record_attempts(
     conn: &Connection,
     rows: &mut [OutboxRow],
     now_ms: i64,
     policy: &RetryPolicy,
 ) -> Result<()> {
+    let mut groups: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
+    for row in rows.iter_mut() {
+        row.attempts = row.attempts.saturating_add(1);
+        groups.entry(row.attempts).or_default().push(row.seq);
+    }
     let mut stmt = conn.prepare_cached(
-        "UPDATE evento_outbox SET attempts = ?2, next_attempt_at = ?3 WHERE seq = ?1",
+        "UPDATE evento_outbox SET attempts = ?1, next_attempt_at = ?2
+          WHERE seq IN (SELECT value FROM json_each(?3))",
     )?;
-    for row in rows {
-        let attempts = row.attempts.saturating_add(1);
+    for (attempts, seqs) in groups {
         let backoff = policy
             .delay_after(attempts)
             .as_millis()
             .min(i64::MAX as u128) as i64;
-        stmt.execute(params![row.seq, attempts, now_ms.saturating_add(backoff)])?;
-        row.attempts = attempts;
+        stmt.execute(params![
+            attempts,
+            now_ms.saturating_add(backoff),
+            serde_json::to_string(&seqs)?
+        ])?;
     }
     Ok(())
 }
@@ -125,14 +134,23 @@ pub(crate) enum Mark {
 
 /// Writes `marks` back, in the caller's transaction.
 pub(crate) fn apply(conn: &Connection, namespace: &str, marks: &[Mark], now_ms: i64) -> Result<()> {
+    let sent: Vec<i64> = marks
+        .iter()
+        .filter_map(|m| match m {
+            Mark::Sent { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    if !sent.is_empty() {
+        conn.prepare_cached(
+            "UPDATE evento_outbox SET sent_at = ?1
+              WHERE seq IN (SELECT value FROM json_each(?2)) AND sent_at IS NULL",
+        )?
+        .execute(params![now_ms, serde_json::to_string(&sent)?])?;
+    }
     for mark in marks {
         match mark {
-            Mark::Sent { seq, .. } => {
-                conn.prepare_cached(
-                    "UPDATE evento_outbox SET sent_at = ?2 WHERE seq = ?1 AND sent_at IS NULL",
-                )?
-                .execute(params![seq, now_ms])?;
-            }
+            Mark::Sent { .. } => {}
             Mark::Retry {
                 seq,
                 error,
