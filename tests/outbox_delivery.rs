@@ -547,3 +547,14 @@ fn messages_of_another_namespace_are_left_alone() {
     assert_eq!(by_ns, BTreeMap::from([("default", 1), ("tenant-b", 0)]));
     sender.shutdown();
 }
+
+#[test]
+fn an_in_memory_kit_delivers_too() {
+    let kit = Kit::builder().build().unwrap();
+    let sender = kit.spawn_sender(common::fast()).unwrap();
+    let ids = write_mixed(&kit, 3, 4);
+    sender.wait_until_drained(WAIT).unwrap();
+    assert_delivered_exactly(&kit);
+    assert_eq!(sender.stats().unwrap().sent, ids.len() as u64);
+    sender.shutdown();
+}

@@ -186,19 +186,26 @@ impl Dispatcher {
     /// Blocks until a lane reports, a write wakes us, it is time for
     /// something, or we are told to stop.
     fn wait(&mut self, now: Instant) {
-        let mut deadline = self.next_poll.min(self.next_renew).min(self.next_retention);
-        if let Some(t) = self.pending_since {
-            deadline = deadline.min(t + self.config.flush_interval);
+        let mut deadline = self.next_poll;
+        match self.db_pause_until {
+            // The database failed: nothing that needs it before this.
+            Some(t) if now < t => deadline = deadline.min(t),
+            _ => {
+                deadline = deadline.min(self.next_renew).min(self.next_retention);
+                if let Some(t) = self.pending_since {
+                    deadline = deadline.min(t + self.config.flush_interval);
+                }
+            }
         }
-        if let Some(t) = self.pause_until {
-            deadline = deadline.min(t);
-        }
-        if let Some(t) = self.db_pause_until {
-            deadline = deadline.min(t);
-        }
-        if let Some(at) = self.book.next_resume_ms() {
-            let wait = Duration::from_millis((at - now_ms()).max(0) as u64);
-            deadline = deadline.min(now + wait);
+        match self.pause_until {
+            // The store is unreachable: no stream resumes before this.
+            Some(t) => deadline = deadline.min(t),
+            None => {
+                if let Some(at) = self.book.next_resume_ms() {
+                    let wait = Duration::from_millis((at - now_ms()).max(0) as u64);
+                    deadline = deadline.min(now + wait);
+                }
+            }
         }
         let timeout = deadline.saturating_duration_since(now);
         select! {

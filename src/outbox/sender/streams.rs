@@ -119,9 +119,14 @@ impl StreamBook {
         due
     }
 
-    /// When the next blocked stream may resume (Unix ms), if any is blocked.
+    /// When the next blocked stream may resume (Unix ms). Streams with rows
+    /// in flight are left out: a lane's report wakes the dispatcher anyway.
     pub(crate) fn next_resume_ms(&self) -> Option<i64> {
-        self.blocked.values().map(|b| b.until_ms).min()
+        self.blocked
+            .iter()
+            .filter(|(s, _)| !self.per_stream.contains_key(*s))
+            .map(|(_, b)| b.until_ms)
+            .min()
     }
 
     pub(crate) fn plan(&self) -> ScanPlan {
