@@ -140,7 +140,9 @@ impl SenderConfig {
 
     /// How long the sender's lease lasts without renewal; a standby sender
     /// (another process on the same database) takes over this long after
-    /// the active one died. Defaults to 10 s.
+    /// the active one died. The active sender renews it every third of
+    /// this. Leases compare wall-clock times, which processes on one
+    /// machine share. Defaults to 10 s.
     pub fn lease_duration(mut self, duration: Duration) -> Self {
         self.lease_duration = duration.max(Duration::from_millis(10));
         self

@@ -192,7 +192,7 @@ pub(crate) fn apply(conn: &Connection, namespace: &str, marks: &[Mark], now_ms: 
                       WHERE seq = ?1",
                 )?
                 .execute(params![row.seq, now_ms, error, first_failed_at_ms])?;
-                let message = dead_letter_message(row)?;
+                let message = dead_letter_message(row);
                 dlq::record(
                     conn,
                     &NewDeadLetter {
@@ -216,19 +216,22 @@ pub(crate) fn apply(conn: &Connection, namespace: &str, marks: &[Mark], now_ms: 
 }
 
 /// The message of an outbox dead letter, with what a requeue needs to
-/// re-create the row should it be gone.
-fn dead_letter_message(row: &OutboxRow) -> Result<Value> {
-    let parse = |text: &str| serde_json::from_str::<Value>(text);
-    Ok(json!({
+/// re-create the row should it be gone. (JSON that no longer parses — a row
+/// edited by hand — is kept as a string rather than failing the write-back.)
+fn dead_letter_message(row: &OutboxRow) -> Value {
+    let parse = |text: &str| {
+        serde_json::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.to_string()))
+    };
+    json!({
         "id": row.id,
         "streamName": row.stream,
         "type": row.message_type,
-        "data": parse(&row.data)?,
-        "metadata": row.metadata.as_deref().map(parse).transpose()?,
+        "data": parse(&row.data),
+        "metadata": row.metadata.as_deref().map(parse),
         "expectedVersion": row.expected_version,
         "idempotencyKey": row.idempotency_key,
         "createdAt": format_rfc3339_nanos(from_ms(row.created_at_ms)),
-    }))
+    })
 }
 
 /// Streams of `namespace` with a dead-lettered row in the outbox.
