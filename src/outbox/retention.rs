@@ -9,7 +9,7 @@ use crate::error::Result;
 /// Rows deleted per transaction.
 pub(crate) const PRUNE_BATCH: i64 = 500;
 
-/// Deletes rows of `namespace` sent before `sent_before_ms`, `PRUNE_BATCH`
+/// Deletes rows of `namespace` sent at or before `sent_before_ms`, `PRUNE_BATCH`
 /// at a time, each batch in its own short transaction. Stops early when
 /// `stop()` says so. Returns how many rows were deleted.
 pub(crate) fn prune_sent(
@@ -25,7 +25,7 @@ pub(crate) fn prune_sent(
                 .prepare_cached(
                     "DELETE FROM evento_outbox WHERE seq IN (
                        SELECT seq FROM evento_outbox
-                        WHERE sent_at IS NOT NULL AND sent_at < ?1 AND namespace = ?2
+                        WHERE sent_at IS NOT NULL AND sent_at <= ?1 AND namespace = ?2
                         LIMIT ?3)",
                 )?
                 .execute(params![sent_before_ms, namespace, PRUNE_BATCH])?)

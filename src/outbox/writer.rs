@@ -252,7 +252,7 @@ impl Outbox {
         self.db.read(|c| record::status(c, &self.namespace))
     }
 
-    /// Deletes rows that were sent more than `older_than` ago, a few hundred
+    /// Deletes rows that were sent at least `older_than` ago, a few hundred
     /// per transaction; returns how many. (A running sender does this by
     /// itself, see [`SenderConfig::retention`](super::SenderConfig::retention).)
     ///
