@@ -55,10 +55,13 @@ mod migrate;
 pub mod namespace;
 pub mod outbox;
 mod retry;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod store;
 pub mod stream_name;
 pub mod time;
 pub mod token;
+mod wire;
 
 pub use consumer_group::ConsumerGroup;
 pub use db::{Db, DbOptions, Synchronous};
@@ -70,9 +73,13 @@ pub use metrics::LatencySummary;
 pub use namespace::{CreatedNamespace, DeletedNamespace, NamespaceInfo, TokenCheck};
 pub use outbox::{Outbox, OutboxEntry, SenderConfig, SenderHandle};
 pub use retry::RetryPolicy;
+pub use store::http::{
+    ConnectionSnapshot, ConnectionState, ConnectionStatus, HttpStoreBuilder, ImportSummary,
+    SseSubscription, SystemHealth,
+};
 pub use store::{
-    CategoryInfo, CategoryQuery, EmbeddedStore, MessageStore, Poke, StreamInfo, StreamListQuery,
-    StreamQuery, SubscribeTarget, Subscription,
+    CategoryInfo, CategoryQuery, EmbeddedStore, HttpStore, MessageStore, Poke, StreamInfo,
+    StreamListQuery, StreamQuery, SubscribeTarget, Subscription,
 };
 pub use token::Token;
 

@@ -3,7 +3,7 @@
 //!
 //! Two implementations come with the kit: [`EmbeddedStore`] (EventoDB's
 //! semantics on a local SQLite file, in-process) and, for a real EventoDB
-//! server, the HTTP client. Everything else in the kit (outbox sender,
+//! server, [`HttpStore`]. Everything else in the kit (outbox sender,
 //! consumers) talks only to this trait, so it is also the extension point for
 //! another transport.
 
@@ -17,8 +17,10 @@ use crate::error::{Error, Result};
 use crate::message::{Message, NewMessage, WriteOptions, WriteResult};
 
 pub mod embedded;
+pub mod http;
 
 pub use embedded::EmbeddedStore;
+pub use http::HttpStore;
 
 /// Default `batchSize` of `stream.get` and `category.get`.
 pub const DEFAULT_BATCH_SIZE: i64 = 1000;

@@ -1,0 +1,101 @@
+//! `eventodb-kit serve`: the embedded store over HTTP until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use eventodb_kit::server::{Server, ServerConfig, DATA_FILE};
+
+/// Options of `serve`; each also comes from an environment variable, as
+/// EventoDB's own flags do.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to bind (0.0.0.0 for every interface).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on; 0 picks a free one (printed at start).
+    #[arg(long, env = "EVENTODB_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Token of the `default` namespace when it is created (else one is
+    /// generated and printed once).
+    #[arg(long, env = "EVENTODB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Directory for the data (one SQLite file); in memory when absent.
+    #[arg(long, env = "EVENTODB_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Relax authentication like EventoDB's test mode.
+    #[arg(
+        long,
+        env = "EVENTODB_TEST_MODE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool,
+    )]
+    pub test_mode: bool,
+    /// Accepted for compatibility with EventoDB's flags; only `sqlite://`
+    /// works (the data goes to --data-dir, or memory).
+    #[arg(long, env = "EVENTODB_DB_URL", hide = true)]
+    pub db_url: Option<String>,
+    /// Accepted and ignored (EventoDB compatibility).
+    #[arg(long, hide = true)]
+    pub log_level: Option<String>,
+    /// Accepted and ignored (EventoDB compatibility).
+    #[arg(long, hide = true)]
+    pub log_format: Option<String>,
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        other => Err(format!("invalid boolean {other:?}")),
+    }
+}
+
+pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(url) = &args.db_url {
+        if !url.starts_with("sqlite://") {
+            return Err(format!(
+                "eventodb-kit keeps its data in SQLite (--data-dir); --db-url {:?} is not supported",
+                url.split("://").next().unwrap_or_default()
+            )
+            .into());
+        }
+    }
+    let mut config = ServerConfig::new()
+        .host(args.host)
+        .port(args.port)
+        .test_mode(args.test_mode);
+    if let Some(token) = args.token {
+        config = config.token(token);
+    }
+    let storage = match &args.data_dir {
+        Some(dir) => {
+            config = config.data_dir(dir);
+            format!("data in {}", dir.join(DATA_FILE).display())
+        }
+        None => "in memory".to_string(),
+    };
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    })?;
+    let server = Server::start(config)?;
+    let mode = if args.test_mode { ", test mode" } else { "" };
+    println!(
+        "eventodb-kit serve: listening on {} ({storage}{mode})",
+        server.url()
+    );
+    if server.generated_default_token() {
+        if let Some(token) = server.default_token() {
+            println!("DEFAULT NAMESPACE TOKEN:");
+            println!("{}", token.expose_secret());
+        }
+    }
+    let _ = stop_rx.recv();
+    println!("eventodb-kit serve: shutting down");
+    server.shutdown();
+    Ok(())
+}

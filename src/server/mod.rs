@@ -1,0 +1,372 @@
+//! `eventodb-kit serve`: an EventoDB-compatible HTTP server over
+//! [`EmbeddedStore`] (feature `server`).
+//!
+//! It speaks EventoDB 0.7's wire protocol — `POST /rpc` with every method,
+//! `GET /subscribe` (SSE pokes), `POST /import`, `/health`, `/version` —
+//! with EventoDB's validation order, error codes, statuses and messages,
+//! namespaces and tokens (only sha256 hashes are stored), so EventoDB SDKs
+//! and [`HttpStore`](crate::HttpStore) can use it as they would use EventoDB.
+//!
+//! ```
+//! use eventodb_kit::server::{Server, ServerConfig};
+//! use eventodb_kit::{MessageStore, NewMessage, WriteOptions};
+//!
+//! // In memory, on 127.0.0.1 and a free port, with a fresh `default` token.
+//! let server = Server::start(ServerConfig::new())?;
+//! let store = server.http_store()?; // an HttpStore on the default namespace
+//! store.write("account-1", &NewMessage::new("Opened", serde_json::json!({})), &WriteOptions::new())?;
+//! assert_eq!(store.stream_version("account-1")?, Some(0));
+//! println!("serving {}", server.url());
+//! server.shutdown();
+//! # Ok::<(), eventodb_kit::Error>(())
+//! ```
+//!
+//! # Threads
+//!
+//! One acceptor thread and one thread per open connection (keep-alive
+//! connections and SSE streams are long-lived, and a thread per connection
+//! keeps everything synchronous). [`Server::shutdown`] (also run on drop)
+//! stops accepting, lets requests in flight finish, closes idle connections
+//! and SSE streams, and joins every thread.
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::error::{Error, Result};
+use crate::store::embedded::DEFAULT_NAMESPACE;
+use crate::store::{EmbeddedStore, HttpStore};
+use crate::token::Token;
+
+mod conn;
+mod http;
+mod import;
+mod methods;
+mod router;
+mod rpc;
+mod subscribe;
+
+/// The EventoDB version the server reports (`/version`, `sys.version`,
+/// `Server: EventoDB/…`): the protocol version it implements.
+pub const EVENTODB_VERSION: &str = "0.7.0";
+
+/// Name of the SQLite file the server keeps in `--data-dir`.
+pub const DATA_FILE: &str = "eventodb-kit.sqlite";
+
+/// Settings of a [`Server`]. Built with setters; [`Default`] holds every default.
+#[derive(Clone)]
+pub struct ServerConfig {
+    host: String,
+    port: u16,
+    token: Option<String>,
+    data_dir: Option<PathBuf>,
+    test_mode: bool,
+    version: String,
+    max_connections: usize,
+    idle_timeout: Duration,
+    sse_liveness_interval: Duration,
+    max_body: usize,
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("data_dir", &self.data_dir)
+            .field("test_mode", &self.test_mode)
+            .field("version", &self.version)
+            .field("max_connections", &self.max_connections)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("sse_liveness_interval", &self.sse_liveness_interval)
+            .field("max_body", &self.max_body)
+            .finish()
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".to_string(),
+            port: 0,
+            token: None,
+            data_dir: None,
+            test_mode: false,
+            version: EVENTODB_VERSION.to_string(),
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(120),
+            sse_liveness_interval: Duration::from_secs(5),
+            max_body: 100 * 1024 * 1024,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// In memory, on 127.0.0.1, a free port, a generated `default` token.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The address to bind (`0.0.0.0` for every interface). Defaults to `127.0.0.1`.
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self
+    }
+
+    /// The port to listen on (0 = any free port; see [`Server::addr`]).
+    /// Defaults to 0.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// The token of the `default` namespace when the server creates it
+    /// (it must be a token for `default`). Defaults to a freshly generated one.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Keeps the data in `dir/eventodb-kit.sqlite` (created if needed).
+    /// Defaults to memory (lost at shutdown).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Relaxes authentication like EventoDB's `--test-mode`: requests
+    /// without a usable token run in `default`, a token of an unknown
+    /// namespace or with a wrong secret passes. Defaults to off.
+    pub fn test_mode(mut self, on: bool) -> Self {
+        self.test_mode = on;
+        self
+    }
+
+    /// The version reported by `/version` and `sys.version`. Defaults to
+    /// [`EVENTODB_VERSION`].
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// Most connections served at once; more are answered 503. Defaults to 1024.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// How long an idle keep-alive connection stays open. Defaults to 120 s.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How often an idle SSE stream checks whether its client has gone
+    /// (EventoDB only notices at the next poke). Defaults to 5 s.
+    pub fn sse_liveness_interval(mut self, interval: Duration) -> Self {
+        self.sse_liveness_interval = interval;
+        self
+    }
+
+    /// Largest request body accepted (413 beyond). Defaults to 100 MiB.
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+}
+
+/// State shared by the acceptor and the connection threads.
+pub(crate) struct Shared {
+    pub(crate) store: EmbeddedStore,
+    pub(crate) test_mode: bool,
+    pub(crate) version: String,
+    /// `EventoDB/<version>`.
+    pub(crate) server_header: String,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) sse_liveness_interval: Duration,
+    pub(crate) max_body: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) stopping: AtomicBool,
+    /// Disconnects when the server stops (SSE streams select on it).
+    pub(crate) stop: Receiver<()>,
+    pub(crate) connections: conn::Connections,
+}
+
+impl Shared {
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}
+
+/// A running server. [`Server::shutdown`] (or drop) stops it.
+pub struct Server {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<Sender<()>>,
+    acceptor: Option<JoinHandle<()>>,
+    default_token: Option<Token>,
+    generated: bool,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("test_mode", &self.shared.test_mode)
+            .field("store", &self.shared.store)
+            .finish()
+    }
+}
+
+impl Server {
+    /// Opens the store, ensures the `default` namespace, binds and starts
+    /// serving. Returns once the server accepts connections.
+    ///
+    /// Errors: [`Error::InvalidInput`] for a token that does not parse or is
+    /// not for `default`; [`Error::Io`] when the address cannot be bound.
+    pub fn start(config: ServerConfig) -> Result<Server> {
+        let token = match &config.token {
+            Some(text) => {
+                let t = Token::parse(text)?;
+                if t.namespace() != DEFAULT_NAMESPACE {
+                    return Err(Error::invalid(format!(
+                        "the server token must be for namespace 'default', not '{}'",
+                        t.namespace()
+                    )));
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        let store = open_store(config.data_dir.as_deref())?;
+        let created = store.ensure_namespace(DEFAULT_NAMESPACE, token.as_ref())?;
+        let generated = token.is_none() && created.is_some();
+        let default_token = token.or(created);
+
+        let listener = TcpListener::bind((config.host.as_str(), config.port))?;
+        let addr = listener.local_addr()?;
+        let (stop_tx, stop_rx) = bounded(0);
+        let shared = Arc::new(Shared {
+            store,
+            test_mode: config.test_mode,
+            server_header: format!("EventoDB/{}", config.version),
+            version: config.version,
+            idle_timeout: config.idle_timeout,
+            sse_liveness_interval: config.sse_liveness_interval,
+            max_body: config.max_body,
+            max_connections: config.max_connections,
+            stopping: AtomicBool::new(false),
+            stop: stop_rx,
+            connections: conn::Connections::default(),
+        });
+        let acceptor = conn::spawn_acceptor(listener, Arc::clone(&shared))?;
+        log::info!("eventodb-kit serving on http://{addr}");
+        Ok(Server {
+            addr,
+            shared,
+            stop: Some(stop_tx),
+            acceptor: Some(acceptor),
+            default_token,
+            generated,
+        })
+    }
+
+    /// The address the server listens on (with the actual port).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`, for clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The `default` namespace's token when known: the configured one, or
+    /// the one generated at this start. `None` when `default` already
+    /// existed in the data directory and no token was configured (only its
+    /// hash is stored). A configured token is returned even if `default`
+    /// already existed with another one — as EventoDB, the server then keeps
+    /// the stored hash, and this token will be refused.
+    pub fn default_token(&self) -> Option<&Token> {
+        self.default_token.as_ref()
+    }
+
+    /// Whether [`Server::default_token`] was generated at this start (the
+    /// binary prints it once, as EventoDB does).
+    pub fn generated_default_token(&self) -> bool {
+        self.generated
+    }
+
+    /// The store behind the server (namespace `default`).
+    pub fn store(&self) -> &EmbeddedStore {
+        &self.shared.store
+    }
+
+    /// An [`HttpStore`] on this server's `default` namespace.
+    ///
+    /// Errors: [`Error::InvalidInput`] when the default token is unknown
+    /// (see [`Server::default_token`]).
+    pub fn http_store(&self) -> Result<HttpStore> {
+        let token = self.default_token.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "the default namespace's token is unknown (it existed before this start)",
+            )
+        })?;
+        HttpStore::new(&self.url(), token.expose_secret())
+    }
+
+    /// Stops accepting, lets requests in flight finish, ends SSE streams and
+    /// idle connections, and joins every thread.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        let Some(acceptor) = self.acceptor.take() else {
+            return;
+        };
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.stop.take();
+        // Wake the acceptor's blocking accept().
+        let _ = TcpStream::connect_timeout(&wake_address(self.addr), Duration::from_secs(1));
+        let _ = acceptor.join();
+        self.shared.connections.close_reads();
+        self.shared.connections.join_all();
+        log::info!("eventodb-kit server on {} stopped", self.addr);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// Where to connect to reach a listener bound to `addr`.
+fn wake_address(addr: SocketAddr) -> SocketAddr {
+    let mut target = addr;
+    if addr.ip().is_unspecified() {
+        target.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    target
+}
+
+fn open_store(data_dir: Option<&Path>) -> Result<EmbeddedStore> {
+    match data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            EmbeddedStore::open(dir.join(DATA_FILE))
+        }
+        None => EmbeddedStore::open_in_memory(),
+    }
+}

@@ -1,0 +1,198 @@
+//! `POST /rpc`: the request envelope (protocol §3), the mapping of the
+//! kit's errors to EventoDB's codes, statuses and messages, and the answer.
+
+use serde_json::{json, Value};
+
+use super::http::{Response, JSON};
+use super::router::{error_body, Caller};
+use super::Shared;
+use crate::error::Error;
+use crate::wire::json::to_go_vec;
+use crate::wire::rpc::ErrorBody;
+
+/// An RPC failure: the envelope and its HTTP status.
+#[derive(Debug)]
+pub(crate) struct RpcError {
+    pub(crate) status: u16,
+    pub(crate) body: ErrorBody,
+}
+
+/// A method's result.
+pub(crate) type RpcResult = Result<Value, RpcError>;
+
+/// EventoDB's code → status table (§3).
+fn status_for(code: &str) -> u16 {
+    match code {
+        "INVALID_REQUEST" => 400,
+        "AUTH_REQUIRED" | "AUTH_INVALID_TOKEN" => 401,
+        "AUTH_UNAUTHORIZED" => 403,
+        "METHOD_NOT_FOUND" | "STREAM_NOT_FOUND" | "NAMESPACE_NOT_FOUND" => 404,
+        "STREAM_VERSION_CONFLICT" | "NAMESPACE_EXISTS" => 409,
+        _ => 500,
+    }
+}
+
+impl RpcError {
+    pub(crate) fn new(code: &str, message: impl Into<String>) -> Self {
+        RpcError {
+            status: status_for(code),
+            body: ErrorBody::new(code, message),
+        }
+    }
+
+    /// 400 `INVALID_REQUEST`.
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Self::new("INVALID_REQUEST", message)
+    }
+
+    /// 500 `BACKEND_ERROR` `Failed to <op>: <cause>`.
+    pub(crate) fn backend(op: &str, cause: impl std::fmt::Display) -> Self {
+        Self::new("BACKEND_ERROR", format!("Failed to {op}: {cause}"))
+    }
+
+    /// The answer EventoDB gives for what the embedded store reported.
+    pub(crate) fn from_kit(e: Error, op: &str) -> Self {
+        match e {
+            Error::InvalidInput(m) => Self::invalid(m),
+            Error::Conflict {
+                expected, actual, ..
+            } => {
+                let actual = actual.unwrap_or(-1);
+                RpcError {
+                    status: 409,
+                    body: ErrorBody::new(
+                        "STREAM_VERSION_CONFLICT",
+                        format!("Expected version {expected}, stream is at version {actual}"),
+                    )
+                    .with_details(json!({ "actual": actual, "expected": expected })),
+                }
+            }
+            Error::DuplicateId { .. } => Self::backend(
+                op,
+                "failed to insert message: constraint failed: UNIQUE constraint failed: messages.id (2067)",
+            ),
+            Error::NotFound(m) => Self::new("NAMESPACE_NOT_FOUND", m),
+            Error::Store { code, message, .. } => Self::new(&code, message),
+            Error::Db(e) => Self::backend(op, e),
+            other => Self::backend(op, other),
+        }
+    }
+}
+
+/// Answers one `/rpc` request body.
+pub(crate) fn handle(shared: &Shared, caller: &Caller, body: &[u8]) -> Response {
+    match call(shared, caller, body) {
+        Ok(value) => {
+            let mut bytes = to_go_vec(&value);
+            bytes.push(b'\n');
+            Response::new(200, JSON, bytes)
+        }
+        Err(e) => error_body(e.status, e.body),
+    }
+}
+
+fn call(shared: &Shared, caller: &Caller, body: &[u8]) -> RpcResult {
+    // Go replaces invalid UTF-8 with U+FFFD; so does this.
+    let text = String::from_utf8_lossy(body);
+    let parsed: Value =
+        serde_json::from_str(&text).map_err(|e| malformed(go_decoder_text(&e, &text)))?;
+    let items = match parsed {
+        Value::Array(items) => items,
+        Value::Null => Vec::new(),
+        other => {
+            let kind = match other {
+                Value::Object(_) => "object",
+                Value::String(_) => "string",
+                Value::Number(_) => "number",
+                _ => "bool",
+            };
+            return Err(malformed(format!(
+                "json: cannot unmarshal {kind} into Go value of type []interface {{}}"
+            )));
+        }
+    };
+    let Some((method, args)) = items.split_first() else {
+        return Err(RpcError::invalid("Missing method name"));
+    };
+    let Some(method) = method.as_str() else {
+        return Err(RpcError::invalid("Method name must be a string"));
+    };
+    super::methods::dispatch(shared, caller, method, args)
+}
+
+fn malformed(detail: String) -> RpcError {
+    RpcError {
+        status: 400,
+        body: ErrorBody::new("INVALID_REQUEST", "Malformed JSON request")
+            .with_details(json!({ "error": detail })),
+    }
+}
+
+/// Roughly the text Go's `encoding/json` gives for a syntax error.
+fn go_decoder_text(e: &serde_json::Error, text: &str) -> String {
+    if e.is_eof() {
+        return "unexpected end of JSON input".to_string();
+    }
+    // serde_json reports 1-based line and column of the offending character.
+    let offset: usize = text
+        .split_inclusive('\n')
+        .take(e.line().saturating_sub(1))
+        .map(str::len)
+        .sum::<usize>()
+        + e.column().saturating_sub(1);
+    let found = text
+        .get(offset..)
+        .and_then(|rest| rest.chars().next())
+        .map(|c| format!("{c:?}"))
+        .unwrap_or_else(|| "?".into());
+    if e.to_string().starts_with("trailing characters") {
+        format!("invalid character {found} after top-level value")
+    } else {
+        format!("invalid character {found} looking for beginning of value")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(input: &str) -> String {
+        let e = serde_json::from_str::<Value>(input).unwrap_err();
+        go_decoder_text(&e, input)
+    }
+
+    #[test]
+    fn decoder_texts() {
+        assert_eq!(text(""), "unexpected end of JSON input");
+        assert_eq!(text("[\"stream.get\""), "unexpected end of JSON input");
+        assert_eq!(text("[1] x"), "invalid character 'x' after top-level value");
+        assert_eq!(
+            text("nope"),
+            "invalid character 'o' looking for beginning of value"
+        );
+    }
+
+    #[test]
+    fn statuses_follow_codes() {
+        assert_eq!(RpcError::new("NAMESPACE_EXISTS", "x").status, 409);
+        assert_eq!(RpcError::new("METHOD_NOT_FOUND", "x").status, 404);
+        assert_eq!(RpcError::new("WHATEVER", "x").status, 500);
+        let dup = RpcError::from_kit(Error::DuplicateId { id: "i".into() }, "write message");
+        assert_eq!(
+            dup.body.message,
+            "Failed to write message: failed to insert message: constraint failed: UNIQUE constraint failed: messages.id (2067)"
+        );
+        let conflict = RpcError::from_kit(
+            Error::Conflict {
+                stream: "s".into(),
+                expected: 5,
+                actual: Some(1),
+            },
+            "write message",
+        );
+        assert_eq!(
+            conflict.body.message,
+            "Expected version 5, stream is at version 1"
+        );
+    }
+}

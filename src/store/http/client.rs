@@ -1,0 +1,380 @@
+//! The request side of [`HttpStore`](super::HttpStore): one shared ureq agent,
+//! `/rpc` calls, and the mapping of EventoDB's answers and of transport
+//! failures to the kit's [`Error`].
+
+use std::fmt;
+use std::io::Read;
+use std::time::Duration;
+
+use serde_json::Value;
+use ureq::Agent;
+
+use crate::error::{Error, Result, TransportErrorKind};
+use crate::token::Token;
+use crate::wire::rpc::{self, ErrorBody};
+
+/// What a failed call was doing, for errors that need it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct CallContext<'a> {
+    /// The stream written (for [`Error::Conflict`]).
+    pub(crate) stream: Option<&'a str>,
+    /// The expected version sent (for [`Error::Conflict`]).
+    pub(crate) expected_version: Option<i64>,
+    /// The message id sent (for [`Error::DuplicateId`]).
+    pub(crate) id: Option<&'a str>,
+}
+
+/// Timeouts and pool size of the agents.
+#[derive(Debug, Clone)]
+pub(crate) struct AgentSettings {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) read_timeout: Duration,
+    pub(crate) max_idle_connections: usize,
+}
+
+impl AgentSettings {
+    /// The agent for RPC calls: reads time out, connections are reused.
+    fn rpc_agent(&self) -> Agent {
+        Agent::config_builder()
+            .http_status_as_error(false)
+            .no_delay(true)
+            .timeout_connect(Some(self.connect_timeout))
+            .timeout_per_read(Some(self.read_timeout))
+            .timeout_per_write(Some(self.read_timeout))
+            .max_idle_connections(self.max_idle_connections)
+            .max_idle_connections_per_host(self.max_idle_connections)
+            .user_agent(concat!("eventodb-kit/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent()
+    }
+
+    /// A fresh agent for one SSE connection: no read timeout (an idle
+    /// subscription is silent), no pooling. Shutting it down wakes its reader.
+    pub(crate) fn sse_agent(&self) -> Agent {
+        Agent::config_builder()
+            .http_status_as_error(false)
+            .no_delay(true)
+            .timeout_connect(Some(self.connect_timeout))
+            .max_idle_connections(0)
+            .user_agent(concat!("eventodb-kit/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent()
+    }
+}
+
+/// Base URL, credentials and the shared agent.
+pub(crate) struct Client {
+    base: String,
+    rpc_url: String,
+    authorization: String,
+    token: Token,
+    agent: Agent,
+    settings: AgentSettings,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.base)
+            .field("namespace", &self.token.namespace())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub(crate) fn new(url: &str, token: Token, settings: AgentSettings) -> Result<Client> {
+        let base = url.trim_end_matches('/').to_string();
+        let valid = ["http://", "https://"]
+            .iter()
+            .any(|scheme| base.len() > scheme.len() && base.starts_with(scheme));
+        if !valid {
+            return Err(Error::invalid(format!(
+                "EventoDB URL must start with http:// or https:// and name a host, got {base:?}"
+            )));
+        }
+        Ok(Client {
+            rpc_url: format!("{base}/rpc"),
+            authorization: format!("Bearer {}", token.expose_secret()),
+            agent: settings.rpc_agent(),
+            base,
+            token,
+            settings,
+        })
+    }
+
+    /// The same server and settings with another token (a new agent).
+    pub(crate) fn with_token(&self, token: Token) -> Client {
+        Client {
+            authorization: format!("Bearer {}", token.expose_secret()),
+            token,
+            agent: self.agent.clone(),
+            base: self.base.clone(),
+            rpc_url: self.rpc_url.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub(crate) fn token(&self) -> &Token {
+        &self.token
+    }
+
+    pub(crate) fn authorization(&self) -> &str {
+        &self.authorization
+    }
+
+    pub(crate) fn settings(&self) -> &AgentSettings {
+        &self.settings
+    }
+
+    /// Calls `method` with `args` and returns the decoded result.
+    pub(crate) fn rpc(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        ctx: CallContext<'_>,
+    ) -> Result<Value> {
+        let body = rpc::request(method, args);
+        let response = self
+            .agent
+            .post(&self.rpc_url)
+            .header("Authorization", &self.authorization)
+            .header("Content-Type", "application/json")
+            .send(&body[..])
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let bytes = read_body(response)?;
+        if !(200..300).contains(&status) {
+            return Err(answer_error(status, &bytes, ctx));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| Error::Transport {
+            kind: TransportErrorKind::Protocol,
+            message: format!("the store's answer to {method} is not JSON: {e}"),
+        })
+    }
+
+    /// `GET {base}{path}` without credentials (`/health`, `/version`).
+    pub(crate) fn get_public(&self, path: &str) -> Result<Value> {
+        let response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .call()
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let bytes = read_body(response)?;
+        if !(200..300).contains(&status) {
+            return Err(answer_error(status, &bytes, CallContext::default()));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| Error::Transport {
+            kind: TransportErrorKind::Protocol,
+            message: format!("the answer of {path} is not JSON: {e}"),
+        })
+    }
+
+    /// `POST {base}{path_and_query}` with `body`, returning status and body.
+    pub(crate) fn post_raw(&self, path_and_query: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
+        let response = self
+            .agent
+            .post(format!("{}{path_and_query}", self.base))
+            .header("Authorization", &self.authorization)
+            .header("Content-Type", "application/x-ndjson")
+            .send(body)
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        Ok((status, read_body(response)?))
+    }
+}
+
+/// Reads a whole response body (no size limit: a `category.get` of 10 000
+/// large messages is legitimately big).
+pub(crate) fn read_body(response: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    response
+        .into_body()
+        .into_reader()
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_transport_error(&e))?;
+    Ok(bytes)
+}
+
+/// Maps a non-2xx answer to the kit's error.
+pub(crate) fn answer_error(status: u16, body: &[u8], ctx: CallContext<'_>) -> Error {
+    let Some(e) = ErrorBody::parse(body) else {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        let shown: String = text.chars().take(200).collect();
+        return Error::Store {
+            status,
+            code: format!("HTTP_{status}"),
+            message: shown,
+        };
+    };
+    match e.code.as_str() {
+        "STREAM_VERSION_CONFLICT" => Error::Conflict {
+            stream: ctx.stream.unwrap_or_default().to_string(),
+            expected: e
+                .detail_i64("expected")
+                .or(ctx.expected_version)
+                .unwrap_or_default(),
+            actual: e.detail_i64("actual"),
+        },
+        "AUTH_REQUIRED" | "AUTH_INVALID_TOKEN" | "AUTH_UNAUTHORIZED" => Error::Auth {
+            status,
+            code: e.code,
+            message: e.message,
+        },
+        _ if status == 401 || status == 403 => Error::Auth {
+            status,
+            code: e.code,
+            message: e.message,
+        },
+        "INVALID_REQUEST" if status == 400 => Error::InvalidInput(e.message),
+        "NAMESPACE_NOT_FOUND" => Error::NotFound(e.message),
+        "BACKEND_ERROR" if is_duplicate_id(&e.message) => Error::DuplicateId {
+            id: ctx.id.unwrap_or_default().to_string(),
+        },
+        _ => Error::Store {
+            status,
+            code: e.code,
+            message: e.message,
+        },
+    }
+}
+
+/// The "id already exists" answers of EventoDB's SQLite and Postgres
+/// backends (protocol §9).
+pub(crate) fn is_duplicate_id(message: &str) -> bool {
+    message.contains("UNIQUE constraint failed: messages.id")
+        || message.contains("duplicate key value violates unique constraint \"messages_id\"")
+}
+
+/// Classifies a ureq failure (never carries the token: ureq redacts headers).
+pub(crate) fn transport_error(e: ureq::Error) -> Error {
+    use TransportErrorKind as K;
+    let kind = match &e {
+        ureq::Error::Io(io) => return io_transport_error(io),
+        ureq::Error::Timeout(_) => K::Timeout,
+        ureq::Error::HostNotFound => K::Dns,
+        ureq::Error::BadUri(_) | ureq::Error::Http(_) | ureq::Error::RequireHttpsOnly(_) => {
+            K::InvalidUrl
+        }
+        ureq::Error::Tls(_) | ureq::Error::Pem(_) | ureq::Error::Rustls(_) => K::Tls,
+        ureq::Error::TlsRequired => K::Tls,
+        ureq::Error::Protocol(_) | ureq::Error::LargeResponseHeader(_, _) => K::Protocol,
+        ureq::Error::ConnectionFailed => K::ConnectionRefused,
+        _ => K::Other,
+    };
+    Error::Transport {
+        kind,
+        message: e.to_string(),
+    }
+}
+
+/// Classifies an I/O failure of a connection.
+pub(crate) fn io_transport_error(e: &std::io::Error) -> Error {
+    use std::io::ErrorKind as Io;
+    use TransportErrorKind as K;
+    let kind = match e.kind() {
+        Io::ConnectionRefused => K::ConnectionRefused,
+        Io::ConnectionReset
+        | Io::ConnectionAborted
+        | Io::BrokenPipe
+        | Io::UnexpectedEof
+        | Io::NotConnected => K::ConnectionReset,
+        Io::TimedOut | Io::WouldBlock => K::Timeout,
+        _ => K::Other,
+    };
+    Error::Transport {
+        kind,
+        message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> CallContext<'static> {
+        CallContext {
+            stream: Some("a-1"),
+            expected_version: Some(5),
+            id: Some("0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a87"),
+        }
+    }
+
+    #[test]
+    fn maps_eventodb_answers() {
+        let conflict = br#"{"error":{"code":"STREAM_VERSION_CONFLICT","message":"Expected version 5, stream is at version 1","details":{"actual":1,"expected":5}}}"#;
+        match answer_error(409, conflict, ctx()) {
+            Error::Conflict {
+                stream,
+                expected,
+                actual,
+            } => assert_eq!((stream.as_str(), expected, actual), ("a-1", 5, Some(1))),
+            other => panic!("{other:?}"),
+        }
+        let pg = br#"{"error":{"code":"STREAM_VERSION_CONFLICT","message":"version conflict: expected version does not match stream version"}}"#;
+        assert!(matches!(
+            answer_error(409, pg, ctx()),
+            Error::Conflict {
+                expected: 5,
+                actual: None,
+                ..
+            }
+        ));
+        let sqlite_dup = br#"{"error":{"code":"BACKEND_ERROR","message":"Failed to write message: failed to insert message: constraint failed: UNIQUE constraint failed: messages.id (2067)"}}"#;
+        let pg_dup = br#"{"error":{"code":"BACKEND_ERROR","message":"Failed to write message: ERROR: duplicate key value violates unique constraint \"messages_id\" (SQLSTATE 23505)"}}"#;
+        for body in [&sqlite_dup[..], &pg_dup[..]] {
+            match answer_error(500, body, ctx()) {
+                Error::DuplicateId { id } => assert_eq!(id, ctx().id.unwrap()),
+                other => panic!("{other:?}"),
+            }
+        }
+        let auth = br#"{"error":{"code":"AUTH_UNAUTHORIZED","message":"Token not authorized for namespace","details":{"namespace":"x"}}}"#;
+        assert!(matches!(
+            answer_error(403, auth, ctx()),
+            Error::Auth { status: 403, .. }
+        ));
+        let invalid =
+            br#"{"error":{"code":"INVALID_REQUEST","message":"message.data must be an object"}}"#;
+        match answer_error(400, invalid, ctx()) {
+            Error::InvalidInput(m) => assert_eq!(m, "message.data must be an object"),
+            other => panic!("{other:?}"),
+        }
+        let nf = br#"{"error":{"code":"NAMESPACE_NOT_FOUND","message":"Namespace 'x' not found"}}"#;
+        assert!(matches!(answer_error(404, nf, ctx()), Error::NotFound(_)));
+        let backend = answer_error(
+            500,
+            br#"{"error":{"code":"BACKEND_ERROR","message":"Failed to get messages: disk I/O error"}}"#,
+            ctx(),
+        );
+        assert!(backend.is_transient());
+        match answer_error(502, b"<html>Bad Gateway</html>", ctx()) {
+            e @ Error::Store { status: 502, .. } => assert!(e.is_transient()),
+            other => panic!("{other:?}"),
+        }
+        assert!(!answer_error(413, b"Request Entity Too Large", ctx()).is_transient());
+    }
+
+    #[test]
+    fn classifies_io_failures() {
+        use std::io::{Error as IoError, ErrorKind};
+        let kind = |k| match io_transport_error(&IoError::from(k)) {
+            Error::Transport { kind, .. } => kind,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            kind(ErrorKind::ConnectionRefused),
+            TransportErrorKind::ConnectionRefused
+        );
+        assert_eq!(
+            kind(ErrorKind::ConnectionReset),
+            TransportErrorKind::ConnectionReset
+        );
+        assert_eq!(kind(ErrorKind::TimedOut), TransportErrorKind::Timeout);
+        assert!(io_transport_error(&IoError::from(ErrorKind::BrokenPipe)).is_transient());
+    }
+}

@@ -1,0 +1,407 @@
+//! [`HttpStore`]: the [`MessageStore`] of a real EventoDB server (or of
+//! `eventodb-kit serve`), over HTTP with ureq.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::bounded;
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::message::{Message, NewMessage, WriteOptions, WriteResult};
+use crate::retry::RetryPolicy;
+use crate::store::{
+    CategoryInfo, CategoryQuery, MessageStore, StreamInfo, StreamListQuery, StreamQuery,
+    SubscribeTarget, Subscription,
+};
+use crate::token::Token;
+use crate::wire::rpc;
+
+mod admin;
+mod client;
+mod hub;
+mod sse;
+mod status;
+
+pub use admin::{ImportSummary, SystemHealth};
+pub use status::{ConnectionSnapshot, ConnectionState, ConnectionStatus};
+
+use client::{AgentSettings, CallContext, Client};
+use hub::Hub;
+use sse::{Endpoint, OnRefusal, PokeSink, SseWorker};
+
+/// Pokes a subscription may have pending (as many as a replay, plus room
+/// for live ones); more are dropped.
+const SUBSCRIPTION_CAPACITY: usize = 2048;
+
+/// A [`MessageStore`] on an EventoDB server, reached over HTTP(S).
+///
+/// The namespace is the token's: every call acts on it. One ureq agent is
+/// shared by all calls (and clones), so connections are reused; requests
+/// are sent with `TCP_NODELAY`. Errors map to [`Error`](crate::Error):
+/// version conflicts to `Conflict`, "id already exists" (SQLite and Postgres
+/// backends) to `DuplicateId`, 401/403 to `Auth`, 400 to `InvalidInput`,
+/// unknown namespaces to `NotFound`, other answers to `Store`, and network
+/// failures to a transient `Transport` error.
+///
+/// ```no_run
+/// use eventodb_kit::{HttpStore, MessageStore, NewMessage, WriteOptions};
+/// use serde_json::json;
+///
+/// let store = HttpStore::new("http://127.0.0.1:8080", "ns_ZGVmYXVsdA_…")?;
+/// let at = store.write("account-1", &NewMessage::new("Opened", json!({})), &WriteOptions::new())?;
+/// println!("written at global position {}", at.global_position);
+/// # Ok::<(), eventodb_kit::Error>(())
+/// ```
+///
+/// # Threads
+///
+/// `HttpStore` is cheap to clone (an `Arc`); clones share the agent and the
+/// watch hub. [`MessageStore::subscribe`] starts one thread per
+/// subscription, stopped and joined when the [`Subscription`] is dropped.
+/// [`MessageStore::watch_category`] shares one `all=true` SSE connection
+/// (one thread) among all watchers of the store; it ends when the last clone
+/// of the store is dropped. Both reconnect with exponential backoff and
+/// jitter ([`HttpStoreBuilder::reconnect_policy`]); their state is visible
+/// through [`HttpStore::watch_status`] and [`SseSubscription::status`].
+#[derive(Clone)]
+pub struct HttpStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    reconnect: RetryPolicy,
+    hub: Mutex<Option<Hub>>,
+}
+
+impl fmt::Debug for HttpStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpStore")
+            .field("url", &self.inner.client.base())
+            .field("namespace", &self.namespace())
+            .finish()
+    }
+}
+
+/// Configures an [`HttpStore`]; see [`HttpStore::builder`].
+#[derive(Clone)]
+pub struct HttpStoreBuilder {
+    url: String,
+    token: String,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    max_idle_connections: usize,
+    reconnect: RetryPolicy,
+}
+
+impl fmt::Debug for HttpStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpStoreBuilder")
+            .field("url", &self.url)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("max_idle_connections", &self.max_idle_connections)
+            .field("reconnect", &self.reconnect)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpStoreBuilder {
+    fn new(url: &str, token: &str) -> Self {
+        HttpStoreBuilder {
+            url: url.to_string(),
+            token: token.to_string(),
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(30),
+            max_idle_connections: 32,
+            reconnect: RetryPolicy::new()
+                .initial_delay(Duration::from_secs(1))
+                .max_delay(Duration::from_secs(30)),
+        }
+    }
+
+    /// Longest wait for a TCP (and TLS) connection. Defaults to 5 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Longest wait for each read or write of a request (not of an SSE
+    /// stream, which may be silent for ever). Defaults to 30 s.
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Idle connections kept for reuse. Defaults to 32.
+    pub fn max_idle_connections(mut self, n: usize) -> Self {
+        self.max_idle_connections = n;
+        self
+    }
+
+    /// Backoff between SSE reconnection attempts (subscriptions and the
+    /// watch hub). Defaults to 1 s doubling to 30 s, ±20 % jitter, forever
+    /// (attempt and age limits of the policy are ignored).
+    pub fn reconnect_policy(mut self, policy: RetryPolicy) -> Self {
+        self.reconnect = policy;
+        self
+    }
+
+    /// Checks the URL and the token and builds the store (no request is sent).
+    ///
+    /// Errors: [`Error::InvalidInput`](crate::Error::InvalidInput) for a URL
+    /// that is not `http(s)://host…` or a token that does not parse.
+    pub fn build(self) -> Result<HttpStore> {
+        let token = Token::parse(&self.token)?;
+        let settings = AgentSettings {
+            connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+            max_idle_connections: self.max_idle_connections,
+        };
+        let client = Client::new(&self.url, token, settings)?;
+        Ok(HttpStore::from_client(client, self.reconnect))
+    }
+}
+
+impl HttpStore {
+    /// A store at `url` (e.g. `http://127.0.0.1:8080`) acting on the
+    /// namespace of `token`, with default settings.
+    pub fn new(url: &str, token: &str) -> Result<HttpStore> {
+        Self::builder(url, token).build()
+    }
+
+    /// Configures a store at `url` with `token`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use eventodb_kit::HttpStore;
+    ///
+    /// let token = format!("ns_ZGVmYXVsdA_{}", "0".repeat(64));
+    /// let store = HttpStore::builder("http://127.0.0.1:8080", &token)
+    ///     .connect_timeout(Duration::from_secs(2))
+    ///     .read_timeout(Duration::from_secs(10))
+    ///     .build()?;
+    /// assert_eq!(store.url(), "http://127.0.0.1:8080");
+    /// assert!(!format!("{store:?}").contains("000000"), "the token never shows");
+    /// # Ok::<(), eventodb_kit::Error>(())
+    /// ```
+    pub fn builder(url: &str, token: &str) -> HttpStoreBuilder {
+        HttpStoreBuilder::new(url, token)
+    }
+
+    fn from_client(client: Client, reconnect: RetryPolicy) -> HttpStore {
+        HttpStore {
+            inner: Arc::new(Inner {
+                client,
+                reconnect: reconnect.forever(),
+                hub: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The same server and settings, acting on the namespace of `token`
+    /// (shares the connection pool; has its own watch hub).
+    pub fn with_token(&self, token: &Token) -> HttpStore {
+        let client = self.inner.client.with_token(token.clone());
+        Self::from_client(client, self.inner.reconnect.clone())
+    }
+
+    /// The server's base URL.
+    pub fn url(&self) -> &str {
+        self.inner.client.base()
+    }
+
+    /// The token (redacted in `Debug` and `Display`).
+    pub fn token(&self) -> &Token {
+        self.inner.client.token()
+    }
+
+    /// Calls any RPC method with positional arguments and returns its raw
+    /// result — an escape hatch for methods the kit does not wrap.
+    ///
+    /// ```no_run
+    /// # fn demo(store: &eventodb_kit::HttpStore) -> eventodb_kit::Result<()> {
+    /// let health = store.call("sys.health", vec![])?;
+    /// assert_eq!(health["status"], "ok");
+    /// # Ok(()) }
+    /// ```
+    pub fn call(&self, method: &str, args: Vec<Value>) -> Result<Value> {
+        self.rpc(method, args)
+    }
+
+    fn rpc(&self, method: &str, args: Vec<Value>) -> Result<Value> {
+        self.inner.client.rpc(method, args, CallContext::default())
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        let client = &self.inner.client;
+        Endpoint {
+            url: format!("{}/subscribe", client.base()),
+            authorization: client.authorization().to_string(),
+            settings: client.settings().clone(),
+            reconnect: self.inner.reconnect.clone(),
+        }
+    }
+
+    /// Like [`MessageStore::subscribe`], with access to the connection state.
+    ///
+    /// The subscription connects (and reconnects, resuming after the last
+    /// poke) on its own thread. An `all` subscription, which EventoDB does
+    /// not replay, waits for its first connection attempt to finish (at most
+    /// the connect timeout) so that writes made after this call are seen. A
+    /// refusal by the store (401/403, bad parameters) ends the subscription:
+    /// its channel closes and [`ConnectionSnapshot::last_error`] says why.
+    pub fn subscribe_sse(&self, target: &SubscribeTarget) -> Result<SseSubscription> {
+        let (sender, receiver) = bounded(SUBSCRIPTION_CAPACITY);
+        let worker = SseWorker::spawn(
+            self.endpoint(),
+            target.clone(),
+            Arc::new(sender) as Arc<dyn PokeSink>,
+            OnRefusal::Stop,
+            "eventodb-subscribe",
+        )?;
+        let status = worker.status().clone();
+        if matches!(target, SubscribeTarget::All { .. }) {
+            self.wait_first_attempt(&status);
+        }
+        Ok(SseSubscription {
+            subscription: Subscription::new(receiver, worker),
+            status,
+        })
+    }
+
+    /// Waits until the first attempt of a connection ended one way or the other.
+    fn wait_first_attempt(&self, status: &ConnectionStatus) {
+        let bound = self.inner.client.settings().connect_timeout + Duration::from_secs(1);
+        status.wait_until(bound, |s| {
+            s.connects > 0 || s.disconnects > 0 || s.state == ConnectionState::Stopped
+        });
+    }
+
+    /// The state of the shared connection behind
+    /// [`watch_category`](MessageStore::watch_category), starting it if
+    /// it is not running yet.
+    pub fn watch_status(&self) -> ConnectionStatus {
+        match self.with_hub(|hub| hub.status().clone()) {
+            Ok(status) => status,
+            // Only a failure to spawn a thread gets here.
+            Err(e) => {
+                let status = ConnectionStatus::new();
+                status.stopped(Some(e.to_string()));
+                status
+            }
+        }
+    }
+
+    /// Number of live watchers on the shared connection.
+    pub fn watcher_count(&self) -> usize {
+        let hub = self.inner.hub.lock().unwrap_or_else(|e| e.into_inner());
+        hub.as_ref().map_or(0, Hub::watcher_count)
+    }
+
+    fn with_hub<T>(&self, f: impl FnOnce(&Hub) -> T) -> Result<T> {
+        let mut slot = self.inner.hub.lock().unwrap_or_else(|e| e.into_inner());
+        let started = slot.is_none();
+        if started {
+            *slot = Some(Hub::start(self.endpoint())?);
+        }
+        let hub = slot.as_ref().expect("the hub was just started");
+        if started {
+            self.wait_first_attempt(hub.status());
+        }
+        Ok(f(hub))
+    }
+}
+
+/// A subscription of an [`HttpStore`] with its connection state.
+#[derive(Debug)]
+pub struct SseSubscription {
+    subscription: Subscription,
+    status: ConnectionStatus,
+}
+
+impl SseSubscription {
+    /// The pokes.
+    pub fn subscription(&self) -> &Subscription {
+        &self.subscription
+    }
+
+    /// The connection's state.
+    pub fn status(&self) -> &ConnectionStatus {
+        &self.status
+    }
+
+    /// Just the pokes (the status handle can be cloned first).
+    pub fn into_subscription(self) -> Subscription {
+        self.subscription
+    }
+}
+
+impl MessageStore for HttpStore {
+    fn namespace(&self) -> &str {
+        self.token().namespace()
+    }
+
+    fn write(
+        &self,
+        stream: &str,
+        message: &NewMessage,
+        options: &WriteOptions,
+    ) -> Result<WriteResult> {
+        let ctx = CallContext {
+            stream: Some(stream),
+            expected_version: options.expected_version,
+            id: options.id.as_deref(),
+        };
+        let args = rpc::write_args(stream, message, options);
+        let v = self.inner.client.rpc("stream.write", args, ctx)?;
+        rpc::decode_write_result(&v)
+    }
+
+    fn get_stream(&self, stream: &str, query: &StreamQuery) -> Result<Vec<Message>> {
+        let v = self.rpc("stream.get", rpc::stream_get_args(stream, query))?;
+        rpc::decode_messages(&v, Some(stream))
+    }
+
+    fn last_message(&self, stream: &str, message_type: Option<&str>) -> Result<Option<Message>> {
+        let v = self.rpc("stream.last", rpc::stream_last_args(stream, message_type))?;
+        if v.is_null() {
+            return Ok(None);
+        }
+        rpc::decode_message(&v, Some(stream)).map(Some)
+    }
+
+    fn stream_version(&self, stream: &str) -> Result<Option<i64>> {
+        let v = self.rpc("stream.version", vec![stream.into()])?;
+        rpc::decode_version(&v)
+    }
+
+    fn get_category(&self, category: &str, query: &CategoryQuery) -> Result<Vec<Message>> {
+        let v = self.rpc("category.get", rpc::category_get_args(category, query))?;
+        rpc::decode_messages(&v, None)
+    }
+
+    fn list_streams(&self, query: &StreamListQuery) -> Result<Vec<StreamInfo>> {
+        let v = self.rpc("ns.streams", rpc::ns_streams_args(query))?;
+        rpc::decode_stream_infos(&v)
+    }
+
+    fn list_categories(&self) -> Result<Vec<CategoryInfo>> {
+        let v = self.rpc("ns.categories", vec![])?;
+        rpc::decode_category_infos(&v)
+    }
+
+    fn subscribe(&self, target: &SubscribeTarget) -> Result<Subscription> {
+        Ok(self.subscribe_sse(target)?.into_subscription())
+    }
+
+    /// Shares one `all=true` SSE connection among all watchers of this store
+    /// (see [`HttpStore::watch_status`]). The first call starts it and waits
+    /// for its first connection attempt; while it is down, watchers get no
+    /// pokes and keep their channel.
+    fn watch_category(&self, category: &str) -> Result<Subscription> {
+        self.with_hub(|hub| hub.watch(category))
+    }
+}

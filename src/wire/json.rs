@@ -1,0 +1,218 @@
+//! JSON the way EventoDB's Go server writes it (`encoding/json`), and numbers
+//! the way it reads them.
+//!
+//! Go's encoder differs from serde_json's defaults in three visible ways:
+//! `<`, `>`, `&`, U+2028 and U+2029 inside strings are written as `\u003c`-
+//! style escapes; numbers are float64s, printed in the shortest form that
+//! round-trips, with an exponent only below 1e-6 or from 1e21 on (`1e+21`,
+//! `1e-7`); and object keys come out sorted (serde_json's default map is
+//! sorted already). Requests are decoded into float64s, so integers beyond
+//! 2^53 lose precision — [`normalize_numbers`] does the same to a decoded
+//! value before it is stored.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+use serde_json::ser::Formatter;
+use serde_json::{Number, Value};
+
+/// serde_json formatter that writes what Go's `encoding/json` writes.
+struct GoFormatter;
+
+impl Formatter for GoFormatter {
+    fn write_i64<W: ?Sized + Write>(&mut self, writer: &mut W, value: i64) -> io::Result<()> {
+        write_go_float(writer, value as f64)
+    }
+
+    fn write_u64<W: ?Sized + Write>(&mut self, writer: &mut W, value: u64) -> io::Result<()> {
+        write_go_float(writer, value as f64)
+    }
+
+    fn write_i128<W: ?Sized + Write>(&mut self, writer: &mut W, value: i128) -> io::Result<()> {
+        write_go_float(writer, value as f64)
+    }
+
+    fn write_u128<W: ?Sized + Write>(&mut self, writer: &mut W, value: u128) -> io::Result<()> {
+        write_go_float(writer, value as f64)
+    }
+
+    fn write_f32<W: ?Sized + Write>(&mut self, writer: &mut W, value: f32) -> io::Result<()> {
+        write_go_float(writer, f64::from(value))
+    }
+
+    fn write_f64<W: ?Sized + Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
+        write_go_float(writer, value)
+    }
+
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        // serde_json has already escaped quotes, backslashes and control
+        // characters; Go also escapes these, for embedding in HTML.
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            let escape = match c {
+                '<' => "\\u003c",
+                '>' => "\\u003e",
+                '&' => "\\u0026",
+                '\u{2028}' => "\\u2028",
+                '\u{2029}' => "\\u2029",
+                _ => continue,
+            };
+            writer.write_all(&fragment.as_bytes()[start..i])?;
+            writer.write_all(escape.as_bytes())?;
+            start = i + c.len_utf8();
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+/// Go's float64 encoding (`strconv.AppendFloat(f, 'f' or 'e', -1, 64)` plus
+/// encoding/json's exponent clean-up).
+fn write_go_float<W: ?Sized + Write>(writer: &mut W, value: f64) -> io::Result<()> {
+    let abs = value.abs();
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        // Rust writes `1e21` / `1.5e-7`; Go writes `1e+21` / `1.5e-7`.
+        let text = format!("{value:e}");
+        match text.split_once('e') {
+            Some((mantissa, exp)) if !exp.starts_with('-') => {
+                write!(writer, "{mantissa}e+{exp}")
+            }
+            _ => writer.write_all(text.as_bytes()),
+        }
+    } else {
+        // Display is the shortest round-trip form without an exponent.
+        write!(writer, "{value}")
+    }
+}
+
+/// Appends `value` encoded as Go's `json.Marshal` would to `out`.
+pub(crate) fn write_go<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let mut ser = serde_json::Serializer::with_formatter(out, GoFormatter);
+    // Serializing a `Value` or plain data into a Vec cannot fail.
+    value
+        .serialize(&mut ser)
+        .expect("JSON encoding into memory cannot fail");
+}
+
+/// `value` encoded as Go's `json.Marshal` would.
+pub(crate) fn to_go_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    write_go(&mut out, value);
+    out
+}
+
+/// `value` encoded as Go's `json.Marshal` would, as a string.
+#[cfg(test)]
+pub(crate) fn to_go_string<T: Serialize + ?Sized>(value: &T) -> String {
+    String::from_utf8(to_go_vec(value)).expect("serde_json writes UTF-8")
+}
+
+/// Gives every number in `value` float64 semantics, as Go's decoder does:
+/// integers beyond 2^53 are rounded; integral values stay integers (so the
+/// embedded store keeps reading them as integers); other values are floats.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub(crate) fn normalize_numbers(value: &mut Value) {
+    match value {
+        Value::Number(n) => *n = float64_number(n),
+        Value::Array(items) => items.iter_mut().for_each(normalize_numbers),
+        Value::Object(map) => map.values_mut().for_each(normalize_numbers),
+        _ => {}
+    }
+}
+
+fn float64_number(n: &Number) -> Number {
+    // Every JSON number serde_json parses has an f64 value.
+    let f = n.as_f64().unwrap_or(0.0);
+    // 2^63 and 2^64: the exclusive upper bounds of i64 and u64 as floats.
+    const I64_END: f64 = 9_223_372_036_854_775_808.0;
+    const U64_END: f64 = 18_446_744_073_709_551_616.0;
+    let integral = f.fract() == 0.0 && !(f == 0.0 && f.is_sign_negative());
+    if integral && (-I64_END..I64_END).contains(&f) {
+        Number::from(f as i64)
+    } else if integral && (0.0..U64_END).contains(&f) {
+        Number::from(f as u64)
+    } else {
+        Number::from_f64(f).unwrap_or_else(|| Number::from(0))
+    }
+}
+
+/// The number at `value` truncated toward zero to an integer, as Go's
+/// `int64(v.(float64))` (saturating where Go's result is undefined).
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub(crate) fn truncate_to_i64(value: &Value) -> Option<i64> {
+    value.as_f64().map(|f| f.trunc() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn go(v: &Value) -> String {
+        to_go_string(v)
+    }
+
+    #[test]
+    fn escapes_like_go() {
+        assert_eq!(
+            go(&json!("<a href=\"x\">&</a>")),
+            r#""\u003ca href=\"x\"\u003e\u0026\u003c/a\u003e""#
+        );
+        assert_eq!(go(&json!("\u{2028}x\u{2029}")), r#""\u2028x\u2029""#);
+        assert_eq!(
+            go(&json!("tab\tnl\ncr\r\u{1}\u{8}\u{c}é🚀")),
+            "\"tab\\tnl\\ncr\\r\\u0001\\b\\fé🚀\""
+        );
+        assert_eq!(go(&json!({"<": 1})), r#"{"\u003c":1}"#);
+    }
+
+    #[test]
+    fn sorts_keys_bytewise() {
+        let v: Value =
+            serde_json::from_str(r#"{"position":0,"globalPosition":7,"B":1,"a":2}"#).unwrap();
+        assert_eq!(go(&v), r#"{"B":1,"a":2,"globalPosition":7,"position":0}"#);
+    }
+
+    #[test]
+    fn numbers_like_go_float64() {
+        let cases = [
+            ("1", "1"),
+            ("-42", "-42"),
+            ("1.0", "1"),
+            ("1.5", "1.5"),
+            ("0.1", "0.1"),
+            ("-0", "-0"),
+            ("-0.0", "-0"),
+            ("1e20", "100000000000000000000"),
+            ("1e21", "1e+21"),
+            ("123456789e20", "1.23456789e+28"),
+            ("0.000001", "0.000001"),
+            ("0.0000001", "1e-7"),
+            ("1.5e-10", "1.5e-10"),
+            ("9007199254740993", "9007199254740992"),
+            ("12345678901234567890", "12345678901234567000"),
+            ("-9223372036854775808", "-9223372036854776000"),
+        ];
+        for (input, want) in cases {
+            let mut v: Value = serde_json::from_str(input).unwrap();
+            normalize_numbers(&mut v);
+            assert_eq!(go(&v), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn integral_numbers_stay_integers_after_normalizing() {
+        let mut v = json!({"a": 1.0, "b": [2.5, 3], "c": -7.0, "d": 1e19});
+        normalize_numbers(&mut v);
+        assert_eq!(v["a"].as_i64(), Some(1));
+        assert_eq!(v["b"][0].as_f64(), Some(2.5));
+        assert_eq!(v["b"][1].as_i64(), Some(3));
+        assert_eq!(v["c"].as_i64(), Some(-7));
+        assert_eq!(v["d"].as_u64(), Some(10_000_000_000_000_000_000));
+        assert_eq!(truncate_to_i64(&json!(-2.9)), Some(-2));
+        assert_eq!(truncate_to_i64(&json!("2")), None);
+    }
+}

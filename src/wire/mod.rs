@@ -1,0 +1,15 @@
+//! EventoDB's JSON dialect, in one place for both halves of the kit that
+//! speak it: the HTTP client ([`HttpStore`](crate::HttpStore)) and the
+//! server (feature `server`).
+//!
+//! * [`json`] — Go `encoding/json` output (escapes, float64 numbers, sorted keys);
+//! * [`rpc`] — `/rpc` request arrays, result shapes, the error envelope;
+//! * [`sse`] — `/subscribe` poke events;
+//! * [`ndjson`] — export/import records and `/import` progress lines.
+//!
+//! Everything follows `eventodb-protocol.md` (§3–§5, §10, §11).
+
+pub(crate) mod json;
+pub(crate) mod ndjson;
+pub(crate) mod rpc;
+pub(crate) mod sse;

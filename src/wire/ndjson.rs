@@ -1,0 +1,142 @@
+//! NDJSON records of `eventodb export` / `POST /import`, and the progress
+//! lines `/import` answers with.
+//!
+//! A record is one JSON object per line with the keys `id, stream, type, pos,
+//! gpos, data, meta, time` (in that order when exported; `meta` is `null`
+//! when absent; `time` is RFC 3339).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::message::Message;
+use crate::time::format_rfc3339_seconds;
+
+/// One exported message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct Record {
+    pub(crate) id: String,
+    pub(crate) stream: String,
+    #[serde(rename = "type")]
+    pub(crate) message_type: String,
+    pub(crate) pos: i64,
+    pub(crate) gpos: i64,
+    pub(crate) data: Value,
+    pub(crate) meta: Value,
+    pub(crate) time: String,
+}
+
+impl Record {
+    /// The record of a message read from a store.
+    pub(crate) fn from_message(m: &Message) -> Self {
+        Record {
+            id: m.id.clone(),
+            stream: m.stream_name.clone(),
+            message_type: m.message_type.clone(),
+            pos: m.position,
+            gpos: m.global_position,
+            data: m.data.clone(),
+            meta: m.metadata.clone().unwrap_or(Value::Null),
+            time: format_rfc3339_seconds(m.time),
+        }
+    }
+
+    /// The record as one NDJSON line (Go encoding, with the newline).
+    pub(crate) fn to_line(&self) -> Vec<u8> {
+        let mut out = super::json::to_go_vec(self);
+        out.push(b'\n');
+        out
+    }
+}
+
+/// One `data:` line of an `/import` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Progress {
+    /// The import failed at `line` and stopped.
+    Failed {
+        /// `INVALID_JSON`, `INVALID_RECORD`, `POSITION_EXISTS`, `IMPORT_FAILED`, `READ_ERROR`.
+        error: String,
+        /// What went wrong.
+        message: String,
+        /// The line being read when the failing batch was flushed.
+        line: u64,
+    },
+    /// The import finished.
+    Done {
+        /// Always true.
+        done: bool,
+        /// Records imported.
+        imported: u64,
+        /// Seconds with one decimal, e.g. `0.3s`.
+        elapsed: String,
+    },
+    /// A full batch of 1000 was committed.
+    Batch {
+        /// Records imported so far.
+        imported: u64,
+        /// Global position of the batch's last record.
+        gpos: i64,
+    },
+}
+
+impl Progress {
+    /// The SSE-framed line: `data: {…}\n\n`.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn to_event(&self) -> Vec<u8> {
+        let mut out = b"data: ".to_vec();
+        super::json::write_go(&mut out, self);
+        out.extend_from_slice(b"\n\n");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn record_keys_in_export_order() {
+        let r = Record {
+            id: "i".into(),
+            stream: "s-1".into(),
+            message_type: "T".into(),
+            pos: 0,
+            gpos: 1,
+            data: json!({"b": 1, "a": "<"}),
+            meta: Value::Null,
+            time: "2026-03-01T12:34:56Z".into(),
+        };
+        assert_eq!(
+            String::from_utf8(r.to_line()).unwrap(),
+            "{\"id\":\"i\",\"stream\":\"s-1\",\"type\":\"T\",\"pos\":0,\"gpos\":1,\"data\":{\"a\":\"\\u003c\",\"b\":1},\"meta\":null,\"time\":\"2026-03-01T12:34:56Z\"}\n"
+        );
+        let back: Record = serde_json::from_slice(&r.to_line()).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn progress_lines() {
+        let done = Progress::Done {
+            done: true,
+            imported: 3,
+            elapsed: "0.0s".into(),
+        };
+        assert_eq!(
+            String::from_utf8(done.to_event()).unwrap(),
+            "data: {\"done\":true,\"imported\":3,\"elapsed\":\"0.0s\"}\n\n"
+        );
+        let batch: Progress = serde_json::from_str(r#"{"imported":1000,"gpos":1000}"#).unwrap();
+        assert_eq!(
+            batch,
+            Progress::Batch {
+                imported: 1000,
+                gpos: 1000
+            }
+        );
+        let failed: Progress =
+            serde_json::from_str(r#"{"error":"INVALID_JSON","message":"m","line":2}"#).unwrap();
+        assert!(matches!(failed, Progress::Failed { line: 2, .. }));
+    }
+}
