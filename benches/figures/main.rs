@@ -11,6 +11,8 @@
 
 mod embedded;
 mod outbox;
+#[cfg(feature = "server")]
+mod outbox_http;
 mod report;
 
 use report::Report;

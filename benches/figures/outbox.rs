@@ -1,5 +1,7 @@
-//! `outbox_write`, `outbox_write_batch`, `sender_delivery_1`,
-//! `sender_delivery_4`, `delivery_latency_ms` and `drain_1m_rss_mb`.
+//! `outbox_write`, `outbox_write_batch`, `sender_delivery_embedded_1`,
+//! `sender_delivery_embedded_4`, `delivery_latency_ms` and `drain_1m_rss_mb`
+//! (and, with the `server` feature, `sender_delivery_1` and
+//! `sender_delivery_4` over HTTP: see `outbox_http.rs`).
 //!
 //! Writes are compared with plain rusqlite inserting the same rows into the
 //! same table with the same pragmas (generating the UUID v7 and the JSON
@@ -22,7 +24,7 @@ use crate::report::{best_of, rate, Report};
 
 const KIT_SCHEMA: &str = include_str!("../../schema.sql");
 const BUDGET: Duration = Duration::from_secs(2);
-const STREAMS: usize = 100;
+pub const STREAMS: usize = 100;
 const DELIVERY_ROWS: usize = 20_000;
 const LATENCY_SAMPLES: usize = 1_000;
 
@@ -30,7 +32,7 @@ fn payload(n: usize) -> serde_json::Value {
     json!({ "amount": 125, "currency": "EUR", "note": "monthly savings transfer", "n": n })
 }
 
-fn message(n: usize) -> NewMessage {
+pub fn message(n: usize) -> NewMessage {
     NewMessage::new("Deposited", payload(n)).correlation_stream_name("transfer-1")
 }
 
@@ -40,6 +42,12 @@ pub fn run(report: &mut Report) {
     write_batch(report, dir.path());
     delivery(report, dir.path(), 1);
     delivery(report, dir.path(), 4);
+    #[cfg(feature = "server")]
+    crate::outbox_http::run(report, dir.path());
+    #[cfg(not(feature = "server"))]
+    println!(
+        "(sender_delivery_1/_4 over HTTP need the server feature: cargo bench --features server)"
+    );
     latency(report, dir.path());
     drain_rss(report, dir.path());
 }
@@ -150,7 +158,7 @@ fn write_batch(report: &mut Report, dir: &Path) {
 }
 
 /// Rows written before the sender starts, and the kit delivering them.
-fn fill(kit: &Kit, rows: usize) -> String {
+pub fn fill(kit: &Kit, rows: usize) -> String {
     let mut last = String::new();
     for chunk in (0..rows).collect::<Vec<_>>().chunks(1000) {
         let entries: Vec<OutboxEntry> = chunk
@@ -219,7 +227,11 @@ fn delivery(report: &mut Report, dir: &Path, lanes: usize) {
         threads.into_iter().for_each(|t| t.join().unwrap());
         DELIVERY_ROWS as f64 / start.elapsed().as_secs_f64()
     });
-    report.ratio(&format!("sender_delivery_{lanes}"), kit_rate, limit);
+    report.ratio(
+        &format!("sender_delivery_embedded_{lanes}"),
+        kit_rate,
+        limit,
+    );
 }
 
 /// Write → in the store, one message at a time with the sender idle

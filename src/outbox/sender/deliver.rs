@@ -13,8 +13,9 @@ use crate::store::{MessageStore, StreamQuery};
 /// What kind of failure, for the retry decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FailureClass {
-    /// The store could not be reached (refused, reset, timeout, I/O): every
-    /// stream would fail alike, so the whole sender pauses and backs off.
+    /// The store could not be reached (refused, reset, timeout, I/O, a 502,
+    /// 503 or 504): every stream would fail alike, so the whole sender
+    /// pauses and backs off.
     Unreachable,
     /// The store failed on this message but may not next time (5xx, busy
     /// database): this stream backs off, the others go on.
@@ -52,6 +53,11 @@ pub(crate) fn classify(error: &Error) -> FailureClass {
         | Error::NotFound(_)
         | Error::Json(_) => FailureClass::Permanent,
         Error::Store { status, .. } if (400..500).contains(status) => FailureClass::Permanent,
+        // A gateway in front of the store, or the store itself, says it
+        // cannot serve anything right now.
+        Error::Store {
+            status: 502..=504, ..
+        } => FailureClass::Unreachable,
         // 5xx, a failing local database of an embedded store, pool time-outs,
         // a store shutting down, anything new: worth another try.
         _ => FailureClass::Transient,
@@ -161,7 +167,8 @@ mod tests {
         );
         assert_eq!(classify(&Error::Timeout("read".into())), Unreachable);
         assert_eq!(classify(&store(500)), Transient);
-        assert_eq!(classify(&store(503)), Transient);
+        assert_eq!(classify(&store(503)), Unreachable);
+        assert_eq!(classify(&store(502)), Unreachable);
         assert_eq!(classify(&store(400)), Permanent);
         assert_eq!(classify(&store(413)), Permanent);
         assert_eq!(classify(&Error::InvalidInput("x".into())), Permanent);

@@ -169,9 +169,11 @@ impl Dispatcher {
                 || self
                     .pending_since
                     .is_some_and(|t| now >= t + self.config.flush_interval));
+        // Claim a whole batch at a time (fewer, fuller transactions): once
+        // at most one batch is still in flight.
         let claim = self.more_work
             && self.pause_until.is_none()
-            && self.book.in_flight() < self.max_in_flight();
+            && self.book.in_flight() + self.config.batch_size_value() <= self.max_in_flight();
         if db_ok && (flush_due || claim || now >= self.next_renew) {
             self.cycle(claim);
             return;
