@@ -51,9 +51,8 @@ fn write_workload(kit: &Kit, streams: usize, per_stream: usize) -> Vec<String> {
             })
             .unwrap()
     };
-    let mut version = ledger_version(kit);
     let mut ids = Vec::new();
-    for n in 0..per_stream {
+    for (version, n) in (ledger_version(kit)..).zip(0..per_stream) {
         let entries: Vec<OutboxEntry> = (0..streams)
             .map(|s| {
                 let m = NewMessage::new("Deposited", json!({ "s": s, "n": n }))
@@ -63,7 +62,6 @@ fn write_workload(kit: &Kit, streams: usize, per_stream: usize) -> Vec<String> {
             .collect();
         ids.extend(outbox.write_batch(&entries).unwrap());
         let versioned = WriteOptions::new().expected_version(version);
-        version += 1;
         let m = NewMessage::new("Versioned", json!({ "n": n }));
         ids.push(outbox.write_with("ledger-1", &m, &versioned).unwrap());
     }
