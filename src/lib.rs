@@ -35,10 +35,25 @@
 //! Every fallible call returns [`Result`] with the one [`Error`] enum; use
 //! [`Error::is_transient`] to decide whether a retry can help.
 //!
+//! ## A real EventoDB
+//!
+//! [`HttpStore`] is the same [`MessageStore`] over HTTP, for an EventoDB
+//! server (or `eventodb-kit serve`); the namespace comes from the token:
+//!
+//! ```no_run
+//! use eventodb_kit::{HttpStore, MessageStore, NewMessage, WriteOptions};
+//!
+//! let store = HttpStore::new("http://127.0.0.1:8080", &std::env::var("EVENTODB_TOKEN").unwrap())?;
+//! store.write("account-1", &NewMessage::new("Opened", serde_json::json!({})), &WriteOptions::new())?;
+//! # Ok::<(), eventodb_kit::Error>(())
+//! ```
+//!
 //! ## Features
 //!
-//! * `server` — an EventoDB-compatible HTTP server over [`EmbeddedStore`].
-//! * `cli` — the `eventodb-kit` command-line tool (implies `server`).
+//! * `server` — an EventoDB-compatible HTTP server over [`EmbeddedStore`]
+//!   (`server::Server`).
+//! * `cli` — the `eventodb-kit` command-line tool (implies `server`):
+//!   `eventodb-kit serve`.
 //!
 //! The default build has neither, so a device build carries only the library.
 #![deny(missing_docs)]

@@ -295,3 +295,20 @@ fn the_server_ends_a_stream_whose_client_left() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[test]
+fn stream_names_survive_the_query_string() {
+    let server = Server::start(ServerConfig::new()).unwrap();
+    let store = client(&server);
+    for stream in ["account-123+retry", "café-1 & co=2", "a-b?c#d%20"] {
+        let sub = store
+            .subscribe_sse(&SubscribeTarget::stream(stream, 0))
+            .unwrap();
+        let written = write(&store, stream);
+        let poke = sub.subscription().recv_timeout(WAIT).unwrap();
+        assert_eq!(
+            (poke.stream.as_str(), poke.global_position),
+            (stream, written.global_position)
+        );
+    }
+}

@@ -7,9 +7,12 @@
 //! repeated in a summary at the end. Ratios, not absolute numbers, are what
 //! compare across machines.
 //!
-//! Run a subset by naming groups: `cargo bench -- embedded`.
+//! Run a subset by naming groups: `cargo bench -- embedded`. The `http`
+//! group needs the server: `cargo bench --features server -- http`.
 
 mod embedded;
+#[cfg(feature = "server")]
+mod http;
 mod outbox;
 #[cfg(feature = "server")]
 mod outbox_http;
@@ -19,7 +22,12 @@ use report::Report;
 
 type Group = (&'static str, fn(&mut Report));
 
-const GROUPS: &[Group] = &[("embedded", embedded::run), ("outbox", outbox::run)];
+const GROUPS: &[Group] = &[
+    ("embedded", embedded::run),
+    #[cfg(feature = "server")]
+    ("http", http::run),
+    ("outbox", outbox::run),
+];
 
 fn main() {
     let filters: Vec<String> = std::env::args()

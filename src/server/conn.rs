@@ -107,8 +107,9 @@ fn start_connection(shared: &Arc<Shared>, socket: TcpStream) -> std::io::Result<
     // client's delayed ACK hold back the tail of multi-packet answers.
     socket.set_nodelay(true)?;
     if shared.connections.len() >= shared.max_connections {
-        let body = crate::wire::rpc::ErrorBody::new("SERVICE_UNAVAILABLE", "Too many connections")
-            .to_go_json();
+        let body =
+            crate::wire::error::ErrorBody::new("SERVICE_UNAVAILABLE", "Too many connections")
+                .to_go_json();
         let mut s = &socket;
         let _ = Response::new(503, http::JSON, body).write_to(
             &mut s,

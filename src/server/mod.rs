@@ -5,7 +5,7 @@
 //! `GET /subscribe` (SSE pokes), `POST /import`, `/health`, `/version` —
 //! with EventoDB's validation order, error codes, statuses and messages,
 //! namespaces and tokens (only sha256 hashes are stored), so EventoDB SDKs
-//! and [`HttpStore`](crate::HttpStore) can use it as they would use EventoDB.
+//! and [`HttpStore`] can use it as they would use EventoDB.
 //!
 //! ```
 //! use eventodb_kit::server::{Server, ServerConfig};

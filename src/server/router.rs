@@ -9,7 +9,7 @@ use super::Shared;
 use crate::namespace::TokenCheck;
 use crate::store::embedded::DEFAULT_NAMESPACE;
 use crate::token::Token;
-use crate::wire::rpc::ErrorBody;
+use crate::wire::error::ErrorBody;
 
 /// What a handler did with the request.
 pub(crate) enum Outcome {

@@ -7,8 +7,8 @@ use super::http::{Response, JSON};
 use super::router::{error_body, Caller};
 use super::Shared;
 use crate::error::Error;
+use crate::wire::error::ErrorBody;
 use crate::wire::json::to_go_vec;
-use crate::wire::rpc::ErrorBody;
 
 /// An RPC failure: the envelope and its HTTP status.
 #[derive(Debug)]

@@ -12,6 +12,7 @@
 
 use std::io::{self, Write};
 
+use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::ser::Formatter;
 use serde_json::{Number, Value};
@@ -88,25 +89,64 @@ fn write_go_float<W: ?Sized + Write>(writer: &mut W, value: f64) -> io::Result<(
     }
 }
 
-/// Appends `value` encoded as Go's `json.Marshal` would to `out`.
+/// A JSON value whose objects serialize with their keys sorted bytewise,
+/// as Go writes maps — whatever map type serde_json was built with (an
+/// application enabling serde_json's `preserve_order` must not change the
+/// server's output).
+pub(crate) struct Sorted<'a>(pub(crate) &'a Value);
+
+impl Serialize for Sorted<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                let mut out = serializer.serialize_map(Some(entries.len()))?;
+                for (key, value) in entries {
+                    out.serialize_entry(key, &Sorted(value))?;
+                }
+                out.end()
+            }
+            Value::Array(items) => serializer.collect_seq(items.iter().map(Sorted)),
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+/// `serialize_with` helper for `Value` fields of structs written Go-style.
+pub(crate) fn sorted<S: Serializer>(value: &Value, serializer: S) -> Result<S::Ok, S::Error> {
+    Sorted(value).serialize(serializer)
+}
+
+/// `serialize_with` helper for `Option<Value>` fields.
+pub(crate) fn sorted_option<S: Serializer>(
+    value: &Option<Value>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    value.as_ref().map(Sorted).serialize(serializer)
+}
+
+/// Appends `value` (a struct or a [`Sorted`] value) encoded as Go's
+/// `json.Marshal` would to `out`.
 pub(crate) fn write_go<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     let mut ser = serde_json::Serializer::with_formatter(out, GoFormatter);
-    // Serializing a `Value` or plain data into a Vec cannot fail.
+    // Serializing plain data into a Vec cannot fail.
     value
         .serialize(&mut ser)
         .expect("JSON encoding into memory cannot fail");
 }
 
-/// `value` encoded as Go's `json.Marshal` would.
-pub(crate) fn to_go_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+/// `value` encoded as Go's `json.Marshal` would (keys sorted).
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub(crate) fn to_go_vec(value: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
-    write_go(&mut out, value);
+    write_go(&mut out, &Sorted(value));
     out
 }
 
 /// `value` encoded as Go's `json.Marshal` would, as a string.
 #[cfg(test)]
-pub(crate) fn to_go_string<T: Serialize + ?Sized>(value: &T) -> String {
+pub(crate) fn to_go_string(value: &Value) -> String {
     String::from_utf8(to_go_vec(value)).expect("serde_json writes UTF-8")
 }
 

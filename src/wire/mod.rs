@@ -3,12 +3,14 @@
 //! server (feature `server`).
 //!
 //! * [`json`] — Go `encoding/json` output (escapes, float64 numbers, sorted keys);
-//! * [`rpc`] — `/rpc` request arrays, result shapes, the error envelope;
+//! * [`rpc`] — `/rpc` request arrays and result shapes;
+//! * [`error`] — the error envelope of every JSON error answer;
 //! * [`sse`] — `/subscribe` poke events;
 //! * [`ndjson`] — export/import records and `/import` progress lines.
 //!
 //! Everything follows `eventodb-protocol.md` (§3–§5, §10, §11).
 
+pub(crate) mod error;
 pub(crate) mod json;
 pub(crate) mod ndjson;
 pub(crate) mod rpc;

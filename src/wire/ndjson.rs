@@ -21,7 +21,9 @@ pub(crate) struct Record {
     pub(crate) message_type: String,
     pub(crate) pos: i64,
     pub(crate) gpos: i64,
+    #[serde(serialize_with = "super::json::sorted")]
     pub(crate) data: Value,
+    #[serde(serialize_with = "super::json::sorted")]
     pub(crate) meta: Value,
     pub(crate) time: String,
 }
@@ -43,7 +45,8 @@ impl Record {
 
     /// The record as one NDJSON line (Go encoding, with the newline).
     pub(crate) fn to_line(&self) -> Vec<u8> {
-        let mut out = super::json::to_go_vec(self);
+        let mut out = Vec::with_capacity(256);
+        super::json::write_go(&mut out, self);
         out.push(b'\n');
         out
     }

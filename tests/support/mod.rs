@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use eventodb_kit::server::{Server, ServerConfig};
 use serde_json::Value;
 
 /// A response as it came over the wire.
@@ -151,4 +152,29 @@ pub fn read_answer<R: BufRead>(reader: &mut R) -> Answer {
         headers,
         body: String::from_utf8(body).unwrap(),
     }
+}
+
+/// A server in memory and its default token.
+pub fn server() -> (Server, String) {
+    let server = Server::start(ServerConfig::new()).unwrap();
+    let token = server.default_token().unwrap().expose_secret().to_string();
+    (server, token)
+}
+
+/// Asserts that the server still answers.
+pub fn still_serving(server: &Server, token: &str) {
+    let a = rpc(&server.url(), Some(token), r#"["sys.health"]"#);
+    assert_eq!(a.status, 200, "{a:?}");
+}
+
+/// Checks status, code and message of an error answer.
+#[track_caller]
+pub fn expect_error(a: &Answer, status: u16, code: &str, message: &str) {
+    assert_eq!(a.status, status, "{a:?}");
+    assert_eq!(a.error(), (code.to_string(), message.to_string()), "{a:?}");
+    assert!(
+        a.body.ends_with("}\n"),
+        "RPC errors end with a newline: {a:?}"
+    );
+    assert_eq!(a.header("content-type"), Some("application/json"));
 }

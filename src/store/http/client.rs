@@ -11,7 +11,8 @@ use ureq::Agent;
 
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::token::Token;
-use crate::wire::rpc::{self, ErrorBody};
+use crate::wire::error::ErrorBody;
+use crate::wire::rpc;
 
 /// What a failed call was doing, for errors that need it.
 #[derive(Debug, Default, Clone, Copy)]

@@ -1,0 +1,312 @@
+//! `http_write_1`, `http_write_4`: `stream.write` requests/s through
+//! `HttpStore` against `eventodb-kit serve` (a SQLite file in a temp dir),
+//! next to the raw limit — plain ureq POSTs of the same body to a trivial
+//! handler in the same process, with the same number of threads.
+//!
+//! `http_category_get_30kb`: round trips/s of a ~30 KB `category.get`,
+//! against the trivial handler answering 30 KB; `http_category_get_30kb_ms`
+//! gives its latency next to a naive handler (no `TCP_NODELAY`, head and
+//! body in two writes), which shows what Nagle's algorithm and delayed ACKs
+//! cost when they are not handled.
+//!
+//! `http_poke_latency_ms`: write → SSE poke through `HttpStore`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use eventodb_kit::server::{Server, ServerConfig};
+use eventodb_kit::{
+    CategoryQuery, HttpStore, MessageStore, NewMessage, SubscribeTarget, WriteOptions,
+};
+use serde_json::json;
+
+use crate::report::{best_of, Report};
+
+const BUDGET: Duration = Duration::from_secs(2);
+const STREAMS: u64 = 100;
+
+pub fn run(report: &mut Report) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::new().data_dir(dir.path())).unwrap();
+    let store = server.http_store().unwrap();
+    let write_answer = b"{\"globalPosition\":1,\"position\":0}\n".to_vec();
+    let trivial = Trivial::start(write_answer, true);
+    for threads in [1, 4] {
+        let kit = best_of(3, || kit_writes(&store, threads));
+        let limit = best_of(3, || raw_writes(trivial.addr, threads));
+        report.ratio(&format!("http_write_{threads}"), kit, limit);
+    }
+    category_get_30kb(report, &store);
+    poke_latency(report, &store);
+    drop(store);
+    server.shutdown();
+}
+
+fn payload() -> serde_json::Value {
+    json!({ "amount": 125, "currency": "EUR", "note": "monthly savings transfer" })
+}
+
+/// Runs `op(thread, i)` on `threads` threads for about `BUDGET` after a
+/// warm-up; returns operations per second.
+fn rate_on_threads(threads: usize, op: impl Fn(usize, u64) + Sync) -> f64 {
+    let measuring = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    let done = AtomicU64::new(0);
+    let elapsed = thread::scope(|s| {
+        for t in 0..threads {
+            let (op, measuring, stop, done) = (&op, &measuring, &stop, &done);
+            s.spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    op(t, i);
+                    i += 1;
+                    if measuring.load(Ordering::Relaxed) {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        thread::sleep(BUDGET / 10);
+        measuring.store(true, Ordering::Relaxed);
+        let start = Instant::now();
+        thread::sleep(BUDGET);
+        let elapsed = start.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        elapsed
+    });
+    done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
+}
+
+fn kit_writes(store: &HttpStore, threads: usize) -> f64 {
+    let message = NewMessage::new("Deposited", payload());
+    rate_on_threads(threads, |t, i| {
+        let stream = format!("account-{}", (t as u64 * 7919 + i) % STREAMS);
+        store
+            .write(&stream, &message, &WriteOptions::new())
+            .unwrap();
+    })
+}
+
+fn raw_writes(addr: SocketAddr, threads: usize) -> f64 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .max_idle_connections_per_host(32)
+        .build()
+        .new_agent();
+    let url = format!("http://{addr}/rpc");
+    let token = format!("Bearer ns_ZGVmYXVsdA_{}", "0".repeat(64));
+    rate_on_threads(threads, |t, i| {
+        let stream = format!("account-{}", (t as u64 * 7919 + i) % STREAMS);
+        let body = serde_json::to_vec(&json!([
+            "stream.write",
+            stream,
+            { "type": "Deposited", "data": payload() }
+        ]))
+        .unwrap();
+        let mut response = agent
+            .post(&url)
+            .header("Authorization", &token)
+            .header("Content-Type", "application/json")
+            .send(&body[..])
+            .unwrap();
+        let _: serde_json::Value =
+            serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap();
+    })
+}
+
+fn category_get_30kb(report: &mut Report, store: &HttpStore) {
+    // 100 messages of ~250 bytes each: a ~30 KB answer.
+    let filler = "x".repeat(160);
+    for n in 0..100 {
+        let msg = NewMessage::new("Filled", json!({ "n": n, "filler": filler }));
+        store
+            .write(&format!("big30-{}", n % 10), &msg, &WriteOptions::new())
+            .unwrap();
+    }
+    let answer_len = serde_json::to_vec(&store.call("category.get", vec![json!("big30")]).unwrap())
+        .unwrap()
+        .len();
+    let query = CategoryQuery::new();
+    let kit_times = timed(300, || {
+        assert_eq!(store.get_category("big30", &query).unwrap().len(), 100);
+    });
+    let mut body = vec![b' '; answer_len];
+    body[0] = b'[';
+    body[answer_len - 1] = b']';
+    let good = Trivial::start(body.clone(), true);
+    let naive = Trivial::start(body, false);
+    let agent: ureq::Agent = ureq::Agent::new_with_defaults();
+    let fetch = |addr: SocketAddr| {
+        let mut r = agent
+            .post(format!("http://{addr}/rpc"))
+            .send("[\"category.get\",\"big30\"]")
+            .unwrap();
+        assert_eq!(
+            r.body_mut()
+                .with_config()
+                .limit(1 << 20)
+                .read_to_vec()
+                .unwrap()
+                .len(),
+            answer_len
+        );
+    };
+    let limit_times = timed(300, || fetch(good.addr));
+    let naive_times = timed(30, || fetch(naive.addr));
+    let rate = |t: &[Duration]| t.len() as f64 / t.iter().sum::<Duration>().as_secs_f64();
+    report.ratio(
+        "http_category_get_30kb",
+        rate(&kit_times),
+        rate(&limit_times),
+    );
+    report.figure(
+        "http_category_get_30kb_ms",
+        &[
+            ("bytes", answer_len as f64),
+            ("p50", percentile_ms(&kit_times, 0.50)),
+            ("p99", percentile_ms(&kit_times, 0.99)),
+            ("limit_p50", percentile_ms(&limit_times, 0.50)),
+            ("naive_p50", percentile_ms(&naive_times, 0.50)),
+        ],
+    );
+}
+
+fn poke_latency(report: &mut Report, store: &HttpStore) {
+    let sub = store.subscribe_sse(&SubscribeTarget::all(0)).unwrap();
+    let message = NewMessage::new("Poked", payload());
+    let times = timed(300, || {
+        let written = store
+            .write("poked-1", &message, &WriteOptions::new())
+            .unwrap();
+        loop {
+            let poke = sub
+                .subscription()
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap();
+            if poke.global_position == written.global_position {
+                break;
+            }
+        }
+    });
+    report.figure(
+        "http_poke_latency_ms",
+        &[
+            ("p50", percentile_ms(&times, 0.50)),
+            ("p99", percentile_ms(&times, 0.99)),
+            ("max", percentile_ms(&times, 1.0)),
+        ],
+    );
+}
+
+/// Durations of `n` runs of `op` (after 10 % warm-up runs).
+fn timed(n: usize, mut op: impl FnMut()) -> Vec<Duration> {
+    for _ in 0..n / 10 {
+        op();
+    }
+    (0..n)
+        .map(|_| {
+            let start = Instant::now();
+            op();
+            start.elapsed()
+        })
+        .collect()
+}
+
+fn percentile_ms(times: &[Duration], q: f64) -> f64 {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// A trivial HTTP handler: reads a request, answers `body`. With `good`,
+/// sockets have `TCP_NODELAY` and answers leave in one write; without, head
+/// and body are written separately with Nagle's algorithm on (the naive setup).
+struct Trivial {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<thread::JoinHandle<()>>,
+}
+
+impl Trivial {
+    fn start(body: Vec<u8>, good: bool) -> Trivial {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let body = Arc::new(body);
+        let flag = Arc::clone(&stop);
+        let acceptor = thread::spawn(move || {
+            for socket in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(socket) = socket else { continue };
+                let body = Arc::clone(&body);
+                // Ends when the client closes its connection.
+                thread::spawn(move || trivial_connection(socket, &body, good));
+            }
+        });
+        Trivial {
+            addr,
+            stop,
+            acceptor: Some(acceptor),
+        }
+    }
+}
+
+impl Drop for Trivial {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn trivial_connection(socket: TcpStream, body: &[u8], good: bool) {
+    socket.set_nodelay(good).unwrap();
+    let mut reader = BufReader::new(socket.try_clone().unwrap());
+    let mut out = socket;
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    loop {
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut request = vec![0; length];
+        if reader.read_exact(&mut request).is_err() {
+            return;
+        }
+        let written = if good {
+            let mut all = head.clone().into_bytes();
+            all.extend_from_slice(body);
+            out.write_all(&all)
+        } else {
+            out.write_all(head.as_bytes())
+                .and_then(|_| out.write_all(body))
+        };
+        if written.is_err() {
+            return;
+        }
+    }
+}
