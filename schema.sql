@@ -42,6 +42,8 @@ CREATE INDEX evento_outbox_dead_lettered
     ON evento_outbox (namespace, stream) WHERE dead_lettered_at IS NOT NULL;
 
 -- Where each consumer is: the last processed global position of a category.
+-- `group_size` 0 = the consumer has no group; NULL = not recorded yet (the
+-- next start records its group).
 CREATE TABLE evento_consumer_positions (
     namespace    TEXT    NOT NULL,
     category     TEXT    NOT NULL,
@@ -54,17 +56,21 @@ CREATE TABLE evento_consumer_positions (
 );
 
 -- Events a consumer has processed, per consumer (two consumers of one
--- category each see every event).
+-- category each see every event). `global_position` lets a reset to an
+-- earlier position forget exactly the records after it.
 CREATE TABLE evento_processed_events (
-    namespace    TEXT    NOT NULL,
-    category     TEXT    NOT NULL,
-    consumer_id  TEXT    NOT NULL,
-    event_id     TEXT    NOT NULL,
-    event_type   TEXT    NOT NULL,
-    processed_at INTEGER NOT NULL,
+    namespace       TEXT    NOT NULL,
+    category        TEXT    NOT NULL,
+    consumer_id     TEXT    NOT NULL,
+    event_id        TEXT    NOT NULL,
+    event_type      TEXT    NOT NULL,
+    global_position INTEGER NOT NULL,
+    processed_at    INTEGER NOT NULL,
     PRIMARY KEY (namespace, category, consumer_id, event_id)
 ) WITHOUT ROWID;
-CREATE INDEX evento_processed_events_processed_at ON evento_processed_events (processed_at);
+-- No index on processed_at: consumers write a record per message, and an
+-- index with the whole key in every entry doubled that cost; retention walks
+-- the primary key instead (hourly, outside the write lock).
 
 -- migrate:down 1
 

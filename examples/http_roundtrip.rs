@@ -20,7 +20,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A namespace of its own, with the token only this call returns.
     let tenant = admin.create_namespace("shop", "example tenant", None)?;
     let shop = admin.with_token(&tenant.token);
-    println!("namespace {:?} created ({})", tenant.namespace, tenant.token);
+    println!(
+        "namespace {:?} created ({})",
+        tenant.namespace, tenant.token
+    );
 
     let sub = shop.subscribe(&SubscribeTarget::category("order", 0))?;
     let written = shop.write(

@@ -212,7 +212,6 @@ pub(crate) fn record(conn: &Connection, entry: &NewDeadLetter<'_>) -> Result<i64
 }
 
 /// A read message as JSON, in EventoDB's key names.
-#[allow(dead_code)] // used by the consumers
 pub(crate) fn message_to_json(m: &Message) -> Value {
     json!({
         "id": m.id,

@@ -89,6 +89,19 @@ pub enum Error {
     /// The component was shut down while the call was in progress.
     #[error("shut down")]
     Shutdown,
+    /// A consumer's (or a replay's) handler failed on a message and the kit
+    /// stopped there.
+    #[error(
+        "handler failed on message {message_id} (global position {global_position}): {message}"
+    )]
+    Handler {
+        /// The message's id.
+        message_id: String,
+        /// The message's global position.
+        global_position: i64,
+        /// The handler's error (or panic message).
+        message: String,
+    },
 }
 
 fn fmt_actual(actual: &Option<i64>) -> String {
@@ -165,7 +178,8 @@ impl Error {
             | Error::Auth { .. }
             | Error::InvalidInput(_)
             | Error::Json(_)
-            | Error::Shutdown => false,
+            | Error::Shutdown
+            | Error::Handler { .. } => false,
         }
     }
 

@@ -30,6 +30,14 @@
 //! starts the thread that delivers them to the store, exactly once and in
 //! order per stream; see the [`outbox`] module.
 //!
+//! ## Consumers
+//!
+//! [`Kit::consumer`] follows a category and runs a handler inside a
+//! transaction on the kit's database, committing its writes with the
+//! processed-event record and the new position; see the [`consumer`] module
+//! for the promises, typed dispatch, channel subscriptions, checkpoints and
+//! replay.
+//!
 //! ## Errors
 //!
 //! Every fallible call returns [`Result`] with the one [`Error`] enum; use
@@ -59,6 +67,8 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod cloudevents;
+pub mod consumer;
 pub mod consumer_group;
 pub mod db;
 pub mod dlq;
@@ -78,6 +88,10 @@ pub mod time;
 pub mod token;
 mod wire;
 
+pub use consumer::{
+    Checkpoints, ConsumerBuilder, ConsumerHandle, ConsumerHealth, ConsumerStats, Dispatcher,
+    FailurePolicy, MessageSubscription,
+};
 pub use consumer_group::ConsumerGroup;
 pub use db::{Db, DbOptions, Synchronous};
 pub use dlq::{DeadLetter, DeadLetterFilter, DeadLetterSource, Dlq};

@@ -10,6 +10,7 @@
 //! Run a subset by naming groups: `cargo bench -- embedded`. The `http`
 //! group needs the server: `cargo bench --features server -- http`.
 
+mod consumer;
 mod embedded;
 #[cfg(feature = "server")]
 mod http;
@@ -27,6 +28,7 @@ const GROUPS: &[Group] = &[
     #[cfg(feature = "server")]
     ("http", http::run),
     ("outbox", outbox::run),
+    ("consumer", consumer::run),
 ];
 
 fn main() {

@@ -1,0 +1,130 @@
+//! `consumer_embedded`: messages a consumer processes per second (handler
+//! doing one insert, with positions and processed records committed) against
+//! the raw rate of reading the same messages with `category.get` from the
+//! same store in the same run. `handler_latency_embedded_ms`: write → handler
+//! with push wake-ups on the embedded store.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::unbounded;
+use eventodb_kit::{CategoryQuery, Error, Kit, NewMessage, WriteOptions};
+use serde_json::json;
+
+use crate::report::{best_of, Report};
+
+const MESSAGES: i64 = 20_000;
+const STREAMS: i64 = 100;
+const LATENCY_SAMPLES: usize = 1000;
+
+pub fn run(report: &mut Report) {
+    let dir = tempfile::tempdir().unwrap();
+    let kit = Kit::builder()
+        .database(dir.path().join("consumer.db"))
+        .build()
+        .unwrap();
+    kit.db()
+        .write(|tx| {
+            tx.execute_batch(
+                "CREATE TABLE bench_effects (event_id TEXT NOT NULL, amount INTEGER NOT NULL);",
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    throughput(report, &kit);
+    latency(report, &kit);
+}
+
+fn payload(n: i64) -> serde_json::Value {
+    json!({ "amount": n, "currency": "EUR", "note": "monthly savings transfer" })
+}
+
+fn throughput(report: &mut Report, kit: &Kit) {
+    let mut last = 0;
+    for n in 0..MESSAGES {
+        let msg = NewMessage::new("Deposited", payload(n));
+        last = kit
+            .store()
+            .write(
+                &format!("account-{}", n % STREAMS),
+                &msg,
+                &WriteOptions::new(),
+            )
+            .unwrap()
+            .global_position;
+    }
+
+    // Raw: read the whole category with category.get, batch by batch.
+    let limit = best_of(3, || {
+        let start = Instant::now();
+        let mut position = 1;
+        let mut read = 0usize;
+        loop {
+            let batch = kit
+                .store()
+                .get_category("account", &CategoryQuery::new().position(position))
+                .unwrap();
+            match batch.last() {
+                Some(m) => position = m.global_position + 1,
+                None => break,
+            }
+            read += batch.len();
+        }
+        read as f64 / start.elapsed().as_secs_f64()
+    });
+
+    // Kit: a fresh consumer each round processes the same messages.
+    let mut round = 0;
+    let consumer_rate = best_of(3, || {
+        round += 1;
+        let start = Instant::now();
+        let consumer = kit
+            .consumer("account", &format!("bench-{round}"))
+            .spawn(|msg, tx| {
+                tx.prepare_cached("INSERT INTO bench_effects (event_id, amount) VALUES (?1, ?2)")?
+                    .execute((&msg.id, msg.data["amount"].as_i64().unwrap_or(0)))?;
+                Ok::<(), rusqlite::Error>(())
+            })
+            .unwrap();
+        consumer
+            .wait_for_position(last, Duration::from_secs(300))
+            .unwrap();
+        let rate = MESSAGES as f64 / start.elapsed().as_secs_f64();
+        assert_eq!(consumer.stats().processed, MESSAGES as u64);
+        consumer.shutdown();
+        rate
+    });
+    report.ratio("consumer_embedded", consumer_rate, limit);
+}
+
+fn latency(report: &mut Report, kit: &Kit) {
+    let (tx, rx) = unbounded::<Instant>();
+    let consumer = kit
+        .consumer("latency", "bench")
+        .spawn(move |msg, db| {
+            db.prepare_cached("INSERT INTO bench_effects (event_id, amount) VALUES (?1, 0)")?
+                .execute([&msg.id])?;
+            tx.send(Instant::now()).ok();
+            Ok::<(), Error>(())
+        })
+        .unwrap();
+    let msg = NewMessage::new("Ping", json!({}));
+    let mut samples: Vec<Duration> = Vec::with_capacity(LATENCY_SAMPLES);
+    for n in 0..LATENCY_SAMPLES {
+        let before = Instant::now();
+        kit.store()
+            .write(&format!("latency-{}", n % 10), &msg, &WriteOptions::new())
+            .unwrap();
+        let handled = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        samples.push(handled - before);
+    }
+    consumer.shutdown();
+    samples.sort();
+    let ms = |q: f64| {
+        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[i].as_secs_f64() * 1000.0
+    };
+    report.figure(
+        "handler_latency_embedded_ms",
+        &[("p50", ms(0.50)), ("p99", ms(0.99))],
+    );
+}

@@ -1,0 +1,253 @@
+//! [`ConsumerBuilder`]: configures a consumer and starts its thread.
+
+use std::fmt::Display;
+use std::time::Duration;
+
+use rusqlite::Transaction;
+use serde_json::Value;
+
+use crate::consumer_group::ConsumerGroup;
+use crate::error::{Error, Result};
+use crate::kit::Kit;
+use crate::message::Message;
+use crate::retry::RetryPolicy;
+use crate::store::MAX_BATCH_SIZE;
+
+use super::config::{ConsumerConfig, FailurePolicy};
+use super::filter::{self, MessageFilter};
+use super::handle::ConsumerHandle;
+use super::handler;
+use super::position::{self, ConsumerKey};
+use super::retention;
+use super::worker;
+
+/// Configures a consumer of one category; [`ConsumerBuilder::spawn`] starts
+/// it. Made by [`Kit::consumer`].
+///
+/// ```
+/// use std::time::Duration;
+/// use eventodb_kit::consumer::FailurePolicy;
+/// use eventodb_kit::{Kit, MessageStore, NewMessage, RetryPolicy, WriteOptions};
+///
+/// let dir = tempfile::tempdir()?;
+/// let kit = Kit::builder().database(dir.path().join("app.db")).build()?;
+/// kit.db().write(|tx| {
+///     tx.execute_batch("CREATE TABLE balances (account TEXT PRIMARY KEY, amount INTEGER NOT NULL)")?;
+///     Ok(())
+/// })?;
+/// let written = kit.store().write(
+///     "account-7",
+///     &NewMessage::new("Deposited", serde_json::json!({ "amount": 10 })),
+///     &WriteOptions::new(),
+/// )?;
+///
+/// let consumer = kit
+///     .consumer("account", "balances")
+///     .types(["Deposited", "Withdrawn"])
+///     .retry_policy(RetryPolicy::new().max_attempts(3))
+///     .failure_policy(FailurePolicy::DeadLetter)
+///     .spawn(|msg, tx| {
+///         let amount = msg.data["amount"].as_i64().unwrap_or(0);
+///         tx.execute(
+///             "INSERT INTO balances (account, amount) VALUES (?1, ?2)
+///              ON CONFLICT (account) DO UPDATE SET amount = amount + excluded.amount",
+///             (&msg.stream_name, amount),
+///         )?;
+///         Ok::<(), rusqlite::Error>(())
+///     })?;
+/// consumer.wait_for_position(written.global_position, Duration::from_secs(10))?;
+/// consumer.shutdown();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "a consumer does nothing until spawned"]
+pub struct ConsumerBuilder {
+    kit: Kit,
+    category: String,
+    consumer_id: String,
+    config: ConsumerConfig,
+}
+
+impl ConsumerBuilder {
+    pub(crate) fn new(kit: Kit, category: &str, consumer_id: &str) -> Self {
+        ConsumerBuilder {
+            kit,
+            category: category.to_string(),
+            consumer_id: consumer_id.to_string(),
+            config: ConsumerConfig::default(),
+        }
+    }
+
+    /// Messages fetched per `category.get` (1..=10 000); a fetched batch is
+    /// handled in one local transaction with a savepoint per message.
+    /// Defaults to 1000.
+    pub fn batch_size(mut self, batch_size: i64) -> Self {
+        self.config.batch_size = batch_size;
+        self
+    }
+
+    /// How often an idle consumer looks for new messages when no wake-up
+    /// came (wake-ups normally make this irrelevant; it is the fallback while
+    /// they are unavailable). Also how often requeued dead letters are picked
+    /// up. Defaults to 1 s.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.config.poll_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The first global position a fresh consumer handles (one with no saved
+    /// position); ignored once a position is saved. Defaults to 1 (the
+    /// beginning).
+    pub fn start_position(mut self, global_position: i64) -> Self {
+        self.config.start_position = global_position.max(1);
+        self
+    }
+
+    /// Makes the consumer one member of a consumer group: it handles only the
+    /// streams the store assigns to `group` (EventoDB's MD5 rule, so members
+    /// in other processes and SDKs agree). The group is saved with the
+    /// position; starting later with another group is refused until the
+    /// checkpoint is set or reset. Defaults to no group (every stream).
+    pub fn consumer_group(mut self, group: ConsumerGroup) -> Self {
+        self.config.consumer_group = Some(group);
+        self
+    }
+
+    /// Hands only messages of these types to the handler: exact names
+    /// (`"UserCreated"`) and prefixes ending in `*` (`"product.*"`). Other
+    /// messages are passed over: the position moves past them, no processed
+    /// record is written. Defaults to every type.
+    pub fn types<I, S>(mut self, types: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.types = Some(types.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Only messages whose `correlationStreamName` is in category `category`
+    /// (`category.get`'s correlation filter, applied by the store). Defaults
+    /// to none.
+    pub fn correlation(mut self, category: impl Into<String>) -> Self {
+        self.config.correlation = Some(category.into());
+        self
+    }
+
+    /// Hands only messages whose metadata satisfies `predicate` to the
+    /// handler (it gets `Value::Null` for a message without metadata); others
+    /// are passed over like filtered types. May be called repeatedly: all
+    /// predicates must hold. Defaults to none.
+    pub fn metadata_filter(
+        mut self,
+        predicate: impl Fn(&Value) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.config.metadata.push(std::sync::Arc::new(predicate));
+        self
+    }
+
+    /// Hands only messages whose metadata `key` is a string in `values` to
+    /// the handler (e.g. only workflows this process owns). A shorthand for
+    /// [`ConsumerBuilder::metadata_filter`]. Defaults to none.
+    pub fn metadata_in<I, S>(mut self, key: impl Into<String>, values: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let values = values.into_iter().map(Into::into).collect();
+        self.config
+            .metadata
+            .push(filter::metadata_in(key.into(), values));
+        self
+    }
+
+    /// How a failing handler is retried before the [`FailurePolicy`] applies.
+    /// Defaults to 5 attempts, 100 ms doubling up to 10 s, with jitter.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.config.retry = policy;
+        self
+    }
+
+    /// What happens once the retry policy gives up on a message. Defaults to
+    /// [`FailurePolicy::DeadLetter`].
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.config.failure_policy = policy;
+        self
+    }
+
+    /// Whether handler errors that cannot succeed on a retry are retried
+    /// anyway. With `false`, a handler error that is a kit [`Error`] or a
+    /// `rusqlite::Error` (also boxed) which is not
+    /// [transient](Error::is_transient) — such as data that does not
+    /// deserialize, or a constraint violation — goes to the failure policy at
+    /// once. Defaults to `true` (every error is retried).
+    pub fn retry_permanent_errors(mut self, retry: bool) -> Self {
+        self.config.retry_permanent_errors = retry;
+        self
+    }
+
+    /// Deletes this consumer's processed-event records once they are older
+    /// than `age` (checked when it starts and then hourly); `None` keeps them
+    /// for ever. Defaults to 7 days.
+    pub fn processed_retention(mut self, age: Option<Duration>) -> Self {
+        self.config.processed_retention = age;
+        self
+    }
+
+    /// Starts the consumer: a thread that fetches the category from the saved
+    /// position + 1 and runs `handler` on each message inside a transaction
+    /// on the kit's database, committing the handler's writes, the processed
+    /// record and the new position together.
+    ///
+    /// The handler may fail with any error type that implements `Display`;
+    /// an error or a panic rolls back that message's work alone and is
+    /// retried, then handled by the [`FailurePolicy`].
+    ///
+    /// Errors: [`Error::InvalidInput`] for an empty consumer id, a batch size
+    /// out of range, a bad type pattern, or a consumer group that differs
+    /// from the one saved with the position; database errors reading the
+    /// position.
+    pub fn spawn<F, E>(self, handler: F) -> Result<ConsumerHandle>
+    where
+        F: FnMut(&Message, &Transaction<'_>) -> Result<(), E> + Send + 'static,
+        E: Display + 'static,
+    {
+        if self.consumer_id.is_empty() {
+            return Err(Error::invalid("a consumer id must not be empty"));
+        }
+        if !(1..=MAX_BATCH_SIZE).contains(&self.config.batch_size) {
+            return Err(Error::invalid(format!(
+                "consumer batch size must be between 1 and {MAX_BATCH_SIZE}, not {}",
+                self.config.batch_size
+            )));
+        }
+        let filter =
+            MessageFilter::new(self.config.types.as_deref(), self.config.metadata.clone())?;
+        let key = ConsumerKey {
+            namespace: self.kit.namespace().to_string(),
+            category: self.category,
+            consumer_id: self.consumer_id,
+        };
+        if let Some(age) = self.config.processed_retention {
+            retention::delete_processed_before(
+                self.kit.db(),
+                &key.namespace,
+                Some(&key),
+                retention::cutoff(age),
+            )?;
+        }
+        let (start, group) = (self.config.start_position, self.config.consumer_group);
+        let position = self
+            .kit
+            .db()
+            .write(|tx| position::open(tx, &key, start, group))?;
+        worker::spawn(
+            &self.kit,
+            key,
+            self.config,
+            filter,
+            handler::boxed(handler),
+            position,
+        )
+    }
+}

@@ -1,0 +1,116 @@
+//! Requeued dead letters: [`Dlq::requeue`](crate::Dlq::requeue) marks a
+//! consumer's dead letter, and the consumer runs its handler on it once.
+//!
+//! One transaction per dead letter: on success the handler's writes, the
+//! processed record and the removal of the dead letter commit together; on
+//! failure the handler's work is rolled back and the dead letter keeps the
+//! new error, one more attempt, and loses its requeue mark.
+
+use rusqlite::params;
+
+use crate::db::Db;
+use crate::dlq::message_from_json;
+use crate::error::Result;
+use crate::time::now_ms;
+
+use super::handler::{self, BoxedHandler, Savepoints};
+use super::position::{ConsumerKey, ProcessedRecords};
+use super::stats::Shared;
+
+/// Runs the handler once on every requeued dead letter of this consumer.
+pub(crate) fn run_requeued(
+    db: &Db,
+    key: &ConsumerKey,
+    handler: &mut BoxedHandler,
+    shared: &Shared,
+) -> Result<()> {
+    let letters: Vec<(i64, String)> = db.read(|c| {
+        let mut stmt = c.prepare_cached(
+            "SELECT id, message FROM evento_dead_letters
+             WHERE source = 'consumer' AND namespace = ?1 AND category = ?2 AND consumer_id = ?3
+               AND requeued_at IS NOT NULL
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![key.namespace, key.category, key.consumer_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    })?;
+    for (id, text) in letters {
+        if shared.stopping() {
+            break;
+        }
+        let message = match serde_json::from_str(&text)
+            .map_err(crate::Error::from)
+            .and_then(|v| message_from_json(&v))
+        {
+            Ok(m) => m,
+            Err(e) => {
+                fail(db, id, &format!("requeued dead letter is unreadable: {e}"))?;
+                continue;
+            }
+        };
+        let mut conn = db.connection()?;
+        let tx = conn.transaction()?;
+        let outcome = {
+            let mut savepoints = Savepoints::prepare(&tx)?;
+            savepoints.begin()?;
+            if !ProcessedRecords::prepare(&tx)?.mark(key, &message)? {
+                // Already handled (say, after a reset): the dead letter is moot.
+                savepoints.keep()?;
+                None
+            } else {
+                match handler::run(handler, &message, &tx) {
+                    Ok(()) => {
+                        savepoints.keep()?;
+                        Some(Ok(()))
+                    }
+                    Err(failure) => {
+                        savepoints.undo()?;
+                        Some(Err(failure))
+                    }
+                }
+            }
+        };
+        match outcome {
+            None | Some(Ok(())) => {
+                delete(&tx, id)?;
+                tx.commit()?;
+                if outcome.is_some() {
+                    shared.requeue_processed();
+                }
+            }
+            Some(Err(failure)) => {
+                drop(tx);
+                drop(conn);
+                shared.handler_failed();
+                log::warn!(
+                    "consumer {:?}: requeued message {} failed again: {}",
+                    key.consumer_id,
+                    message.id,
+                    failure.error
+                );
+                fail(db, id, &failure.error)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn delete(conn: &rusqlite::Connection, id: i64) -> Result<()> {
+    conn.execute("DELETE FROM evento_dead_letters WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Keeps the dead letter with its new error, one more attempt, and no mark.
+fn fail(db: &Db, id: i64, error: &str) -> Result<()> {
+    db.write(|tx| {
+        tx.execute(
+            "UPDATE evento_dead_letters
+                SET error = ?2, attempts = attempts + 1, last_failed_at = ?3, requeued_at = NULL
+              WHERE id = ?1",
+            params![id, error, now_ms()],
+        )?;
+        Ok(())
+    })
+}
