@@ -20,7 +20,7 @@ use eventodb_kit::{EmbeddedStore, Kit, MessageStore, NewMessage, SubscribeTarget
 use rusqlite::{params, Connection, TransactionBehavior};
 use serde_json::json;
 
-use crate::report::{best_of, rate, Report};
+use crate::report::{rate, Report};
 
 const KIT_SCHEMA: &str = include_str!("../../schema.sql");
 const BUDGET: Duration = Duration::from_secs(2);
@@ -100,27 +100,29 @@ fn write(report: &mut Report, dir: &Path) {
         .build()
         .unwrap();
     let outbox = kit.outbox();
-    let mut n = 0;
-    let kit_rate = best_of(3, || {
-        rate(BUDGET, 1, || {
-            n += 1;
-            outbox
-                .write(&format!("account-{}", n % STREAMS), &message(n))
-                .unwrap();
-        })
-    });
     let mut conn = raw_connection(&dir.join("raw-write.db"));
-    let mut n = 0;
-    let limit = best_of(3, || {
-        rate(BUDGET, 1, || {
-            n += 1;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .unwrap();
-            raw_insert(&tx, n);
-            tx.commit().unwrap();
-        })
-    });
+    let (mut kit_n, mut raw_n) = (0, 0);
+    let (kit_rate, limit) = best_of_pair(
+        3,
+        || {
+            rate(BUDGET, 1, || {
+                kit_n += 1;
+                outbox
+                    .write(&format!("account-{}", kit_n % STREAMS), &message(kit_n))
+                    .unwrap();
+            })
+        },
+        || {
+            rate(BUDGET, 1, || {
+                raw_n += 1;
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .unwrap();
+                raw_insert(&tx, raw_n);
+                tx.commit().unwrap();
+            })
+        },
+    );
     report.ratio("outbox_write", kit_rate, limit);
 }
 
@@ -130,34 +132,54 @@ fn write_batch(report: &mut Report, dir: &Path) {
         .build()
         .unwrap();
     let outbox = kit.outbox();
-    let mut n = 0;
-    let kit_rate = best_of(3, || {
-        rate(BUDGET, 100, || {
-            let entries: Vec<OutboxEntry> = (0..100)
-                .map(|i| OutboxEntry::new(format!("account-{}", (n + i) % STREAMS), message(n + i)))
-                .collect();
-            n += 100;
-            outbox.write_batch(&entries).unwrap();
-        })
-    });
     let mut conn = raw_connection(&dir.join("raw-batch.db"));
-    let mut n = 0;
-    let limit = best_of(3, || {
-        rate(BUDGET, 100, || {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .unwrap();
-            for i in 0..100 {
-                raw_insert(&tx, n + i);
-            }
-            n += 100;
-            tx.commit().unwrap();
-        })
-    });
+    let (mut kit_n, mut raw_n) = (0, 0);
+    let (kit_rate, limit) = best_of_pair(
+        3,
+        || {
+            rate(BUDGET, 100, || {
+                let entries: Vec<OutboxEntry> = (0..100)
+                    .map(|i| {
+                        let n = kit_n + i;
+                        OutboxEntry::new(format!("account-{}", n % STREAMS), message(n))
+                    })
+                    .collect();
+                kit_n += 100;
+                outbox.write_batch(&entries).unwrap();
+            })
+        },
+        || {
+            rate(BUDGET, 100, || {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .unwrap();
+                for i in 0..100 {
+                    raw_insert(&tx, raw_n + i);
+                }
+                raw_n += 100;
+                tx.commit().unwrap();
+            })
+        },
+    );
     report.ratio("outbox_write_batch", kit_rate, limit);
 }
 
-/// Rows written before the sender starts, and the kit delivering them.
+/// Best of `rounds` measurements of each side, alternating kit and limit so
+/// that load from elsewhere on the machine falls on both alike.
+pub fn best_of_pair(
+    rounds: usize,
+    mut kit: impl FnMut() -> f64,
+    mut limit: impl FnMut() -> f64,
+) -> (f64, f64) {
+    let (mut best_kit, mut best_limit) = (0.0f64, 0.0f64);
+    for _ in 0..rounds {
+        best_kit = best_kit.max(kit());
+        best_limit = best_limit.max(limit());
+    }
+    (best_kit, best_limit)
+}
+
+/// Writes a backlog of `rows` to the outbox; returns the last id.
 pub fn fill(kit: &Kit, rows: usize) -> String {
     let mut last = String::new();
     for chunk in (0..rows).collect::<Vec<_>>().chunks(1000) {
@@ -171,67 +193,77 @@ pub fn fill(kit: &Kit, rows: usize) -> String {
 }
 
 fn delivery(report: &mut Report, dir: &Path, lanes: usize) {
-    let mut round = 0;
-    let kit_rate = best_of(3, || {
-        round += 1;
-        let store =
-            EmbeddedStore::open(dir.join(format!("deliver-{lanes}-{round}-store.db"))).unwrap();
-        let kit = Kit::builder()
-            .database(dir.join(format!("deliver-{lanes}-{round}-kit.db")))
-            .store(store)
-            .build()
-            .unwrap();
-        let last = fill(&kit, DELIVERY_ROWS);
-        let start = Instant::now();
-        let sender = kit
-            .spawn_sender(SenderConfig::new().concurrency(lanes))
-            .unwrap();
-        let _ = sender
-            .wait_until_sent(&last, Duration::from_secs(600))
-            .unwrap();
-        sender.wait_until_drained(Duration::from_secs(600)).unwrap();
-        let elapsed = start.elapsed();
-        sender.shutdown();
-        DELIVERY_ROWS as f64 / elapsed.as_secs_f64()
-    });
-
-    // The raw limit: the same messages, with their ids, written straight
-    // to a store by `lanes` threads.
-    let limit = best_of(3, || {
-        round += 1;
-        let store = Arc::new(
-            EmbeddedStore::open(dir.join(format!("deliver-{lanes}-{round}-raw.db"))).unwrap(),
-        );
-        let messages: Vec<(String, NewMessage, WriteOptions)> = (0..DELIVERY_ROWS)
-            .map(|n| {
-                let id = uuid::Uuid::now_v7().to_string();
-                (
-                    format!("account-{}", n % STREAMS),
-                    message(n),
-                    WriteOptions::new().id(id),
-                )
-            })
-            .collect();
-        let messages = Arc::new(messages);
-        let start = Instant::now();
-        let threads: Vec<_> = (0..lanes)
-            .map(|lane| {
-                let (store, messages) = (Arc::clone(&store), Arc::clone(&messages));
-                thread::spawn(move || {
-                    for (stream, m, opts) in messages.iter().skip(lane).step_by(lanes) {
-                        store.write(stream, m, opts).unwrap();
-                    }
-                })
-            })
-            .collect();
-        threads.into_iter().for_each(|t| t.join().unwrap());
-        DELIVERY_ROWS as f64 / start.elapsed().as_secs_f64()
-    });
+    let (mut kit_round, mut raw_round) = (0, 0);
+    let (kit_rate, limit) = best_of_pair(
+        3,
+        || {
+            kit_round += 1;
+            deliver_backlog(dir, lanes, kit_round)
+        },
+        || {
+            raw_round += 1;
+            raw_store_writes(dir, lanes, raw_round)
+        },
+    );
     report.ratio(
         &format!("sender_delivery_embedded_{lanes}"),
         kit_rate,
         limit,
     );
+}
+
+/// The sender delivering a backlog of `DELIVERY_ROWS` to a fresh embedded
+/// store; messages per second.
+fn deliver_backlog(dir: &Path, lanes: usize, round: usize) -> f64 {
+    let store = EmbeddedStore::open(dir.join(format!("deliver-{lanes}-{round}-store.db"))).unwrap();
+    let kit = Kit::builder()
+        .database(dir.join(format!("deliver-{lanes}-{round}-kit.db")))
+        .store(store)
+        .build()
+        .unwrap();
+    let last = fill(&kit, DELIVERY_ROWS);
+    let start = Instant::now();
+    let sender = kit
+        .spawn_sender(SenderConfig::new().concurrency(lanes))
+        .unwrap();
+    let _ = sender
+        .wait_until_sent(&last, Duration::from_secs(600))
+        .unwrap();
+    sender.wait_until_drained(Duration::from_secs(600)).unwrap();
+    let elapsed = start.elapsed();
+    sender.shutdown();
+    DELIVERY_ROWS as f64 / elapsed.as_secs_f64()
+}
+
+/// The raw limit: the same messages, with their ids, written straight to a
+/// fresh store by `lanes` threads; messages per second.
+fn raw_store_writes(dir: &Path, lanes: usize, round: usize) -> f64 {
+    let store =
+        Arc::new(EmbeddedStore::open(dir.join(format!("deliver-{lanes}-{round}-raw.db"))).unwrap());
+    let messages: Vec<(String, NewMessage, WriteOptions)> = (0..DELIVERY_ROWS)
+        .map(|n| {
+            let id = uuid::Uuid::now_v7().to_string();
+            (
+                format!("account-{}", n % STREAMS),
+                message(n),
+                WriteOptions::new().id(id),
+            )
+        })
+        .collect();
+    let messages = Arc::new(messages);
+    let start = Instant::now();
+    let threads: Vec<_> = (0..lanes)
+        .map(|lane| {
+            let (store, messages) = (Arc::clone(&store), Arc::clone(&messages));
+            thread::spawn(move || {
+                for (stream, m, opts) in messages.iter().skip(lane).step_by(lanes) {
+                    store.write(stream, m, opts).unwrap();
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    DELIVERY_ROWS as f64 / start.elapsed().as_secs_f64()
 }
 
 /// Write → in the store, one message at a time with the sender idle
@@ -329,6 +361,18 @@ fn drain_rss(report: &mut Report, dir: &Path) {
     done.store(true, Ordering::Release);
     let samples = sampler.join().unwrap();
     let peak = f64::from_bits(peak.load(Ordering::Acquire));
+    let deciles: Vec<String> = (0..10)
+        .map(|d| {
+            format!(
+                "{:.1}",
+                samples.get(d * samples.len() / 10).copied().unwrap_or(0.0)
+            )
+        })
+        .collect();
+    println!(
+        "drain: RSS (MiB) at each tenth of the drain: {}",
+        deciles.join(" ")
+    );
     let tenth = samples.len() / 10;
     let early = samples.get(tenth).copied().unwrap_or(start_rss);
     let late = samples

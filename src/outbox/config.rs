@@ -116,8 +116,10 @@ impl SenderConfig {
         self
     }
 
-    /// Lanes that deliver in parallel (1..=64). All messages of one stream go
-    /// through the same lane, in order. Defaults to 1.
+    /// Lanes that deliver in parallel (1..=64). The messages of one stream
+    /// still go out one after the other, in order: a stream's messages in
+    /// flight are all on one lane, and a stream without any goes to the
+    /// least busy lane. Defaults to 1.
     pub fn concurrency(mut self, lanes: usize) -> Self {
         self.concurrency = lanes.clamp(1, MAX_CONCURRENCY);
         self

@@ -10,8 +10,8 @@
 //! * **no loss, no duplicates** — every row carries its message id from the
 //!   moment it is written; a resend after a crash or an ambiguous failure is
 //!   answered "id already exists" by the store and marked sent;
-//! * **order per stream** — rows of one stream go out in commit order
-//!   through one lane; a stream whose message fails waits, the others flow;
+//! * **order per stream** — rows of one stream go out one after the other
+//!   in commit order; a stream whose message fails waits, the others flow;
 //! * **woken, not polling** — a commit that adds rows wakes the sender at
 //!   once; a slow poll (with `PRAGMA data_version` as a cheap change check)
 //!   only finds rows written by other processes;

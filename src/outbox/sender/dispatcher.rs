@@ -10,7 +10,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 use rusqlite::TransactionBehavior;
 
 use super::deliver::{FailureClass, Outcome};
-use super::lane::{lane_of, Lane, LaneFlags, LaneMsg, LaneResult};
+use super::lane::{Lane, LaneFlags, LaneMsg, LaneResult, LaneRouter};
 use super::queue::{self, Mark, OutboxRow};
 use super::streams::StreamBook;
 use super::watch::ChangeWatch;
@@ -42,6 +42,7 @@ pub(crate) struct Dispatcher {
     pub(crate) shared: Arc<Shared>,
     pub(crate) lease: Lease,
     pub(crate) lanes: Vec<Lane>,
+    pub(crate) router: LaneRouter,
     pub(crate) flags: Arc<LaneFlags>,
     pub(crate) results: Receiver<Vec<LaneResult>>,
     /// Kept so `results` never disconnects, even if every lane died.
@@ -151,8 +152,10 @@ impl Dispatcher {
         }
         if self.pause_until.is_none() {
             for stream in self.book.resume_due(now_ms()) {
-                let lane = lane_of(&stream, self.lanes.len());
-                let _ = self.lanes[lane].tx.send(LaneMsg::Resume(stream));
+                // The lane that saw it fail may not be the one it goes to next.
+                for lane in &self.lanes {
+                    let _ = lane.tx.send(LaneMsg::Resume(stream.clone()));
+                }
                 self.more_work = true;
             }
         }
@@ -302,7 +305,7 @@ impl Dispatcher {
                         self.book.commit(&plan, &rows);
                     }
                     for row in rows {
-                        let lane = lane_of(&row.stream, self.lanes.len());
+                        let lane = self.router.route(&row.stream);
                         let _ = self.lanes[lane].tx.send(LaneMsg::Deliver(Box::new(row)));
                     }
                 }
@@ -416,8 +419,9 @@ impl Dispatcher {
 
     /// Takes a lane's report into account.
     fn settle(&mut self, result: LaneResult) {
-        let LaneResult { row, outcome } = result;
+        let LaneResult { lane, row, outcome } = result;
         self.book.finish(&row);
+        self.router.done(lane, &row.stream);
         let now = now_ms();
         let mark = match outcome {
             Outcome::Delivered { duplicate } => {
@@ -536,8 +540,9 @@ impl Dispatcher {
         while self.book.in_flight() > 0 {
             match self.results.recv_timeout(Duration::from_millis(200)) {
                 Ok(results) => {
-                    for LaneResult { row, outcome } in results {
+                    for LaneResult { lane, row, outcome } in results {
                         self.book.finish(&row);
+                        self.router.done(lane, &row.stream);
                         match outcome {
                             Outcome::Delivered { duplicate } => marks.push(Mark::Sent {
                                 seq: row.seq,

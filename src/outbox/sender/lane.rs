@@ -1,9 +1,7 @@
-//! Lanes: threads that deliver rows, each stream always through the same
-//! lane, in the order the dispatcher hands them out.
+//! Lanes: threads that deliver rows in the order the dispatcher hands them
+//! out; all rows of a stream that are in flight go through one lane.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -20,7 +18,8 @@ use crate::store::MessageStore;
 pub(crate) enum LaneMsg {
     /// Deliver this row (unless its stream already failed here).
     Deliver(Box<OutboxRow>),
-    /// The stream was settled and resumes: deliver its rows again.
+    /// The stream was settled and resumes: deliver its rows again (sent to
+    /// every lane).
     Resume(String),
     /// Forget every failed stream (after taking the lease over).
     ResumeAll,
@@ -29,6 +28,8 @@ pub(crate) enum LaneMsg {
 /// A row back from a lane.
 #[derive(Debug)]
 pub(crate) struct LaneResult {
+    /// The lane it went through.
+    pub(crate) lane: usize,
     pub(crate) row: Box<OutboxRow>,
     pub(crate) outcome: Outcome,
 }
@@ -42,11 +43,55 @@ pub(crate) struct LaneFlags {
     pub(crate) halted: AtomicBool,
 }
 
-/// The lane that carries `stream` (a stable hash of the name).
-pub(crate) fn lane_of(stream: &str, lanes: usize) -> usize {
-    let mut h = DefaultHasher::new();
-    stream.hash(&mut h);
-    (h.finish() % lanes.max(1) as u64) as usize
+/// Which lane carries which stream: a stream with rows in flight stays on
+/// its lane (so its rows go out in order); a stream with none goes to the
+/// least loaded lane (so a few busy streams do not pile up on one lane).
+#[derive(Debug)]
+pub(crate) struct LaneRouter {
+    load: Vec<usize>,
+    /// Streams with rows in flight: (lane, rows in flight).
+    assigned: HashMap<String, (usize, usize)>,
+}
+
+impl LaneRouter {
+    pub(crate) fn new(lanes: usize) -> Self {
+        LaneRouter {
+            load: vec![0; lanes.max(1)],
+            assigned: HashMap::new(),
+        }
+    }
+
+    /// The lane for the next row of `stream`.
+    pub(crate) fn route(&mut self, stream: &str) -> usize {
+        let lane = match self.assigned.get_mut(stream) {
+            Some((lane, rows)) => {
+                *rows += 1;
+                *lane
+            }
+            None => {
+                let lane = (0..self.load.len())
+                    .min_by_key(|&l| self.load[l])
+                    .unwrap_or(0);
+                self.assigned.insert(stream.to_string(), (lane, 1));
+                lane
+            }
+        };
+        self.load[lane] += 1;
+        lane
+    }
+
+    /// A row of `stream` came back from `lane`.
+    pub(crate) fn done(&mut self, lane: usize, stream: &str) {
+        if let Some(load) = self.load.get_mut(lane) {
+            *load = load.saturating_sub(1);
+        }
+        if let Some((_, rows)) = self.assigned.get_mut(stream) {
+            *rows -= 1;
+            if *rows == 0 {
+                self.assigned.remove(stream);
+            }
+        }
+    }
 }
 
 /// A running lane.
@@ -66,7 +111,7 @@ pub(crate) fn spawn(
     let (tx, rx) = unbounded();
     let thread = thread::Builder::new()
         .name(format!("outbox-lane-{index}"))
-        .spawn(move || run(rx, &*store, &flags, &results))?;
+        .spawn(move || run(index, rx, &*store, &flags, &results))?;
     Ok(Lane { tx, thread })
 }
 
@@ -81,6 +126,7 @@ const RESULT_BATCH: usize = 32;
 /// dispatcher says when the stream resumes. Results go back in small
 /// batches, and at once whenever the queue runs empty.
 fn run(
+    index: usize,
     rx: Receiver<LaneMsg>,
     store: &dyn MessageStore,
     flags: &LaneFlags,
@@ -131,9 +177,34 @@ fn run(
         if !matches!(outcome, Outcome::Delivered { .. }) {
             failed.insert(row.stream.clone());
         }
-        done.push(LaneResult { row, outcome });
+        done.push(LaneResult {
+            lane: index,
+            row,
+            outcome,
+        });
         if done.len() >= RESULT_BATCH && results.send(std::mem::take(&mut done)).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LaneRouter;
+
+    #[test]
+    fn streams_stick_while_in_flight_and_spread_otherwise() {
+        let mut router = LaneRouter::new(3);
+        let a = router.route("a-1");
+        assert_eq!(router.route("a-1"), a, "a-1 has rows in flight: same lane");
+        let b = router.route("b-1");
+        let c = router.route("c-1");
+        assert!(a != b && b != c && a != c, "new streams go to idle lanes");
+        router.done(a, "a-1");
+        router.done(a, "a-1");
+        router.done(b, "b-1");
+        // a-1 has nothing in flight now and may move to the least loaded lane.
+        let again = router.route("a-1");
+        assert_ne!(again, c, "c-1's lane is the busy one");
     }
 }

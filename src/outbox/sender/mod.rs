@@ -80,6 +80,7 @@ pub(crate) fn spawn(
         hub,
         stop: stop_rx,
         shared: Arc::clone(&shared),
+        router: lane::LaneRouter::new(lanes.len()),
         lanes,
         flags,
         results: results_rx,
