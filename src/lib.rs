@@ -103,12 +103,12 @@ pub use namespace::{CreatedNamespace, DeletedNamespace, NamespaceInfo, TokenChec
 pub use outbox::{Outbox, OutboxEntry, SenderConfig, SenderHandle};
 pub use retry::RetryPolicy;
 pub use store::http::{
-    ConnectionSnapshot, ConnectionState, ConnectionStatus, HttpStoreBuilder, ImportSummary,
-    SseSubscription, SystemHealth,
+    ConnectionSnapshot, ConnectionState, ConnectionStatus, HttpStore, HttpStoreBuilder,
+    ImportSummary, SseSubscription, SystemHealth,
 };
 pub use store::{
-    CategoryInfo, CategoryQuery, EmbeddedStore, HttpStore, MessageStore, Poke, StreamInfo,
-    StreamListQuery, StreamQuery, SubscribeTarget, Subscription,
+    CategoryInfo, CategoryQuery, EmbeddedStore, MessageStore, Poke, StreamInfo, StreamListQuery,
+    StreamQuery, SubscribeTarget, Subscription,
 };
 pub use token::Token;
 

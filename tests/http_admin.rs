@@ -217,6 +217,16 @@ fn transport_failures_are_transient_and_classified() {
         }
         other => panic!("{other:?}"),
     }
+    // TLS to a plain-HTTP server fails the handshake.
+    let server = Server::start(ServerConfig::new()).unwrap();
+    let tls = HttpStore::new(&format!("https://{}", server.addr()), &token).unwrap();
+    assert!(matches!(
+        tls.health(),
+        Err(Error::Transport {
+            kind: TransportErrorKind::Tls,
+            ..
+        })
+    ));
     assert!(matches!(
         HttpStore::new("ftp://x", &token),
         Err(Error::InvalidInput(_))

@@ -3,6 +3,10 @@
 //! next to the raw limit — plain ureq POSTs of the same body to a trivial
 //! handler in the same process, with the same number of threads.
 //!
+//! `http_write_N_vs_storage` puts the HTTP rate next to the same writes
+//! made directly into an `EmbeddedStore` file: the storage bound the server
+//! works within (one SQLite commit per write).
+//!
 //! `http_category_get_30kb`: round trips/s of a ~30 KB `category.get`,
 //! against the trivial handler answering 30 KB; `http_category_get_30kb_ms`
 //! gives its latency next to a naive handler (no `TCP_NODELAY`, head and
@@ -20,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use eventodb_kit::server::{Server, ServerConfig};
 use eventodb_kit::{
-    CategoryQuery, HttpStore, MessageStore, NewMessage, SubscribeTarget, WriteOptions,
+    CategoryQuery, EmbeddedStore, HttpStore, MessageStore, NewMessage, SubscribeTarget,
+    WriteOptions,
 };
 use serde_json::json;
 
@@ -35,10 +40,15 @@ pub fn run(report: &mut Report) {
     let store = server.http_store().unwrap();
     let write_answer = b"{\"globalPosition\":1,\"position\":0}\n".to_vec();
     let trivial = Trivial::start(write_answer, true);
+    let embedded = EmbeddedStore::open(dir.path().join("embedded.db")).unwrap();
     for threads in [1, 4] {
         let kit = best_of(3, || kit_writes(&store, threads));
         let limit = best_of(3, || raw_writes(trivial.addr, threads));
         report.ratio(&format!("http_write_{threads}"), kit, limit);
+        // Context: the same writes straight into an embedded store (the
+        // storage the server itself cannot beat), same threads.
+        let storage = best_of(2, || kit_writes(&embedded, threads));
+        report.ratio(&format!("http_write_{threads}_vs_storage"), kit, storage);
     }
     category_get_30kb(report, &store);
     poke_latency(report, &store);
@@ -81,7 +91,7 @@ fn rate_on_threads(threads: usize, op: impl Fn(usize, u64) + Sync) -> f64 {
     done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
 }
 
-fn kit_writes(store: &HttpStore, threads: usize) -> f64 {
+fn kit_writes(store: &dyn MessageStore, threads: usize) -> f64 {
     let message = NewMessage::new("Deposited", payload());
     rate_on_threads(threads, |t, i| {
         let stream = format!("account-{}", (t as u64 * 7919 + i) % STREAMS);

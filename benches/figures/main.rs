@@ -25,6 +25,7 @@ type Group = (&'static str, fn(&mut Report));
 
 const GROUPS: &[Group] = &[
     ("embedded", embedded::run),
+    ("consumer", consumer::run),
     #[cfg(feature = "server")]
     ("http", http::run),
     ("outbox", outbox::run),

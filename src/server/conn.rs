@@ -145,7 +145,12 @@ fn start_connection(shared: &Arc<Shared>, socket: TcpStream) -> std::io::Result<
 
 /// Serves requests on one connection until it closes.
 fn serve(shared: &Shared, socket: TcpStream) {
-    if socket.set_read_timeout(Some(shared.idle_timeout)).is_err() {
+    // Zero means no timeout (std refuses a zero duration).
+    let limit = |d: Duration| (!d.is_zero()).then_some(d);
+    let timeouts = socket
+        .set_read_timeout(limit(shared.idle_timeout))
+        .and_then(|_| socket.set_write_timeout(limit(shared.write_timeout)));
+    if timeouts.is_err() {
         return;
     }
     let Ok(read_half) = socket.try_clone() else {

@@ -70,6 +70,7 @@ pub struct ServerConfig {
     version: String,
     max_connections: usize,
     idle_timeout: Duration,
+    write_timeout: Duration,
     sse_liveness_interval: Duration,
     max_body: usize,
 }
@@ -85,6 +86,7 @@ impl fmt::Debug for ServerConfig {
             .field("version", &self.version)
             .field("max_connections", &self.max_connections)
             .field("idle_timeout", &self.idle_timeout)
+            .field("write_timeout", &self.write_timeout)
             .field("sse_liveness_interval", &self.sse_liveness_interval)
             .field("max_body", &self.max_body)
             .finish()
@@ -102,6 +104,7 @@ impl Default for ServerConfig {
             version: EVENTODB_VERSION.to_string(),
             max_connections: 1024,
             idle_timeout: Duration::from_secs(120),
+            write_timeout: Duration::from_secs(30),
             sse_liveness_interval: Duration::from_secs(5),
             max_body: 100 * 1024 * 1024,
         }
@@ -162,16 +165,25 @@ impl ServerConfig {
         self
     }
 
-    /// How long an idle keep-alive connection stays open. Defaults to 120 s.
+    /// How long an idle keep-alive connection stays open (zero: for ever).
+    /// Defaults to 120 s.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a write may block on a client that does not read (the
+    /// connection is then dropped); this also bounds how long shutdown can
+    /// wait for such a client (zero: no limit). Defaults to 30 s.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
         self
     }
 
     /// How often an idle SSE stream checks whether its client has gone
     /// (EventoDB only notices at the next poke). Defaults to 5 s.
     pub fn sse_liveness_interval(mut self, interval: Duration) -> Self {
-        self.sse_liveness_interval = interval;
+        self.sse_liveness_interval = interval.max(Duration::from_millis(1));
         self
     }
 
@@ -190,6 +202,7 @@ pub(crate) struct Shared {
     /// `EventoDB/<version>`.
     pub(crate) server_header: String,
     pub(crate) idle_timeout: Duration,
+    pub(crate) write_timeout: Duration,
     pub(crate) sse_liveness_interval: Duration,
     pub(crate) max_body: usize,
     pub(crate) max_connections: usize,
@@ -259,6 +272,7 @@ impl Server {
             server_header: format!("EventoDB/{}", config.version),
             version: config.version,
             idle_timeout: config.idle_timeout,
+            write_timeout: config.write_timeout,
             sse_liveness_interval: config.sse_liveness_interval,
             max_body: config.max_body,
             max_connections: config.max_connections,

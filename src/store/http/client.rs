@@ -103,7 +103,8 @@ impl Client {
         })
     }
 
-    /// The same server and settings with another token (a new agent).
+    /// The same server and settings with another token (sharing the agent
+    /// and its connection pool).
     pub(crate) fn with_token(&self, token: Token) -> Client {
         Client {
             authorization: format!("Bearer {}", token.expose_secret()),
@@ -286,6 +287,10 @@ pub(crate) fn io_transport_error(e: &std::io::Error) -> Error {
         | Io::UnexpectedEof
         | Io::NotConnected => K::ConnectionReset,
         Io::TimedOut | Io::WouldBlock => K::Timeout,
+        // rustls reports handshake and record failures as InvalidData.
+        Io::InvalidData => K::Tls,
+        // std's getaddrinfo failures carry no kind of their own.
+        _ if e.to_string().starts_with("failed to lookup address") => K::Dns,
         _ => K::Other,
     };
     Error::Transport {
@@ -376,6 +381,7 @@ mod tests {
             TransportErrorKind::ConnectionReset
         );
         assert_eq!(kind(ErrorKind::TimedOut), TransportErrorKind::Timeout);
+        assert_eq!(kind(ErrorKind::InvalidData), TransportErrorKind::Tls);
         assert!(io_transport_error(&IoError::from(ErrorKind::BrokenPipe)).is_transient());
     }
 }
