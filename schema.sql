@@ -24,7 +24,8 @@ CREATE TABLE evento_outbox (
     attempts         INTEGER NOT NULL DEFAULT 0,
     last_error       TEXT,
     next_attempt_at  INTEGER,
-    dead_lettered_at INTEGER
+    dead_lettered_at INTEGER,
+    first_failed_at  INTEGER
 );
 -- Idempotency keys are unique per namespace (no lookup race).
 CREATE UNIQUE INDEX evento_outbox_idempotency
@@ -36,6 +37,9 @@ CREATE INDEX evento_outbox_unsent
     ON evento_outbox (namespace, seq) WHERE sent_at IS NULL AND dead_lettered_at IS NULL;
 -- Retention deletes sent rows by age.
 CREATE INDEX evento_outbox_sent_at ON evento_outbox (sent_at) WHERE sent_at IS NOT NULL;
+-- Streams held back behind a dead-lettered row (sender policy "hold").
+CREATE INDEX evento_outbox_dead_lettered
+    ON evento_outbox (namespace, stream) WHERE dead_lettered_at IS NOT NULL;
 
 -- Where each consumer is: the last processed global position of a category.
 -- `group_size` 0 = the consumer has no group; NULL = not recorded yet (the

@@ -342,7 +342,6 @@ impl Dlq {
     }
 
     /// Runs `hook` after outbox dead letters were requeued.
-    #[allow(dead_code)] // used by the outbox sender
     pub(crate) fn on_outbox_requeue(mut self, hook: RequeueHook) -> Self {
         self.on_outbox_requeue = Some(hook);
         self
@@ -474,7 +473,7 @@ fn requeue_outbox_row(conn: &Connection, letter: &DeadLetter) -> Result<()> {
     let updated = conn.execute(
         "UPDATE evento_outbox
             SET dead_lettered_at = NULL, sent_at = NULL, attempts = 0, last_error = NULL,
-                next_attempt_at = NULL
+                next_attempt_at = NULL, first_failed_at = NULL
           WHERE id = ?1",
         [&letter.message_id],
     )?;

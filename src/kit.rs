@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::db::{Db, DbOptions};
 use crate::dlq::Dlq;
 use crate::error::Result;
+use crate::outbox::{self, Outbox, SenderConfig, SenderHandle, WakeHub};
 use crate::store::{EmbeddedStore, MessageStore};
 
 /// The kit: the local SQLite database (outbox, positions, dead letters) and
@@ -27,6 +28,8 @@ use crate::store::{EmbeddedStore, MessageStore};
 pub struct Kit {
     db: Db,
     store: Arc<dyn MessageStore>,
+    /// Wakes this kit's senders when outbox rows are committed.
+    outbox_wake: Arc<WakeHub>,
 }
 
 impl Kit {
@@ -52,7 +55,35 @@ impl Kit {
 
     /// The dead letters of this kit's namespace.
     pub fn dlq(&self) -> Dlq {
+        let wake = Arc::clone(&self.outbox_wake);
         Dlq::new(self.db.clone(), Some(self.namespace().to_string()))
+            .on_outbox_requeue(Arc::new(move || wake.notify_rescan()))
+    }
+
+    /// The outbox of this kit's namespace: events written here (alone, in
+    /// batches, or in the caller's own transaction) are delivered to the
+    /// store by a sender (see [`Kit::spawn_sender`]).
+    pub fn outbox(&self) -> Outbox {
+        Outbox::new(
+            self.db.clone(),
+            self.namespace(),
+            Arc::clone(&self.outbox_wake),
+        )
+    }
+
+    /// Starts a sender that delivers this namespace's outbox to the store
+    /// (see [`SenderHandle`]). Writes through this kit wake it at once.
+    ///
+    /// Several senders may run on one database file (in this process or in
+    /// others): one sends, the others stand by and take over when it stops.
+    pub fn spawn_sender(&self, config: SenderConfig) -> Result<SenderHandle> {
+        outbox::spawn_sender(
+            self.db.clone(),
+            Arc::clone(&self.store),
+            self.outbox(),
+            Arc::clone(&self.outbox_wake),
+            config,
+        )
     }
 }
 
@@ -112,6 +143,10 @@ impl KitBuilder {
                 None => Arc::new(EmbeddedStore::open_in_memory()?),
             },
         };
-        Ok(Kit { db, store })
+        Ok(Kit {
+            db,
+            store,
+            outbox_wake: Arc::default(),
+        })
     }
 }

@@ -23,6 +23,13 @@
 //! # Ok::<(), eventodb_kit::Error>(())
 //! ```
 //!
+//! ## Outbox
+//!
+//! [`Kit::outbox`] writes events to the local database — inside the
+//! application's own transaction if it likes — and [`Kit::spawn_sender`]
+//! starts the thread that delivers them to the store, exactly once and in
+//! order per stream; see the [`outbox`] module.
+//!
 //! ## Consumers
 //!
 //! [`Kit::consumer`] follows a category and runs a handler inside a
@@ -71,6 +78,7 @@ pub mod message;
 pub mod metrics;
 mod migrate;
 pub mod namespace;
+pub mod outbox;
 mod retry;
 #[cfg(feature = "server")]
 pub mod server;
@@ -92,6 +100,7 @@ pub use kit::{Kit, KitBuilder};
 pub use message::{Message, NewMessage, WriteOptions, WriteResult};
 pub use metrics::LatencySummary;
 pub use namespace::{CreatedNamespace, DeletedNamespace, NamespaceInfo, TokenCheck};
+pub use outbox::{Outbox, OutboxEntry, SenderConfig, SenderHandle};
 pub use retry::RetryPolicy;
 pub use store::http::{
     ConnectionSnapshot, ConnectionState, ConnectionStatus, HttpStore, HttpStoreBuilder,

@@ -14,6 +14,9 @@ mod consumer;
 mod embedded;
 #[cfg(feature = "server")]
 mod http;
+mod outbox;
+#[cfg(feature = "server")]
+mod outbox_http;
 mod report;
 
 use report::Report;
@@ -25,6 +28,8 @@ const GROUPS: &[Group] = &[
     ("consumer", consumer::run),
     #[cfg(feature = "server")]
     ("http", http::run),
+    ("outbox", outbox::run),
+    ("consumer", consumer::run),
 ];
 
 fn main() {

@@ -17,7 +17,6 @@ impl Report {
     }
 
     /// A free-form figure, e.g. `delivery_latency_ms p50=0.4 p99=1.2`.
-    #[allow(dead_code)] // used by groups that report latencies
     pub fn figure(&mut self, name: &str, values: &[(&str, f64)]) {
         let rendered: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v:.2}")).collect();
         self.line(format!("figure: {name} {}", rendered.join(" ")));

@@ -54,7 +54,7 @@ impl RateMeter {
     }
 
     /// Events counted since the meter was created.
-    #[allow(dead_code)] // used by the outbox sender
+    #[allow(dead_code)] // for metrics snapshots
     pub(crate) fn total(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
     }

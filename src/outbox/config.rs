@@ -1,0 +1,380 @@
+//! [`SenderConfig`]: how the sender batches, retries, leases and cleans up;
+//! from a builder or from `OUTBOX_*` environment variables.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::retry::RetryPolicy;
+
+/// What happens to the later messages of a stream after one of its messages
+/// is dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AfterDeadLetter {
+    /// The stream goes on with its next message. The dead letter, if
+    /// requeued, arrives after the messages that overtook it.
+    #[default]
+    Continue,
+    /// The stream's later messages wait until the dead letter is requeued
+    /// (and delivered) or purged. Other streams keep flowing.
+    HoldStream,
+}
+
+/// Settings of the outbox sender ([`Kit::spawn_sender`](crate::Kit::spawn_sender)).
+///
+/// ```
+/// use std::time::Duration;
+/// use eventodb_kit::outbox::{AfterDeadLetter, SenderConfig};
+/// use eventodb_kit::RetryPolicy;
+///
+/// let config = SenderConfig::new()
+///     .concurrency(4)
+///     .batch_size(200)
+///     .retry(RetryPolicy::new().max_delay(Duration::from_secs(10)).max_attempts(20))
+///     .after_dead_letter(AfterDeadLetter::HoldStream);
+/// assert_eq!(config.concurrency_value(), 4);
+/// ```
+///
+/// # Environment
+///
+/// [`SenderConfig::from_env`] starts from the defaults and reads:
+///
+/// | variable | setting | default |
+/// | --- | --- | --- |
+/// | `OUTBOX_BATCH_SIZE` | [`batch_size`](SenderConfig::batch_size) | `100` |
+/// | `OUTBOX_POLL_INTERVAL` | [`poll_interval`](SenderConfig::poll_interval) | `1s` |
+/// | `OUTBOX_CONCURRENCY` | [`concurrency`](SenderConfig::concurrency) | `1` |
+/// | `OUTBOX_RETRY_INITIAL_DELAY` | [`RetryPolicy::initial_delay`] | `100ms` |
+/// | `OUTBOX_RETRY_MAX_DELAY` | [`RetryPolicy::max_delay`] | `30s` |
+/// | `OUTBOX_RETRY_MULTIPLIER` | [`RetryPolicy::multiplier`] | `2` |
+/// | `OUTBOX_RETRY_JITTER` | [`RetryPolicy::jitter`] | `0.2` |
+/// | `OUTBOX_RETRY_MAX_ATTEMPTS` | [`RetryPolicy::max_attempts`] | `off` (retry forever) |
+/// | `OUTBOX_RETRY_MAX_AGE` | [`RetryPolicy::max_age`] | `off` (retry forever) |
+/// | `OUTBOX_AFTER_DEAD_LETTER` | [`after_dead_letter`](SenderConfig::after_dead_letter): `continue` or `hold` | `continue` |
+/// | `OUTBOX_LEASE_DURATION` | [`lease_duration`](SenderConfig::lease_duration) | `10s` |
+/// | `OUTBOX_RETENTION` | [`retention`](SenderConfig::retention) (`off` keeps sent rows) | `7days` |
+///
+/// Durations are written the humantime way (`250ms`, `30s`, `5m`, `7days`);
+/// `off` (or `none`) disables an optional limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SenderConfig {
+    batch_size: usize,
+    poll_interval: Duration,
+    concurrency: usize,
+    retry: RetryPolicy,
+    after_dead_letter: AfterDeadLetter,
+    lease_duration: Duration,
+    retention: Option<Duration>,
+    /// Longest time delivered rows wait to be marked sent while others are
+    /// still in flight.
+    pub(crate) flush_interval: Duration,
+    /// How often retention runs.
+    pub(crate) retention_interval: Duration,
+    /// Longest a dropped handle waits for the sender's threads.
+    pub(crate) drop_wait: Duration,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        SenderConfig {
+            batch_size: 100,
+            poll_interval: Duration::from_secs(1),
+            concurrency: 1,
+            retry: RetryPolicy::default(),
+            after_dead_letter: AfterDeadLetter::Continue,
+            lease_duration: Duration::from_secs(10),
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            flush_interval: Duration::from_millis(10),
+            retention_interval: Duration::from_secs(60),
+            drop_wait: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Most lanes a sender runs.
+const MAX_CONCURRENCY: usize = 64;
+/// Largest batch the sender claims at once.
+const MAX_BATCH_SIZE: usize = 10_000;
+
+impl SenderConfig {
+    /// The defaults (see the table above).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rows claimed per round trip to the database (1..=10 000); delivered
+    /// rows are also marked sent in batches of about this size. Defaults to 100.
+    pub fn batch_size(mut self, rows: usize) -> Self {
+        self.batch_size = rows.clamp(1, MAX_BATCH_SIZE);
+        self
+    }
+
+    /// How often the sender looks for rows it was not woken for (written by
+    /// another process, or requeued by one). Writes through this kit wake it
+    /// at once. Defaults to 1 s.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Lanes that deliver in parallel (1..=64). The messages of one stream
+    /// still go out one after the other, in order: a stream's messages in
+    /// flight are all on one lane, and a stream without any goes to the
+    /// least busy lane. Defaults to 1.
+    pub fn concurrency(mut self, lanes: usize) -> Self {
+        self.concurrency = lanes.clamp(1, MAX_CONCURRENCY);
+        self
+    }
+
+    /// Backoff between attempts after transient failures, and when to give
+    /// up (dead-letter). Defaults to [`RetryPolicy::default`]: 100 ms doubling
+    /// to 30 s with ±20 % jitter, forever.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// What a stream does after one of its messages is dead-lettered.
+    /// Defaults to [`AfterDeadLetter::Continue`].
+    pub fn after_dead_letter(mut self, policy: AfterDeadLetter) -> Self {
+        self.after_dead_letter = policy;
+        self
+    }
+
+    /// How long the sender's lease lasts without renewal; a standby sender
+    /// (another process on the same database) takes over this long after
+    /// the active one died. The active sender renews it every third of
+    /// this. Leases compare wall-clock times, which processes on one
+    /// machine share. Defaults to 10 s.
+    pub fn lease_duration(mut self, duration: Duration) -> Self {
+        self.lease_duration = duration.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Deletes sent rows this long after they were sent (`None` keeps them).
+    /// Defaults to 7 days.
+    pub fn retention(mut self, age: Option<Duration>) -> Self {
+        self.retention = age;
+        self
+    }
+
+    /// The configured batch size.
+    pub fn batch_size_value(&self) -> usize {
+        self.batch_size
+    }
+
+    /// The configured poll interval.
+    pub fn poll_interval_value(&self) -> Duration {
+        self.poll_interval
+    }
+
+    /// The configured number of lanes.
+    pub fn concurrency_value(&self) -> usize {
+        self.concurrency
+    }
+
+    /// The configured retry policy.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// The configured dead-letter policy.
+    pub fn after_dead_letter_value(&self) -> AfterDeadLetter {
+        self.after_dead_letter
+    }
+
+    /// The configured lease duration.
+    pub fn lease_duration_value(&self) -> Duration {
+        self.lease_duration
+    }
+
+    /// The configured retention.
+    pub fn retention_value(&self) -> Option<Duration> {
+        self.retention
+    }
+
+    /// The defaults overridden by the `OUTBOX_*` environment variables (see
+    /// the table above). A value that does not parse is
+    /// [`Error::InvalidInput`] naming the variable.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`SenderConfig::from_env`], reading variables through `lookup`
+    /// (for configuration kept elsewhere, and for tests).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use eventodb_kit::outbox::SenderConfig;
+    ///
+    /// let config = SenderConfig::from_lookup(|name| match name {
+    ///     "OUTBOX_CONCURRENCY" => Some("4".into()),
+    ///     "OUTBOX_RETRY_MAX_DELAY" => Some("5s".into()),
+    ///     _ => None,
+    /// })?;
+    /// assert_eq!(config.concurrency_value(), 4);
+    /// assert_eq!(config.retry_policy().delay_after(100), Duration::from_secs(5));
+    /// # Ok::<(), eventodb_kit::Error>(())
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let mut c = SenderConfig::default();
+        if let Some(v) = get("OUTBOX_BATCH_SIZE") {
+            c = c.batch_size(parse_number("OUTBOX_BATCH_SIZE", &v)?);
+        }
+        if let Some(v) = get("OUTBOX_POLL_INTERVAL") {
+            c = c.poll_interval(parse_duration("OUTBOX_POLL_INTERVAL", &v)?);
+        }
+        if let Some(v) = get("OUTBOX_CONCURRENCY") {
+            c = c.concurrency(parse_number("OUTBOX_CONCURRENCY", &v)?);
+        }
+        let mut retry = c.retry.clone();
+        if let Some(v) = get("OUTBOX_RETRY_INITIAL_DELAY") {
+            retry = retry.initial_delay(parse_duration("OUTBOX_RETRY_INITIAL_DELAY", &v)?);
+        }
+        if let Some(v) = get("OUTBOX_RETRY_MAX_DELAY") {
+            retry = retry.max_delay(parse_duration("OUTBOX_RETRY_MAX_DELAY", &v)?);
+        }
+        if let Some(v) = get("OUTBOX_RETRY_MULTIPLIER") {
+            retry = retry.multiplier(parse_float("OUTBOX_RETRY_MULTIPLIER", &v)?);
+        }
+        if let Some(v) = get("OUTBOX_RETRY_JITTER") {
+            retry = retry.jitter(parse_float("OUTBOX_RETRY_JITTER", &v)?);
+        }
+        let max_attempts = match get("OUTBOX_RETRY_MAX_ATTEMPTS") {
+            Some(v) if is_off(&v) => None,
+            Some(v) => Some(parse_number::<u32>("OUTBOX_RETRY_MAX_ATTEMPTS", &v)?),
+            None => retry.attempt_limit(),
+        };
+        let max_age = match get("OUTBOX_RETRY_MAX_AGE") {
+            Some(v) if is_off(&v) => None,
+            Some(v) => Some(parse_duration("OUTBOX_RETRY_MAX_AGE", &v)?),
+            None => retry.age_limit(),
+        };
+        retry = retry.forever();
+        if let Some(n) = max_attempts {
+            retry = retry.max_attempts(n);
+        }
+        if let Some(age) = max_age {
+            retry = retry.max_age(age);
+        }
+        c.retry = retry;
+        if let Some(v) = get("OUTBOX_AFTER_DEAD_LETTER") {
+            c.after_dead_letter = match v.to_ascii_lowercase().as_str() {
+                "continue" => AfterDeadLetter::Continue,
+                "hold" | "hold_stream" | "hold-stream" | "wait" => AfterDeadLetter::HoldStream,
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "OUTBOX_AFTER_DEAD_LETTER must be \"continue\" or \"hold\", not {v:?}"
+                    )))
+                }
+            };
+        }
+        if let Some(v) = get("OUTBOX_LEASE_DURATION") {
+            c = c.lease_duration(parse_duration("OUTBOX_LEASE_DURATION", &v)?);
+        }
+        if let Some(v) = get("OUTBOX_RETENTION") {
+            c.retention = if is_off(&v) {
+                None
+            } else {
+                Some(parse_duration("OUTBOX_RETENTION", &v)?)
+            };
+        }
+        Ok(c)
+    }
+}
+
+fn is_off(v: &str) -> bool {
+    matches!(v.to_ascii_lowercase().as_str(), "off" | "none" | "never")
+}
+
+fn parse_duration(name: &str, v: &str) -> Result<Duration> {
+    humantime::parse_duration(v).map_err(|e| {
+        Error::invalid(format!(
+            "{name} must be a duration such as 250ms, 30s or 5m, not {v:?}: {e}"
+        ))
+    })
+}
+
+fn parse_number<T: std::str::FromStr>(name: &str, v: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    v.parse()
+        .map_err(|e| Error::invalid(format!("{name} must be a whole number, not {v:?}: {e}")))
+}
+
+fn parse_float(name: &str, v: &str) -> Result<f64> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .ok_or_else(|| Error::invalid(format!("{name} must be a number, not {v:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<SenderConfig> {
+        SenderConfig::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn nothing_set_gives_the_defaults() {
+        assert_eq!(from(&[]).unwrap(), SenderConfig::default());
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let c = from(&[
+            ("OUTBOX_BATCH_SIZE", "250"),
+            ("OUTBOX_POLL_INTERVAL", "250ms"),
+            ("OUTBOX_CONCURRENCY", "3"),
+            ("OUTBOX_RETRY_INITIAL_DELAY", "50ms"),
+            ("OUTBOX_RETRY_MAX_DELAY", "2s"),
+            ("OUTBOX_RETRY_MULTIPLIER", "3"),
+            ("OUTBOX_RETRY_JITTER", "0"),
+            ("OUTBOX_RETRY_MAX_ATTEMPTS", "7"),
+            ("OUTBOX_RETRY_MAX_AGE", "1h"),
+            ("OUTBOX_AFTER_DEAD_LETTER", "hold"),
+            ("OUTBOX_LEASE_DURATION", "3s"),
+            ("OUTBOX_RETENTION", "off"),
+        ])
+        .unwrap();
+        assert_eq!(c.batch_size_value(), 250);
+        assert_eq!(c.poll_interval_value(), Duration::from_millis(250));
+        assert_eq!(c.concurrency_value(), 3);
+        let r = c.retry_policy();
+        assert_eq!(r.delay_after(1), Duration::from_millis(50));
+        assert_eq!(r.delay_after(2), Duration::from_millis(150));
+        assert_eq!(r.delay_after(10), Duration::from_secs(2));
+        assert_eq!(r.attempt_limit(), Some(7));
+        assert_eq!(r.age_limit(), Some(Duration::from_secs(3600)));
+        assert_eq!(c.after_dead_letter_value(), AfterDeadLetter::HoldStream);
+        assert_eq!(c.lease_duration_value(), Duration::from_secs(3));
+        assert_eq!(c.retention_value(), None);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = from(&[("OUTBOX_POLL_INTERVAL", "soon")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("OUTBOX_POLL_INTERVAL"), "{err}");
+        let err = from(&[("OUTBOX_CONCURRENCY", "-1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("OUTBOX_CONCURRENCY"), "{err}");
+        let err = from(&[("OUTBOX_AFTER_DEAD_LETTER", "stop")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"continue\" or \"hold\""), "{err}");
+    }
+}
