@@ -262,7 +262,7 @@ pub(crate) fn position_at_time(
 /// ```
 #[derive(Debug, Clone)]
 pub struct Checkpoints {
-    kit: Kit,
+    pub(super) kit: Kit,
 }
 
 impl Checkpoints {
@@ -270,7 +270,7 @@ impl Checkpoints {
         Checkpoints { kit }
     }
 
-    fn key(&self, category: &str, consumer_id: &str) -> ConsumerKey {
+    pub(super) fn key(&self, category: &str, consumer_id: &str) -> ConsumerKey {
         ConsumerKey {
             namespace: self.kit.namespace().to_string(),
             category: category.to_string(),
