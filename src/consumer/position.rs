@@ -372,6 +372,13 @@ impl Checkpoints {
         Ok(position)
     }
 
+    /// The position [`Checkpoints::reset_to_time`] would move to: just
+    /// before the first message of `category` recorded at or after `time`
+    /// (the head of the category when there is none).
+    pub fn position_at_time(&self, category: &str, time: SystemTime) -> Result<i64> {
+        position_at_time(self.kit.store().as_ref(), category, time)
+    }
+
     /// Deletes processed records (of every consumer in the namespace) older
     /// than `age`; returns how many. Positions are unaffected.
     ///
