@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use eventodb_kit::dlq::DeadLetterFilter;
 use eventodb_kit::outbox::{Delivery, SenderConfig};
-use eventodb_kit::{Error, Kit, MessageStore, NewMessage, RetryPolicy, WriteOptions};
+use eventodb_kit::{Error, Kit, NewMessage, RetryPolicy, WriteOptions};
 use serde_json::json;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
