@@ -68,9 +68,10 @@ CREATE TABLE evento_processed_events (
     processed_at    INTEGER NOT NULL,
     PRIMARY KEY (namespace, category, consumer_id, event_id)
 ) WITHOUT ROWID;
--- No index on processed_at: consumers write a record per message, and an
--- index with the whole key in every entry doubled that cost; retention walks
--- the primary key instead (hourly, outside the write lock).
+-- Retention deletes old records by processed_at. (The index costs each
+-- handled message a second b-tree insert; dropping it would make the
+-- consumer ~15 % faster but turn every retention pass into a scan.)
+CREATE INDEX evento_processed_events_processed_at ON evento_processed_events (processed_at);
 
 -- migrate:down 1
 

@@ -1,11 +1,9 @@
 //! Retention of processed-event records: deleting the ones older than an
 //! age.
 //!
-//! There is no index on `processed_at` (it would double the cost of the
-//! record every handled message writes), so retention walks the primary key
-//! in pages: it reads a page of old keys outside any write lock, deletes them
-//! in one short transaction, and goes on after the last key it saw — one pass
-//! over the records, writers held up only for the deletes.
+//! Old records are found through the `processed_at` index and deleted in
+//! pages of [`PAGE`] rows, one short write transaction per page, so a large
+//! clean-up never holds the write lock for long.
 
 use rusqlite::params;
 
@@ -14,11 +12,8 @@ use crate::error::Result;
 
 use super::position::ConsumerKey;
 
-/// Keys read and deleted per step.
+/// Records deleted per write transaction.
 const PAGE: i64 = 1000;
-
-/// A processed record's key after the namespace.
-type RecordKey = (String, String, String);
 
 /// Deletes processed records of `namespace` (of one consumer when `key` is
 /// given) processed at or before `cutoff_ms`; returns how many.
@@ -28,86 +23,31 @@ pub(crate) fn delete_processed_before(
     key: Option<&ConsumerKey>,
     cutoff_ms: i64,
 ) -> Result<usize> {
-    let mut after: RecordKey = match key {
-        Some(k) => (k.category.clone(), k.consumer_id.clone(), String::new()),
-        None => (String::new(), String::new(), String::new()),
+    let (category, consumer_id) = match key {
+        Some(k) => (Some(k.category.as_str()), Some(k.consumer_id.as_str())),
+        None => (None, None),
     };
     let mut total = 0;
     loop {
-        let page = old_keys(db, namespace, key, &after, cutoff_ms)?;
-        let Some(last) = page.last() else {
-            return Ok(total);
-        };
-        after = last.clone();
-        total += db.write(|tx| {
-            let mut delete = tx.prepare_cached(
-                "DELETE FROM evento_processed_events
-                 WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3 AND event_id = ?4
-                   AND processed_at <= ?5",
-            )?;
-            let mut deleted = 0;
-            for (category, consumer_id, event_id) in &page {
-                deleted += delete.execute(params![
-                    namespace,
-                    category,
-                    consumer_id,
-                    event_id,
-                    cutoff_ms
-                ])?;
-            }
-            Ok(deleted)
+        let deleted = db.write(|tx| {
+            Ok(tx
+                .prepare_cached(
+                    "DELETE FROM evento_processed_events
+                     WHERE (namespace, category, consumer_id, event_id) IN (
+                       SELECT namespace, category, consumer_id, event_id
+                         FROM evento_processed_events INDEXED BY evento_processed_events_processed_at
+                        WHERE processed_at <= ?1 AND namespace = ?2
+                          AND (?3 IS NULL OR category = ?3)
+                          AND (?4 IS NULL OR consumer_id = ?4)
+                        LIMIT ?5)",
+                )?
+                .execute(params![cutoff_ms, namespace, category, consumer_id, PAGE])?)
         })?;
-        if (page.len() as i64) < PAGE {
+        total += deleted;
+        if (deleted as i64) < PAGE {
             return Ok(total);
         }
     }
-}
-
-/// The next page of keys after `after` whose records are old enough.
-fn old_keys(
-    db: &Db,
-    namespace: &str,
-    key: Option<&ConsumerKey>,
-    after: &RecordKey,
-    cutoff_ms: i64,
-) -> Result<Vec<RecordKey>> {
-    db.read(|c| {
-        let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
-        let keys = match key {
-            Some(k) => c
-                .prepare_cached(
-                    "SELECT category, consumer_id, event_id FROM evento_processed_events
-                     WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3
-                       AND event_id > ?4 AND processed_at <= ?5
-                     ORDER BY event_id LIMIT ?6",
-                )?
-                .query_map(
-                    params![
-                        namespace,
-                        k.category,
-                        k.consumer_id,
-                        after.2,
-                        cutoff_ms,
-                        PAGE
-                    ],
-                    row,
-                )?
-                .collect::<rusqlite::Result<Vec<RecordKey>>>()?,
-            None => c
-                .prepare_cached(
-                    "SELECT category, consumer_id, event_id FROM evento_processed_events
-                     WHERE namespace = ?1 AND (category, consumer_id, event_id) > (?2, ?3, ?4)
-                       AND processed_at <= ?5
-                     ORDER BY category, consumer_id, event_id LIMIT ?6",
-                )?
-                .query_map(
-                    params![namespace, after.0, after.1, after.2, cutoff_ms, PAGE],
-                    row,
-                )?
-                .collect::<rusqlite::Result<Vec<RecordKey>>>()?,
-        };
-        Ok(keys)
-    })
 }
 
 /// The cutoff for records older than `age`, in Unix milliseconds.

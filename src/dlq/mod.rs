@@ -10,299 +10,21 @@
 //!   more (removing the dead letter when that succeeds).
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
-use serde_json::{json, Value};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use serde_json::Value;
 
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::message::Message;
-use crate::time::{format_rfc3339_nanos, from_ms, now_ms, parse_rfc3339, to_ms};
+use crate::time::{now_ms, parse_rfc3339, to_ms};
 
-/// Where a dead letter came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DeadLetterSource {
-    /// The outbox sender could not deliver it.
-    Outbox,
-    /// A consumer's handler could not process it.
-    Consumer,
-}
+mod record;
+mod types;
 
-impl DeadLetterSource {
-    /// `"outbox"` or `"consumer"`, as stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeadLetterSource::Outbox => "outbox",
-            DeadLetterSource::Consumer => "consumer",
-        }
-    }
-}
-
-impl fmt::Display for DeadLetterSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for DeadLetterSource {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "outbox" => Ok(DeadLetterSource::Outbox),
-            "consumer" => Ok(DeadLetterSource::Consumer),
-            other => Err(Error::invalid(format!(
-                "unknown dead-letter source {other:?} (expected \"outbox\" or \"consumer\")"
-            ))),
-        }
-    }
-}
-
-/// One dead letter.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeadLetter {
-    /// Its id in the dead-letter table.
-    pub id: i64,
-    /// Outbox or consumer.
-    pub source: DeadLetterSource,
-    /// The namespace of the message.
-    pub namespace: String,
-    /// The message id.
-    pub message_id: String,
-    /// The message's stream.
-    pub stream: String,
-    /// The message type.
-    pub message_type: String,
-    /// The category the consumer follows (consumer dead letters).
-    pub category: Option<String>,
-    /// The consumer whose handler failed (consumer dead letters).
-    pub consumer_id: Option<String>,
-    /// The whole message as JSON (see [`DeadLetter::message`]).
-    pub message: Value,
-    /// The last error.
-    pub error: String,
-    /// Attempts made before giving up.
-    pub attempts: u32,
-    /// When the first attempt failed.
-    pub first_failed_at: SystemTime,
-    /// When the last attempt failed.
-    pub last_failed_at: SystemTime,
-    /// When it was requeued for its consumer (consumer dead letters waiting
-    /// for their re-run).
-    pub requeued_at: Option<SystemTime>,
-}
-
-impl DeadLetter {
-    /// The message of a consumer dead letter, as the store delivered it.
-    pub fn read_message(&self) -> Result<Message> {
-        message_from_json(&self.message)
-    }
-}
-
-/// Which dead letters an operation applies to. Every set field must match.
-///
-/// ```
-/// use eventodb_kit::dlq::{DeadLetterFilter, DeadLetterSource};
-/// let f = DeadLetterFilter::new().source(DeadLetterSource::Outbox).stream("account-7");
-/// assert_eq!(f.stream.as_deref(), Some("account-7"));
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DeadLetterFilter {
-    /// Only from this source. Defaults to both.
-    pub source: Option<DeadLetterSource>,
-    /// Only of this stream. Defaults to any.
-    pub stream: Option<String>,
-    /// Only of this consumer's category. Defaults to any.
-    pub category: Option<String>,
-    /// Only of this consumer. Defaults to any.
-    pub consumer_id: Option<String>,
-    /// Only these dead-letter ids. Defaults to any.
-    pub ids: Vec<i64>,
-    /// At most this many (for listing). Defaults to no limit.
-    pub limit: Option<u32>,
-}
-
-impl DeadLetterFilter {
-    /// Matches every dead letter.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Only dead letters from `source`.
-    pub fn source(mut self, source: DeadLetterSource) -> Self {
-        self.source = Some(source);
-        self
-    }
-
-    /// Only dead letters of `stream`.
-    pub fn stream(mut self, stream: impl Into<String>) -> Self {
-        self.stream = Some(stream.into());
-        self
-    }
-
-    /// Only consumer dead letters of `category`.
-    pub fn category(mut self, category: impl Into<String>) -> Self {
-        self.category = Some(category.into());
-        self
-    }
-
-    /// Only dead letters of consumer `consumer_id`.
-    pub fn consumer_id(mut self, consumer_id: impl Into<String>) -> Self {
-        self.consumer_id = Some(consumer_id.into());
-        self
-    }
-
-    /// Only the dead letter with id `id` (may be called repeatedly).
-    pub fn id(mut self, id: i64) -> Self {
-        self.ids.push(id);
-        self
-    }
-
-    /// At most `limit` dead letters when listing.
-    pub fn limit(mut self, limit: u32) -> Self {
-        self.limit = Some(limit);
-        self
-    }
-}
-
-/// A dead letter to record.
-#[derive(Debug, Clone)]
-pub(crate) struct NewDeadLetter<'a> {
-    pub(crate) source: DeadLetterSource,
-    pub(crate) namespace: &'a str,
-    pub(crate) message_id: &'a str,
-    pub(crate) stream: &'a str,
-    pub(crate) message_type: &'a str,
-    pub(crate) category: Option<&'a str>,
-    pub(crate) consumer_id: Option<&'a str>,
-    pub(crate) message: &'a Value,
-    pub(crate) error: &'a str,
-    pub(crate) attempts: u32,
-    pub(crate) first_failed_at_ms: i64,
-}
-
-/// Records a dead letter inside the caller's transaction; returns its id.
-pub(crate) fn record(conn: &Connection, entry: &NewDeadLetter<'_>) -> Result<i64> {
-    let now = now_ms();
-    conn.prepare_cached(
-        "INSERT INTO evento_dead_letters
-           (source, namespace, message_id, stream, type, category, consumer_id, message, error,
-            attempts, first_failed_at, last_failed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
-        entry.source.as_str(),
-        entry.namespace,
-        entry.message_id,
-        entry.stream,
-        entry.message_type,
-        entry.category,
-        entry.consumer_id,
-        serde_json::to_string(entry.message)?,
-        entry.error,
-        entry.attempts,
-        entry.first_failed_at_ms.min(now),
-        now,
-    ])?;
-    Ok(conn.last_insert_rowid())
-}
-
-/// A read message as JSON, in EventoDB's key names.
-pub(crate) fn message_to_json(m: &Message) -> Value {
-    json!({
-        "id": m.id,
-        "streamName": m.stream_name,
-        "type": m.message_type,
-        "position": m.position,
-        "globalPosition": m.global_position,
-        "data": m.data,
-        "metadata": m.metadata,
-        "time": format_rfc3339_nanos(m.time),
-    })
-}
-
-/// The inverse of [`message_to_json`].
-pub(crate) fn message_from_json(v: &Value) -> Result<Message> {
-    let text = |key: &str| -> Result<String> {
-        v.get(key)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| Error::invalid(format!("dead letter message has no {key:?}")))
-    };
-    let number = |key: &str| -> Result<i64> {
-        v.get(key)
-            .and_then(Value::as_i64)
-            .ok_or_else(|| Error::invalid(format!("dead letter message has no {key:?}")))
-    };
-    Ok(Message {
-        id: text("id")?,
-        stream_name: text("streamName")?,
-        message_type: text("type")?,
-        position: number("position")?,
-        global_position: number("globalPosition")?,
-        data: v.get("data").cloned().unwrap_or(Value::Null),
-        metadata: v.get("metadata").cloned().filter(|m| !m.is_null()),
-        time: parse_rfc3339(&text("time")?)?,
-    })
-}
-
-const COLUMNS: &str = "id, source, namespace, message_id, stream, type, category, consumer_id, \
-                       message, error, attempts, first_failed_at, last_failed_at, requeued_at";
-
-fn from_row(row: &Row<'_>) -> rusqlite::Result<DeadLetter> {
-    let source: String = row.get(1)?;
-    let message: String = row.get(8)?;
-    Ok(DeadLetter {
-        id: row.get(0)?,
-        source: source.parse().unwrap_or(DeadLetterSource::Outbox),
-        namespace: row.get(2)?,
-        message_id: row.get(3)?,
-        stream: row.get(4)?,
-        message_type: row.get(5)?,
-        category: row.get(6)?,
-        consumer_id: row.get(7)?,
-        message: serde_json::from_str(&message).unwrap_or(Value::String(message)),
-        error: row.get(9)?,
-        attempts: row.get(10)?,
-        first_failed_at: from_ms(row.get(11)?),
-        last_failed_at: from_ms(row.get(12)?),
-        requeued_at: row.get::<_, Option<i64>>(13)?.map(from_ms),
-    })
-}
-
-/// Builds `WHERE …` and its parameters for `filter` within `namespace`.
-fn where_clause(namespace: Option<&str>, filter: &DeadLetterFilter) -> (String, Vec<SqlValue>) {
-    let mut sql = String::from(" WHERE 1 = 1");
-    let mut args: Vec<SqlValue> = Vec::new();
-    let mut eq = |column: &str, value: SqlValue, sql: &mut String| {
-        args.push(value);
-        sql.push_str(&format!(" AND {column} = ?{}", args.len()));
-    };
-    if let Some(ns) = namespace {
-        eq("namespace", ns.to_string().into(), &mut sql);
-    }
-    if let Some(source) = filter.source {
-        eq("source", source.as_str().to_string().into(), &mut sql);
-    }
-    if let Some(stream) = &filter.stream {
-        eq("stream", stream.clone().into(), &mut sql);
-    }
-    if let Some(category) = &filter.category {
-        eq("category", category.clone().into(), &mut sql);
-    }
-    if let Some(consumer) = &filter.consumer_id {
-        eq("consumer_id", consumer.clone().into(), &mut sql);
-    }
-    if !filter.ids.is_empty() {
-        let list: Vec<String> = filter.ids.iter().map(i64::to_string).collect();
-        sql.push_str(&format!(" AND id IN ({})", list.join(", ")));
-    }
-    (sql, args)
-}
+use record::{from_row, where_clause, COLUMNS};
+pub(crate) use record::{message_from_json, message_to_json, record, NewDeadLetter};
+pub use types::{DeadLetter, DeadLetterFilter, DeadLetterSource};
 
 /// Called after outbox dead letters went back to the outbox (wakes the sender).
 pub(crate) type RequeueHook = Arc<dyn Fn() + Send + Sync>;
@@ -513,6 +235,9 @@ fn requeue_outbox_row(conn: &Connection, letter: &DeadLetter) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Message;
+    use crate::time::from_ms;
+    use serde_json::json;
 
     #[test]
     fn message_json_round_trips() {
