@@ -145,7 +145,7 @@ fn list(args: ListArgs) -> CliResult {
     });
     args.out.emit(&value, || {
         if letters.is_empty() {
-            println!("No dead letters match (namespace {:?}).", kit.namespace());
+            outln!("No dead letters match (namespace {:?}).", kit.namespace());
             return;
         }
         let mut table = Table::new(&[
@@ -174,9 +174,9 @@ fn list(args: ListArgs) -> CliResult {
         }
         table.print();
         if total > letters.len() as u64 {
-            println!("\n{} of {total} shown; pass --limit to see more.", letters.len());
+            outln!("\n{} of {total} shown; pass --limit to see more.", letters.len());
         }
-        println!("\n`eventodb-kit dlq show ID` shows one; `dlq requeue ID` sends it again; `dlq purge ID` deletes it.");
+        outln!("\n`eventodb-kit dlq show ID` shows one; `dlq requeue ID` sends it again; `dlq purge ID` deletes it.");
     });
     Ok(())
 }
@@ -188,22 +188,25 @@ fn show(args: ShowArgs) -> CliResult {
     })?;
     let value = letter_json(&d, true);
     args.out.emit(&value, || {
-        println!("Dead letter {}", d.id);
-        println!("  source        {}", d.source);
-        println!("  message id    {}", d.message_id);
-        println!("  stream        {}", d.stream);
-        println!("  type          {}", d.message_type);
+        outln!("Dead letter {}", d.id);
+        outln!("  source        {}", d.source);
+        outln!("  message id    {}", d.message_id);
+        outln!("  stream        {}", d.stream);
+        outln!("  type          {}", d.message_type);
         if let (Some(c), Some(id)) = (&d.category, &d.consumer_id) {
-            println!("  consumer      {id} (category {c})");
+            outln!("  consumer      {id} (category {c})");
         }
-        println!("  attempts      {}", d.attempts);
-        println!("  first failed  {}", output::when(d.first_failed_at));
-        println!("  last failed   {}", output::when(d.last_failed_at));
+        outln!("  attempts      {}", d.attempts);
+        outln!("  first failed  {}", output::when(d.first_failed_at));
+        outln!("  last failed   {}", output::when(d.last_failed_at));
         if let Some(t) = d.requeued_at {
-            println!("  requeued      {} (waits for its consumer's next run)", output::when(t));
+            outln!(
+                "  requeued      {} (waits for its consumer's next run)",
+                output::when(t)
+            );
         }
-        println!("  error         {}", d.error);
-        println!(
+        outln!("  error         {}", d.error);
+        outln!(
             "  message       {}",
             serde_json::to_string_pretty(&d.message)
                 .unwrap_or_default()
@@ -255,7 +258,7 @@ fn act(args: ActionArgs, action: Action) -> CliResult {
     if letters.is_empty() {
         let value = json!({ "namespace": kit.namespace(), format!("{verb}d"): 0, "ids": [] });
         args.out.emit(&value, || {
-            println!("No dead letters match; nothing to {verb}.")
+            outln!("No dead letters match; nothing to {verb}.")
         });
         return Ok(());
     }
@@ -264,21 +267,20 @@ fn act(args: ActionArgs, action: Action) -> CliResult {
         .filter(|d| d.source == DeadLetterSource::Outbox)
         .count() as u64;
     let consumer = count - outbox;
-    let single_requeue = action == Action::Requeue && args.ids.len() == 1 && args.selection.is_empty();
+    let single_requeue =
+        action == Action::Requeue && args.ids.len() == 1 && args.selection.is_empty();
     if !single_requeue {
         if !args.confirm.yes {
-            eprintln!(
-                "{} {} of namespace {:?}: {} from the outbox, {} of consumers (ids {}).",
-                match action {
-                    Action::Requeue => "This requeues",
-                    Action::Purge => "This deletes for good",
-                },
+            let what = format!(
+                "{} of namespace {:?} ({outbox} from the outbox, {consumer} of consumers; ids {})",
                 plural(count, "dead letter", "dead letters"),
                 kit.namespace(),
-                outbox,
-                consumer,
                 short_ids(&letters)
             );
+            match action {
+                Action::Requeue => eprintln!("This requeues {what}."),
+                Action::Purge => eprintln!("This deletes {what} for good."),
+            }
             if action == Action::Purge && outbox > 0 {
                 eprintln!("Purged outbox messages are never sent.");
             }
@@ -306,17 +308,17 @@ fn act(args: ActionArgs, action: Action) -> CliResult {
     });
     args.out.emit(&value, || match action {
         Action::Requeue => {
-            println!("Requeued {}.", plural(done, "dead letter", "dead letters"));
+            outln!("Requeued {}.", plural(done, "dead letter", "dead letters"));
             if outbox > 0 {
-                println!(
+                outln!(
                     "  {outbox} went back to the outbox: the app's sender delivers them (or run `eventodb-kit drain`)."
                 );
             }
             if consumer > 0 {
-                println!("  {consumer} run their consumer's handler once more at its next run.");
+                outln!("  {consumer} run their consumer's handler once more at its next run.");
             }
         }
-        Action::Purge => println!("Purged {}.", plural(done, "dead letter", "dead letters")),
+        Action::Purge => outln!("Purged {}.", plural(done, "dead letter", "dead letters")),
     });
     Ok(())
 }

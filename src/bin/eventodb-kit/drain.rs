@@ -42,7 +42,7 @@ pub fn run(args: DrainArgs) -> CliResult {
             "remaining": 0,
         });
         args.out.emit(&value, || {
-            println!(
+            outln!(
                 "Nothing to send: the outbox of namespace {:?} is empty.",
                 kit.namespace()
             );
@@ -120,26 +120,33 @@ pub fn run(args: DrainArgs) -> CliResult {
     });
     if drained || remaining == 0 {
         args.out.emit(&value, || {
-            println!(
+            outln!(
                 "Drained: {} sent, {} dead-lettered, 0 left.",
-                stats.sent, stats.dead_lettered
+                stats.sent,
+                stats.dead_lettered
             );
             if stats.dead_lettered > 0 {
-                println!("The store refused some: `eventodb-kit dlq list --source outbox` shows why.");
+                outln!(
+                    "The store refused some: `eventodb-kit dlq list --source outbox` shows why."
+                );
             }
         });
         return Ok(());
     }
     // Not drained: say why, after the report.
     args.out.emit(&value, || {
-        println!(
+        outln!(
             "Not drained: {} sent, {} dead-lettered, {} left in the outbox.",
-            stats.sent, stats.dead_lettered, remaining
+            stats.sent,
+            stats.dead_lettered,
+            remaining
         );
     });
     if interrupted {
-        return Err(CliError::new(INCOMPLETE, "interrupted; the rest stays in the outbox")
-            .hint("run `eventodb-kit drain` again to go on"));
+        return Err(
+            CliError::new(INCOMPLETE, "interrupted; the rest stays in the outbox")
+                .hint("run `eventodb-kit drain` again to go on"),
+        );
     }
     store.check_reachable()?;
     let why = match &last_error {

@@ -123,6 +123,9 @@ impl From<Error> for CliError {
 
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return CliError::failure("the output was closed before everything was written");
+        }
         CliError::failure(format!("I/O error: {e}"))
     }
 }

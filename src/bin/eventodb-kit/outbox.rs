@@ -92,11 +92,11 @@ fn list(args: ListArgs) -> CliResult {
     let value = json!({
         "namespace": kit.namespace(),
         "total": total,
-        "messages": rows.iter().map(|r| summary_json(r)).collect::<Vec<_>>(),
+        "messages": rows.iter().map(summary_json).collect::<Vec<_>>(),
     });
     args.out.emit(&value, || {
         if rows.is_empty() {
-            println!(
+            outln!(
                 "No outbox messages match (namespace {:?}).",
                 kit.namespace()
             );
@@ -119,7 +119,7 @@ fn list(args: ListArgs) -> CliResult {
         }
         table.print();
         if total > rows.len() as u64 {
-            println!(
+            outln!(
                 "\n{} of {total} shown; pass --limit to see more, or narrow with --stream/--unsent/--older-than.",
                 rows.len()
             );
@@ -160,32 +160,32 @@ fn show(args: ShowArgs) -> CliResult {
     value["namespace"] = json!(kit.namespace());
     args.out.emit(&value, || {
         let opt = |t: Option<std::time::SystemTime>| t.map_or("-".to_string(), output::when);
-        println!("Outbox message {}", r.id);
-        println!("  seq               {}", r.seq);
-        println!("  stream            {}", r.stream);
-        println!("  type              {}", r.message_type);
-        println!("  state             {}", state_name(r.state()));
-        println!("  written           {}", output::when(r.created_at));
-        println!("  sent              {}", opt(r.sent_at));
-        println!("  attempts          {}", r.attempts);
-        println!("  next attempt      {}", opt(r.next_attempt_at));
-        println!("  dead-lettered     {}", opt(r.dead_lettered_at));
-        println!("  last error        {}", r.last_error.as_deref().unwrap_or("-"));
-        println!(
+        outln!("Outbox message {}", r.id);
+        outln!("  seq               {}", r.seq);
+        outln!("  stream            {}", r.stream);
+        outln!("  type              {}", r.message_type);
+        outln!("  state             {}", state_name(r.state()));
+        outln!("  written           {}", output::when(r.created_at));
+        outln!("  sent              {}", opt(r.sent_at));
+        outln!("  attempts          {}", r.attempts);
+        outln!("  next attempt      {}", opt(r.next_attempt_at));
+        outln!("  dead-lettered     {}", opt(r.dead_lettered_at));
+        outln!("  last error        {}", r.last_error.as_deref().unwrap_or("-"));
+        outln!(
             "  expected version  {}",
             r.expected_version.map_or("-".into(), |v| v.to_string())
         );
-        println!(
+        outln!(
             "  idempotency key   {}",
             r.idempotency_key.as_deref().unwrap_or("-")
         );
-        println!("  data              {}", r.data);
-        println!(
+        outln!("  data              {}", r.data);
+        outln!(
             "  metadata          {}",
             r.metadata.as_ref().map_or("-".into(), |m| m.to_string())
         );
         if r.state() == OutboxState::DeadLettered {
-            println!("\nIt is in the dead-letter queue: `eventodb-kit dlq list --stream {}` shows it; `dlq requeue ID` sends it again.", r.stream);
+            outln!("\nIt is in the dead-letter queue: `eventodb-kit dlq list --stream {}` shows it; `dlq requeue ID` sends it again.", r.stream);
         }
     });
     Ok(())

@@ -1,10 +1,28 @@
 //! Output: human-readable by default, one JSON document with `--json`;
 //! tables, times and ages for people.
 
+use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use clap::Args;
 use serde_json::Value;
+
+/// `println!` for the operator commands: when stdout is closed early (`… |
+/// head`), the tool ends quietly instead of panicking.
+macro_rules! outln {
+    () => { $crate::output::write_line(format_args!("")) };
+    ($($arg:tt)*) => { $crate::output::write_line(format_args!($($arg)*)) };
+}
+
+/// Writes one line to stdout; exits quietly if stdout was closed.
+pub fn write_line(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{args}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
 
 /// `--json`, shared by every operator command.
 #[derive(Debug, Clone, Copy, Args)]
@@ -19,7 +37,7 @@ impl OutputArgs {
     /// Prints `value` as JSON, or runs `human` to print text.
     pub fn emit(&self, value: &Value, human: impl FnOnce()) {
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(value).unwrap_or_default()
             );
@@ -68,7 +86,7 @@ impl Table {
                     out.extend(std::iter::repeat_n(' ', pad));
                 }
             }
-            println!("{}", out.trim_end());
+            outln!("{}", out.trim_end());
         };
         line(self.headers.clone());
         for row in &self.rows {
@@ -121,7 +139,11 @@ pub fn ago(t: SystemTime) -> String {
 /// A time for people: `2026-03-01 12:34:56 UTC (3m ago)`.
 pub fn when(t: SystemTime) -> String {
     let text = humantime::format_rfc3339_seconds(t).to_string();
-    format!("{} UTC ({})", text.trim_end_matches('Z').replace('T', " "), ago(t))
+    format!(
+        "{} UTC ({})",
+        text.trim_end_matches('Z').replace('T', " "),
+        ago(t)
+    )
 }
 
 /// Seconds as JSON (milliseconds precision).

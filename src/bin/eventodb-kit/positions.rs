@@ -104,7 +104,7 @@ fn list(args: ListArgs) -> CliResult {
     });
     args.out.emit(&value, || {
         if checkpoints.is_empty() {
-            println!(
+            outln!(
                 "No consumer positions (namespace {:?}): no consumer has run on this database.",
                 kit.namespace()
             );
@@ -121,7 +121,7 @@ fn list(args: ListArgs) -> CliResult {
             ]);
         }
         table.print();
-        println!("\n`eventodb-kit status` adds each consumer's lag; `positions reset` moves one.");
+        outln!("\n`eventodb-kit status` adds each consumer's lag; `positions reset` moves one.");
     });
     Ok(())
 }
@@ -147,7 +147,9 @@ fn reset(args: ResetArgs) -> CliResult {
                 args.consumer, args.category
             ),
         )
-        .hint("`eventodb-kit positions list` shows the consumers; check --category and --consumer"));
+        .hint(
+            "`eventodb-kit positions list` shows the consumers; check --category and --consumer",
+        ));
     };
     let target = if let Some(gp) = args.to_position {
         if gp < 0 {
@@ -187,8 +189,8 @@ fn reset(args: ResetArgs) -> CliResult {
         let mut value = plan;
         value["dry_run"] = json!(true);
         args.out.emit(&value, || {
-            println!("Dry run: this {effect}.");
-            println!("Nothing was changed.");
+            outln!("Dry run: this {effect}.");
+            outln!("Nothing was changed.");
         });
         return Ok(());
     }
@@ -203,14 +205,14 @@ fn reset(args: ResetArgs) -> CliResult {
     }
     args.out.emit(&plan, || {
         match target {
-            Some(gp) => println!(
+            Some(gp) => outln!(
                 "Consumer {:?} of category {:?} moved from {} to {gp}; its next run handles messages from {} on.",
                 args.consumer,
                 args.category,
                 current.position,
                 gp + 1
             ),
-            None => println!(
+            None => outln!(
                 "Consumer {:?} of category {:?} forgotten (was at {}); its next run starts afresh.",
                 args.consumer, args.category, current.position
             ),
@@ -218,4 +220,3 @@ fn reset(args: ResetArgs) -> CliResult {
     });
     Ok(())
 }
-

@@ -14,6 +14,8 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     total: Option<u64>,
     last_line: Option<Instant>,
+    /// What the last plain line said (not repeated at the end).
+    last_done: Option<u64>,
     unit: &'static str,
 }
 
@@ -44,6 +46,7 @@ impl Progress {
             bar,
             total,
             last_line: None,
+            last_done: None,
             unit,
         }
     }
@@ -65,6 +68,7 @@ impl Progress {
                     return;
                 }
                 self.last_line = Some(Instant::now());
+                self.last_done = Some(done);
                 self.line(done, note);
             }
         }
@@ -92,7 +96,8 @@ impl Progress {
     pub fn finish(self, done: u64, note: &str) {
         match &self.bar {
             Some(bar) => bar.finish_and_clear(),
-            None => self.line(done, note),
+            None if self.last_done != Some(done) => self.line(done, note),
+            None => {}
         }
     }
 }

@@ -91,7 +91,11 @@ fn describe(plan: &ReplayRangePlan) -> Vec<String> {
         ),
         format!(
             "  handled again   the range: {} forgotten",
-            plural(plan.forgotten_records, "processed record", "processed records")
+            plural(
+                plan.forgotten_records,
+                "processed record",
+                "processed records"
+            )
         ),
     ];
     if let Some(to) = plan.to_position.filter(|to| *to < plan.current_position) {
@@ -144,9 +148,9 @@ pub fn run(args: ReplayArgs) -> CliResult {
         value["dry_run"] = json!(true);
         args.out.emit(&value, || {
             for line in describe(&plan) {
-                println!("{line}");
+                outln!("{line}");
             }
-            println!("Dry run: nothing was changed.");
+            outln!("Dry run: nothing was changed.");
         });
         return Ok(());
     }
@@ -169,7 +173,7 @@ pub fn run(args: ReplayArgs) -> CliResult {
     let target = plan.to_position.unwrap_or(plan.current_position);
     if !args.wait {
         args.out.emit(&value, || {
-            println!(
+            outln!(
                 "Consumer {:?} of category {:?} moved from {} to {}; {} forgotten.",
                 plan.consumer_id,
                 plan.category,
@@ -177,7 +181,7 @@ pub fn run(args: ReplayArgs) -> CliResult {
                 plan.new_position,
                 plural(deleted, "processed record", "processed records")
             );
-            println!("Start the app: its consumer handles the range again. (`replay --wait` follows it.)");
+            outln!("Start the app: its consumer handles the range again. (`replay --wait` follows it.)");
         });
         return Ok(());
     }
@@ -199,9 +203,10 @@ pub fn run(args: ReplayArgs) -> CliResult {
         .hint("the replay itself is done: start the app so its consumer runs, and follow it with `eventodb-kit status`"));
     }
     args.out.emit(&value, || {
-        println!(
+        outln!(
             "Consumer {:?} of category {:?} handled the range again (now at {reached}).",
-            plan.consumer_id, plan.category
+            plan.consumer_id,
+            plan.category
         );
     });
     Ok(())

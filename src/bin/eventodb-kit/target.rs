@@ -29,7 +29,12 @@ pub struct TargetArgs {
     #[arg(long, env = "EVENTODB_URL", value_name = "URL")]
     pub url: Option<String>,
     /// Token for an http(s) store; its namespace is the one worked on.
-    #[arg(long, env = "EVENTODB_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "EVENTODB_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub token: Option<String>,
     /// Namespace of an embedded store. Defaults to "default" (with an http
     /// store the token's namespace is used, and this must match it).
@@ -156,10 +161,7 @@ impl TargetArgs {
             },
         )?;
         let store = self.open_store(false)?;
-        let kit = Kit::builder()
-            .db(db)
-            .shared_store(store.as_dyn())
-            .build()?;
+        let kit = Kit::builder().db(db).shared_store(store.as_dyn()).build()?;
         Ok((kit, store))
     }
 
@@ -201,8 +203,9 @@ impl TargetArgs {
         match url {
             StoreUrl::Http(url) => {
                 let token = self.token.as_deref().ok_or_else(|| {
-                    CliError::usage(format!("the store at {url} needs a token"))
-                        .hint("pass --token or set EVENTODB_TOKEN (a token of the namespace to work on)")
+                    CliError::usage(format!("the store at {url} needs a token")).hint(
+                        "pass --token or set EVENTODB_TOKEN (a token of the namespace to work on)",
+                    )
                 })?;
                 let store = HttpStore::builder(&url, token)
                     .connect_timeout(Duration::from_secs(5))
@@ -257,8 +260,18 @@ mod tests {
             parse_url("embedded:data/events.db").unwrap(),
             StoreUrl::Embedded("data/events.db".into())
         );
-        for bad in ["embedded::memory:", "embedded://rel.db", "embedded:", "ftp://x", "app.db"] {
-            assert_eq!(parse_url(bad).unwrap_err().code, crate::exit::USAGE, "{bad}");
+        for bad in [
+            "embedded::memory:",
+            "embedded://rel.db",
+            "embedded:",
+            "ftp://x",
+            "app.db",
+        ] {
+            assert_eq!(
+                parse_url(bad).unwrap_err().code,
+                crate::exit::USAGE,
+                "{bad}"
+            );
         }
     }
 }

@@ -57,7 +57,7 @@ pub struct ImportArgs {
 /// Prints the summary: on stdout, unless the data went there.
 fn summary(out: &OutputArgs, value: &serde_json::Value, data_on_stdout: bool, text: String) {
     if !data_on_stdout {
-        out.emit(value, || println!("{text}"));
+        out.emit(value, || outln!("{text}"));
     } else if out.json {
         eprintln!("{value}");
     } else {
@@ -176,7 +176,7 @@ pub fn import(args: ImportArgs) -> CliResult {
         "forced": args.force,
     });
     args.out.emit(&value, || {
-        println!(
+        outln!(
             "Imported {} into namespace {:?} of {}.",
             plural(summary_value.imported, "message", "messages"),
             store.namespace(),
