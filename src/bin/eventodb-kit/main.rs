@@ -128,10 +128,40 @@ fn go_style_args(args: impl Iterator<Item = String>) -> Vec<String> {
         .get(1)
         .is_some_and(|a| a.starts_with("--") && !matches!(a.as_str(), "--help" | "--version"));
     if first_is_flag {
-        out.insert(1, "serve".to_string());
+        match out
+            .iter()
+            .skip(2)
+            .position(|a| COMMANDS.contains(&a.as_str()))
+        {
+            // `--db app.db outbox list` is read as `outbox list --db app.db`.
+            Some(i) => {
+                let start = i + 2;
+                let words = out[start..]
+                    .iter()
+                    .take_while(|a| !a.starts_with('-'))
+                    .count();
+                let flags: Vec<String> = out.drain(1..start).collect();
+                let at = 1 + words;
+                out.splice(at..at, flags);
+            }
+            None => out.insert(1, "serve".to_string()),
+        }
     }
     out
 }
+
+/// The sub-commands' names.
+const COMMANDS: &[&str] = &[
+    "serve",
+    "status",
+    "outbox",
+    "dlq",
+    "positions",
+    "replay",
+    "drain",
+    "export",
+    "import",
+];
 
 #[cfg(test)]
 mod tests {
@@ -155,6 +185,14 @@ mod tests {
         );
         assert_eq!(args(&["kit", "serve", "-h"]), ["kit", "serve", "-h"]);
         assert_eq!(args(&["kit", "--help"]), ["kit", "--help"]);
+        assert_eq!(
+            args(&["kit", "--db", "app.db", "--json", "status"]),
+            ["kit", "status", "--db", "app.db", "--json"]
+        );
+        assert_eq!(
+            args(&["kit", "--db", "app.db", "dlq", "requeue", "12", "--yes"]),
+            ["kit", "dlq", "requeue", "12", "--db", "app.db", "--yes"]
+        );
         let cli = Cli::try_parse_from(args(&["kit", "serve", "--port=0", "--test-mode"])).unwrap();
         let Command::Serve(serve) = cli.command else {
             panic!("not serve")
