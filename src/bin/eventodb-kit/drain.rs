@@ -88,9 +88,11 @@ pub fn run(args: DrainArgs) -> CliResult {
             Err(e) => return Err(e.into()),
         }
         let stats = sender.stats()?;
-        // Messages written meanwhile grow the total.
-        total = total.max(stats.sent + stats.dead_lettered + stats.backlog);
-        progress.set_total(total);
+        // Messages written meanwhile may grow the backlog past the start.
+        if stats.backlog > total {
+            total = stats.backlog;
+            progress.set_total(total);
+        }
         let note = match sender.health().last_error {
             Some(e) if stats.backlog > 0 => format!("(last error: {})", output::short(&e, 60)),
             _ => String::new(),
