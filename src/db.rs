@@ -183,6 +183,70 @@ impl Db {
         Self::finish(pool, Some(path), &options)
     }
 
+    /// Opens the kit database at `path` only if the file exists and holds
+    /// the kit's tables — for tools that inspect an application's database,
+    /// where a mistyped path must not silently create an empty one.
+    ///
+    /// Errors: [`Error::NotFound`](crate::Error::NotFound) when there is no
+    /// such file; [`Error::InvalidInput`](crate::Error::InvalidInput) when the
+    /// file is not a kit database (never opened by a [`Kit`](crate::Kit)).
+    ///
+    /// ```
+    /// use eventodb_kit::{Db, DbOptions, Error};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("app.db");
+    /// assert!(matches!(Db::open_existing(&path, DbOptions::new()), Err(Error::NotFound(_))));
+    /// assert!(!path.exists(), "nothing was created");
+    /// Db::open(&path)?;
+    /// Db::open_existing(&path, DbOptions::new())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_existing(path: impl AsRef<Path>, options: DbOptions) -> Result<Db> {
+        let path = path.as_ref();
+        if !path.is_file() {
+            return Err(crate::Error::NotFound(format!(
+                "database file {}",
+                path.display()
+            )));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            // Read-write without CREATE: never creates a file (read-only
+            // connections cannot always open a WAL database).
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let version = migrate::current_version(&conn, kit_schema().component).map_err(|e| {
+            crate::Error::invalid(format!(
+                "{} is not an SQLite database the kit can read: {e}",
+                path.display()
+            ))
+        })?;
+        drop(conn);
+        if version == 0 {
+            return Err(crate::Error::invalid(format!(
+                "{} has no eventodb-kit tables (it is not the database of a kit)",
+                path.display()
+            )));
+        }
+        Self::open_with(path, options)
+    }
+
+    /// The namespaces that have rows in the outbox, the consumer positions or
+    /// the dead letters of this database, sorted.
+    pub fn namespaces(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT namespace FROM evento_outbox
+                 UNION SELECT namespace FROM evento_consumer_positions
+                 UNION SELECT namespace FROM evento_dead_letters
+                 ORDER BY 1",
+            )?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     /// A private in-memory database, gone when the last clone is dropped.
     ///
     /// It has a single connection, so work on it is serialised; use a file

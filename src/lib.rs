@@ -61,7 +61,8 @@
 //! * `server` — an EventoDB-compatible HTTP server over [`EmbeddedStore`]
 //!   (`server::Server`).
 //! * `cli` — the `eventodb-kit` command-line tool (implies `server`):
-//!   `eventodb-kit serve`.
+//!   `serve`, and `status`, `outbox`, `dlq`, `positions`, `replay`, `drain`,
+//!   `export` and `import` for operating a kit's database without SQL.
 //!
 //! The default build has neither, so a device build carries only the library.
 #![deny(missing_docs)]

@@ -8,7 +8,8 @@
 //! * [`Kit::subscribe`] → [`MessageSubscription`]: a category as a bounded
 //!   channel of messages, for code that wants a stream.
 //! * [`Kit::checkpoints`] → [`Checkpoints`]: read, set and reset positions
-//!   (to a position or to a time); prune processed records.
+//!   (to a position or to a time); prune processed records; re-deliver a
+//!   range to one consumer ([`Checkpoints::replay_range`]).
 //! * [`Kit::replay`] → [`Replay`]: run a handler over a range without moving
 //!   any position.
 //!
@@ -83,6 +84,7 @@ mod filter;
 mod handle;
 mod handler;
 mod position;
+mod redeliver;
 mod replay;
 mod requeue;
 mod retention;
@@ -95,6 +97,7 @@ pub use config::FailurePolicy;
 pub use dispatch::{Dispatcher, UnknownTypes};
 pub use handle::ConsumerHandle;
 pub use position::{Checkpoint, Checkpoints};
+pub use redeliver::ReplayRangePlan;
 pub use replay::{Replay, ReplayReport};
 pub use stats::{ConsumerHealth, ConsumerStats};
 pub use subscription::{MessageSubscription, SubscribeOptions};

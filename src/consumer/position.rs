@@ -262,7 +262,7 @@ pub(crate) fn position_at_time(
 /// ```
 #[derive(Debug, Clone)]
 pub struct Checkpoints {
-    kit: Kit,
+    pub(super) kit: Kit,
 }
 
 impl Checkpoints {
@@ -270,7 +270,7 @@ impl Checkpoints {
         Checkpoints { kit }
     }
 
-    fn key(&self, category: &str, consumer_id: &str) -> ConsumerKey {
+    pub(super) fn key(&self, category: &str, consumer_id: &str) -> ConsumerKey {
         ConsumerKey {
             namespace: self.kit.namespace().to_string(),
             category: category.to_string(),
@@ -370,6 +370,13 @@ impl Checkpoints {
         let position = position_at_time(self.kit.store().as_ref(), category, time)?;
         self.reset_to_position(category, consumer_id, position)?;
         Ok(position)
+    }
+
+    /// The position [`Checkpoints::reset_to_time`] would move to: just
+    /// before the first message of `category` recorded at or after `time`
+    /// (the head of the category when there is none).
+    pub fn position_at_time(&self, category: &str, time: SystemTime) -> Result<i64> {
+        position_at_time(self.kit.store().as_ref(), category, time)
     }
 
     /// Deletes processed records (of every consumer in the namespace) older

@@ -47,6 +47,7 @@
 mod config;
 mod entry;
 mod lease;
+mod query;
 mod record;
 mod retention;
 mod sender;
@@ -57,6 +58,7 @@ mod writer;
 pub use config::{AfterDeadLetter, SenderConfig};
 pub use entry::{OutboxEntry, DEFAULT_MAX_PAYLOAD_BYTES};
 pub use lease::LeaseInfo;
+pub use query::OutboxFilter;
 pub use record::{OutboxRecord, OutboxState, OutboxStatus};
 pub use sender::SenderHandle;
 pub use stats::{Delivery, SenderHealth, SenderStats};

@@ -10,6 +10,7 @@ use rusqlite::Connection;
 
 use super::entry::{insert, prepare, OutboxEntry, DEFAULT_MAX_PAYLOAD_BYTES};
 use super::lease::{self, LeaseInfo};
+use super::query::{self, OutboxFilter};
 use super::record::{self, OutboxRecord, OutboxStatus};
 use super::retention;
 use super::wake::{wake_on_commit, WakeHub};
@@ -245,6 +246,28 @@ impl Outbox {
         self.db
             .read(|c| record::get(c, &self.namespace, id))?
             .ok_or_else(|| Error::NotFound(format!("outbox message {id}")))
+    }
+
+    /// Rows matching `filter`, oldest first — for looking at what waits, what
+    /// went out and what was refused.
+    ///
+    /// ```
+    /// use eventodb_kit::outbox::{OutboxFilter, OutboxState};
+    /// use eventodb_kit::{Kit, NewMessage};
+    ///
+    /// let kit = Kit::builder().build()?;
+    /// kit.outbox().write("account-7", &NewMessage::new("Opened", serde_json::json!({})))?;
+    /// let waiting = kit.outbox().list(&OutboxFilter::new().state(OutboxState::Pending))?;
+    /// assert_eq!(waiting[0].stream, "account-7");
+    /// # Ok::<(), eventodb_kit::Error>(())
+    /// ```
+    pub fn list(&self, filter: &OutboxFilter) -> Result<Vec<OutboxRecord>> {
+        self.db.read(|c| query::list(c, &self.namespace, filter))
+    }
+
+    /// How many rows match `filter` (its limit is ignored).
+    pub fn count(&self, filter: &OutboxFilter) -> Result<u64> {
+        self.db.read(|c| query::count(c, &self.namespace, filter))
     }
 
     /// How many messages wait, since when, and how many are dead-lettered.

@@ -18,6 +18,7 @@ use crate::message::{Message, NewMessage, WriteOptions, WriteResult};
 
 pub mod embedded;
 pub mod http;
+pub mod ndjson;
 
 pub use embedded::EmbeddedStore;
 pub use http::HttpStore;

@@ -5,9 +5,12 @@
 //! gpos, data, meta, time` (in that order when exported; `meta` is `null`
 //! when absent; `time` is RFC 3339).
 
+use std::io::BufRead;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::error::Error;
 use crate::message::Message;
 use crate::time::format_rfc3339_seconds;
 
@@ -81,6 +84,43 @@ pub(crate) enum Progress {
         /// Global position of the batch's last record.
         gpos: i64,
     },
+}
+
+/// The lines of `input` without their `\n` (a final newline ends the last
+/// line; it does not start an empty one).
+pub(crate) fn ndjson_lines(
+    input: &mut dyn BufRead,
+) -> impl Iterator<Item = std::io::Result<Vec<u8>>> + '_ {
+    std::iter::from_fn(move || {
+        let mut line = Vec::new();
+        match input.read_until(b'\n', &mut line) {
+            Ok(0) => None,
+            Ok(_) => {
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                Some(Ok(line))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    })
+}
+
+/// The error of a failed import (`/import`'s `{"error", "message", "line"}`).
+pub(crate) fn import_failure(code: &str, message: String, line: u64) -> Error {
+    match code {
+        "INVALID_JSON" | "INVALID_RECORD" => Error::InvalidInput(message),
+        "POSITION_EXISTS" => Error::Store {
+            status: 409,
+            code: code.to_string(),
+            message: format!("{message} (import stopped at line {line})"),
+        },
+        _ => Error::Store {
+            status: 500,
+            code: code.to_string(),
+            message: format!("{message} (import stopped at line {line})"),
+        },
+    }
 }
 
 impl Progress {

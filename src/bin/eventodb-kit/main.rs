@@ -2,17 +2,49 @@
 //!
 //! ```text
 //! eventodb-kit serve [--host H] [--port P] [--token T] [--data-dir DIR] [--test-mode]
+//! eventodb-kit status --db FILE
+//! eventodb-kit outbox list|show --db FILE …
+//! eventodb-kit dlq list|show|requeue|purge --db FILE …
+//! eventodb-kit positions list|reset --db FILE …
+//! eventodb-kit replay --db FILE --category C --consumer ID --from GP [--to GP]
+//! eventodb-kit drain --db FILE [--url URL --token T] [--timeout 5m]
+//! eventodb-kit export --url SRC [--category C] [--output FILE]
+//! eventodb-kit import --url DST [--force] [--input FILE]
 //! ```
+//!
+//! Exit codes are listed in [`exit`].
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[macro_use]
+mod output;
+mod confirm;
+mod dlq;
+mod drain;
+mod exit;
+mod outbox;
+mod positions;
+mod progress;
+mod replay;
 mod serve;
+mod status;
+mod target;
+mod transfer;
 
 /// eventodb-kit: outbox, consumers and an embedded EventoDB-compatible store.
+///
+/// The operator commands work on the kit's local database (--db FILE, or
+/// EVENTODB_KIT_DB) and its store (--url / EVENTODB_URL, --token /
+/// EVENTODB_TOKEN; by default the embedded store inside the database file).
+/// They print text, or one JSON document with --json.
+///
+/// Exit codes: 0 done, 1 failed, 2 usage, 3 not found, 4 not confirmed
+/// (refused, or no terminal and no --yes), 5 store unreachable, 6 not
+/// finished in time.
 #[derive(Debug, Parser)]
-#[command(name = "eventodb-kit", version, about)]
+#[command(name = "eventodb-kit", version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,18 +54,54 @@ struct Cli {
 enum Command {
     /// Serve the embedded store over HTTP, speaking EventoDB's protocol.
     Serve(serve::ServeArgs),
+    /// Show the outbox backlog, dead letters, consumers with their lag, and
+    /// who holds the sender lease.
+    Status(status::StatusArgs),
+    /// Look at outbox messages.
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCommand),
+    /// Look at, requeue or purge dead letters.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
+    /// List or reset consumer positions.
+    #[command(subcommand)]
+    Positions(positions::PositionsCommand),
+    /// Re-deliver a range of a category to one consumer: its position moves
+    /// back and its processed records of the range are forgotten, so its
+    /// next run handles the range again and skips what it already handled
+    /// after it.
+    Replay(replay::ReplayArgs),
+    /// Send the outbox backlog now, until it is empty or the timeout passes.
+    Drain(drain::DrainArgs),
+    /// Write a store's messages as NDJSON (EventoDB's export format).
+    Export(transfer::ExportArgs),
+    /// Load NDJSON (EventoDB's export format) into a store, keeping ids,
+    /// positions and times.
+    Import(transfer::ImportArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(go_style_args(std::env::args()));
+    let args = go_style_args(std::env::args());
+    let json = args.iter().skip(1).any(|a| a == "--json");
+    let cli = Cli::parse_from(args);
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => {
+            serve::run(args).map_err(|e| exit::CliError::failure(e.to_string()))
+        }
+        Command::Status(args) => status::run(args),
+        Command::Outbox(command) => outbox::run(command),
+        Command::Dlq(command) => dlq::run(command),
+        Command::Positions(command) => positions::run(command),
+        Command::Replay(args) => replay::run(args),
+        Command::Drain(args) => drain::run(args),
+        Command::Export(args) => transfer::export(args),
+        Command::Import(args) => transfer::import(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("eventodb-kit: {e}");
-            ExitCode::FAILURE
+            e.print(json);
+            ExitCode::from(e.code)
         }
     }
 }
@@ -60,14 +128,50 @@ fn go_style_args(args: impl Iterator<Item = String>) -> Vec<String> {
         .get(1)
         .is_some_and(|a| a.starts_with("--") && !matches!(a.as_str(), "--help" | "--version"));
     if first_is_flag {
-        out.insert(1, "serve".to_string());
+        match out
+            .iter()
+            .skip(2)
+            .position(|a| COMMANDS.contains(&a.as_str()))
+        {
+            // `--db app.db outbox list` is read as `outbox list --db app.db`.
+            Some(i) => {
+                let start = i + 2;
+                let words = out[start..]
+                    .iter()
+                    .take_while(|a| !a.starts_with('-'))
+                    .count();
+                let flags: Vec<String> = out.drain(1..start).collect();
+                let at = 1 + words;
+                out.splice(at..at, flags);
+            }
+            None => out.insert(1, "serve".to_string()),
+        }
     }
     out
 }
 
+/// The sub-commands' names.
+const COMMANDS: &[&str] = &[
+    "serve",
+    "status",
+    "outbox",
+    "dlq",
+    "positions",
+    "replay",
+    "drain",
+    "export",
+    "import",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 
     fn args(list: &[&str]) -> Vec<String> {
         go_style_args(list.iter().map(|s| s.to_string()))
@@ -81,8 +185,18 @@ mod tests {
         );
         assert_eq!(args(&["kit", "serve", "-h"]), ["kit", "serve", "-h"]);
         assert_eq!(args(&["kit", "--help"]), ["kit", "--help"]);
+        assert_eq!(
+            args(&["kit", "--db", "app.db", "--json", "status"]),
+            ["kit", "status", "--db", "app.db", "--json"]
+        );
+        assert_eq!(
+            args(&["kit", "--db", "app.db", "dlq", "requeue", "12", "--yes"]),
+            ["kit", "dlq", "requeue", "12", "--db", "app.db", "--yes"]
+        );
         let cli = Cli::try_parse_from(args(&["kit", "serve", "--port=0", "--test-mode"])).unwrap();
-        let Command::Serve(serve) = cli.command;
+        let Command::Serve(serve) = cli.command else {
+            panic!("not serve")
+        };
         assert_eq!(serve.port, 0);
         assert!(serve.test_mode);
     }

@@ -1,11 +1,25 @@
 //! Importing messages with their ids, positions and times kept (what
-//! EventoDB's `/import` does), and clearing a namespace for `force=true`.
+//! EventoDB's `/import` does), and clearing a namespace for `force=true`:
+//! the batch insert, the NDJSON reader shared by the server's `/import` and
+//! [`EmbeddedStore::import_ndjson`].
+
+use std::io::BufRead;
+use std::time::Instant;
 
 use rusqlite::{ErrorCode, TransactionBehavior};
 
 use super::write::{insert, Row};
 use super::EmbeddedStore;
 use crate::error::{Error, Result};
+use crate::store::http::ImportSummary;
+use crate::time::{parse_rfc3339, to_ms};
+use crate::wire::json::normalize_numbers;
+use crate::wire::ndjson::{import_failure, ndjson_lines, Record};
+
+/// Records per transaction (and per progress line).
+pub(crate) const IMPORT_BATCH: usize = 1000;
+/// Longest line accepted (bufio.Scanner's limit in EventoDB).
+const MAX_LINE: usize = 1024 * 1024;
 
 /// A message to import as it is.
 #[derive(Debug, Clone)]
@@ -33,7 +47,186 @@ pub(crate) enum ImportError {
     Failed(Error),
 }
 
+/// How an NDJSON import ended (EventoDB's `/import` outcomes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ImportOutcome {
+    /// Every record was imported.
+    Done {
+        /// Records imported.
+        imported: u64,
+    },
+    /// The import stopped; batches before the failing one stay imported.
+    Failed {
+        /// `INVALID_JSON`, `INVALID_RECORD`, `POSITION_EXISTS`, `IMPORT_FAILED`, `READ_ERROR`.
+        code: &'static str,
+        /// EventoDB's message.
+        message: String,
+        /// The line being read when the failing batch was flushed.
+        line: u64,
+    },
+}
+
+/// Parses one NDJSON line into a row (`Ok(None)` for a blank line).
+fn parse_line(raw: &[u8], line_no: u64) -> std::result::Result<Option<ImportRow>, ImportOutcome> {
+    let fail = |code, message| ImportOutcome::Failed {
+        code,
+        message,
+        line: line_no,
+    };
+    if raw.len() > MAX_LINE {
+        return Err(fail("READ_ERROR", "bufio.Scanner: token too long".into()));
+    }
+    let text = String::from_utf8_lossy(raw);
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let mut record: Record = serde_json::from_str(text).map_err(|e| {
+        fail(
+            "INVALID_JSON",
+            format!("malformed JSON at line {line_no}: {e}"),
+        )
+    })?;
+    let time = parse_rfc3339(&record.time).map_err(|_| {
+        fail(
+            "INVALID_RECORD",
+            format!(
+                "invalid record at line {line_no}: invalid time format: cannot parse {:?} as RFC3339",
+                record.time
+            ),
+        )
+    })?;
+    normalize_numbers(&mut record.data);
+    normalize_numbers(&mut record.meta);
+    let json = |v: &serde_json::Value| (!v.is_null()).then(|| v.to_string());
+    Ok(Some(ImportRow {
+        data: json(&record.data),
+        metadata: json(&record.meta),
+        id: record.id,
+        stream_name: record.stream,
+        message_type: record.message_type,
+        position: record.pos,
+        global_position: record.gpos,
+        time_ms: to_ms(time),
+    }))
+}
+
 impl EmbeddedStore {
+    /// Imports NDJSON `lines` (without their newlines) into this handle's
+    /// namespace in batches of 1000, as EventoDB's `/import` does; calls
+    /// `on_batch(imported so far, last global position)` after each full
+    /// batch.
+    pub(crate) fn import_lines<I>(
+        &self,
+        lines: I,
+        mut on_batch: impl FnMut(u64, i64),
+    ) -> ImportOutcome
+    where
+        I: IntoIterator<Item = std::io::Result<Vec<u8>>>,
+    {
+        let mut batch: Vec<ImportRow> = Vec::with_capacity(IMPORT_BATCH);
+        let mut imported = 0u64;
+        let mut line_no = 0u64;
+        let flush =
+            |batch: &mut Vec<ImportRow>, line: u64| -> std::result::Result<(), ImportOutcome> {
+                let result = self.import_rows(batch);
+                batch.clear();
+                result.map_err(|e| match e {
+                    ImportError::Exists { global_position } => ImportOutcome::Failed {
+                        code: "POSITION_EXISTS",
+                        message: format!("global position already exists: {global_position}"),
+                        line,
+                    },
+                    ImportError::Failed(e) => ImportOutcome::Failed {
+                        code: "IMPORT_FAILED",
+                        message: e.to_string(),
+                        line,
+                    },
+                })
+            };
+        for raw in lines {
+            line_no += 1;
+            let raw = match raw {
+                Ok(raw) => raw,
+                Err(e) => {
+                    return ImportOutcome::Failed {
+                        code: "READ_ERROR",
+                        message: e.to_string(),
+                        line: line_no,
+                    }
+                }
+            };
+            match parse_line(&raw, line_no) {
+                Ok(Some(row)) => batch.push(row),
+                Ok(None) => continue,
+                Err(failed) => return failed,
+            }
+            if batch.len() == IMPORT_BATCH {
+                let last_gpos = batch.last().map_or(0, |r| r.global_position);
+                let count = batch.len() as u64;
+                if let Err(failed) = flush(&mut batch, line_no) {
+                    return failed;
+                }
+                imported += count;
+                on_batch(imported, last_gpos);
+            }
+        }
+        if !batch.is_empty() {
+            let count = batch.len() as u64;
+            if let Err(failed) = flush(&mut batch, line_no) {
+                return failed;
+            }
+            imported += count;
+        }
+        ImportOutcome::Done { imported }
+    }
+
+    /// Loads NDJSON records — EventoDB's export format, as written by
+    /// [`store::ndjson::export`](crate::store::ndjson::export) or `eventodb
+    /// export` — into this handle's namespace, keeping their ids, positions
+    /// and times, in transactions of 1000 records (what EventoDB's
+    /// `/import` does). With `force`, every message of the namespace is
+    /// deleted first. Calls `on_batch` with the number imported so far after
+    /// each batch of 1000. Imported messages are not poked.
+    ///
+    /// Errors: a malformed record is [`Error::InvalidInput`] naming its
+    /// line; a global position, stream position or id that exists already
+    /// is [`Error::Store`] with code `POSITION_EXISTS`. Batches before the
+    /// failing one stay imported.
+    ///
+    /// ```
+    /// use eventodb_kit::{EmbeddedStore, MessageStore, StreamQuery};
+    ///
+    /// let store = EmbeddedStore::open_in_memory()?;
+    /// let ndjson = br#"{"id":"0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a87","stream":"account-1","type":"Opened","pos":0,"gpos":7,"data":{},"meta":null,"time":"2026-03-01T12:34:56Z"}"#;
+    /// let summary = store.import_ndjson(&mut &ndjson[..], false, &mut |_| {})?;
+    /// assert_eq!(summary.imported, 1);
+    /// assert_eq!(store.get_stream("account-1", &StreamQuery::new())?[0].global_position, 7);
+    /// # Ok::<(), eventodb_kit::Error>(())
+    /// ```
+    pub fn import_ndjson(
+        &self,
+        input: &mut dyn BufRead,
+        force: bool,
+        on_batch: &mut dyn FnMut(u64),
+    ) -> Result<ImportSummary> {
+        let started = Instant::now();
+        if force {
+            self.clear_messages()?;
+        }
+        match self.import_lines(ndjson_lines(input), |imported, _| on_batch(imported)) {
+            ImportOutcome::Done { imported } => Ok(ImportSummary {
+                imported,
+                elapsed: format!("{:.1}s", started.elapsed().as_secs_f64()),
+            }),
+            ImportOutcome::Failed {
+                code,
+                message,
+                line,
+            } => Err(import_failure(code, message, line)),
+        }
+    }
+
     /// Inserts `rows` into this handle's namespace in one transaction,
     /// without checks beyond the unique indexes and without pokes.
     pub(crate) fn import_rows(&self, rows: &[ImportRow]) -> std::result::Result<(), ImportError> {

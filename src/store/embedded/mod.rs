@@ -20,7 +20,6 @@ use crate::store::{
 use crate::time::now_ms;
 use crate::token::Token;
 
-#[cfg(feature = "server")]
 pub(crate) mod import;
 mod namespaces;
 mod pokes;

@@ -1,7 +1,8 @@
 //! The rest of EventoDB's API on [`HttpStore`]: namespaces, system
 //! information, `/health`, `/version`, and NDJSON import/export.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -9,9 +10,22 @@ use super::client::{answer_error, CallContext};
 use super::HttpStore;
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::namespace::{CreatedNamespace, DeletedNamespace, NamespaceInfo};
-use crate::store::{CategoryQuery, MessageStore};
-use crate::wire::ndjson::{Progress, Record};
+
+use crate::wire::ndjson::{import_failure, ndjson_lines, Progress};
 use crate::wire::rpc::{self, unexpected};
+
+/// Lines per request of [`HttpStore::import_ndjson`] (a multiple of the
+/// server's batch of 1000).
+const IMPORT_CHUNK_LINES: u64 = 10_000;
+/// Bytes after which [`HttpStore::import_ndjson`] sends a request early.
+const IMPORT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+fn no_result() -> Error {
+    Error::Transport {
+        kind: TransportErrorKind::Protocol,
+        message: "the /import answer ended without a result".into(),
+    }
+}
 
 /// `sys.health`'s answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +134,87 @@ impl HttpStore {
     /// `POSITION_EXISTS` (409). Batches of 1000 before the failing one stay
     /// imported.
     pub fn import(&self, ndjson: &[u8], force: bool) -> Result<ImportSummary> {
+        match self.post_import(ndjson, force)? {
+            Progress::Done {
+                imported, elapsed, ..
+            } => Ok(ImportSummary { imported, elapsed }),
+            Progress::Failed {
+                error,
+                message,
+                line,
+            } => Err(import_failure(&error, message, line)),
+            Progress::Batch { .. } => Err(no_result()),
+        }
+    }
+
+    /// Like [`HttpStore::import`], reading the records from `input` and
+    /// sending them in requests of at most 10 000 lines (4 MiB), so a large
+    /// export needs neither one huge request nor all of it in memory. With
+    /// `force`, the namespace is cleared by the first request. Calls
+    /// `on_batch` with the number imported so far after each request.
+    ///
+    /// As with one request, the requests before a failing one stay
+    /// imported; the error's line numbers count from the start of `input`.
+    pub fn import_ndjson(
+        &self,
+        input: &mut dyn BufRead,
+        force: bool,
+        on_batch: &mut dyn FnMut(u64),
+    ) -> Result<ImportSummary> {
+        let started = Instant::now();
+        let mut lines = ndjson_lines(input);
+        let mut imported = 0u64;
+        let mut first_line = 1u64;
+        let mut force = force;
+        loop {
+            let mut chunk = Vec::new();
+            let mut count = 0u64;
+            let mut ended = false;
+            while count < IMPORT_CHUNK_LINES && chunk.len() < IMPORT_CHUNK_BYTES {
+                match lines.next() {
+                    Some(line) => {
+                        chunk.extend_from_slice(&line?);
+                        chunk.push(b'\n');
+                        count += 1;
+                    }
+                    None => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            if count > 0 || force {
+                match self.post_import(&chunk, force)? {
+                    Progress::Done { imported: n, .. } => {
+                        imported += n;
+                        on_batch(imported);
+                    }
+                    Progress::Failed {
+                        error,
+                        message,
+                        line,
+                    } => {
+                        let at = first_line - 1 + line;
+                        let message =
+                            message.replace(&format!("at line {line}:"), &format!("at line {at}:"));
+                        return Err(import_failure(&error, message, at));
+                    }
+                    Progress::Batch { .. } => return Err(no_result()),
+                }
+                force = false;
+            }
+            first_line += count;
+            if ended {
+                return Ok(ImportSummary {
+                    imported,
+                    elapsed: format!("{:.1}s", started.elapsed().as_secs_f64()),
+                });
+            }
+        }
+    }
+
+    /// One `POST /import`; its last progress line.
+    fn post_import(&self, ndjson: &[u8], force: bool) -> Result<Progress> {
         let path = if force {
             "/import?force=true"
         } else {
@@ -143,50 +238,13 @@ impl HttpStore {
                 );
             }
         }
-        match last {
-            Some(Progress::Done {
-                imported, elapsed, ..
-            }) => Ok(ImportSummary { imported, elapsed }),
-            Some(Progress::Failed {
-                error,
-                message,
-                line,
-            }) => Err(match error.as_str() {
-                "INVALID_JSON" | "INVALID_RECORD" => Error::InvalidInput(message),
-                "POSITION_EXISTS" => Error::Store {
-                    status: 409,
-                    code: error,
-                    message: format!("{message} (import stopped at line {line})"),
-                },
-                _ => Error::Store {
-                    status: 500,
-                    code: error,
-                    message: format!("{message} (import stopped at line {line})"),
-                },
-            }),
-            _ => Err(Error::Transport {
-                kind: TransportErrorKind::Protocol,
-                message: "the /import answer ended without a result".into(),
-            }),
-        }
+        last.ok_or_else(no_result)
     }
 
     /// Writes every message of this namespace to `out` as NDJSON, one record
     /// per line in global order — the format of `eventodb export`, which
     /// [`HttpStore::import`] reads. Returns the number of records.
     pub fn export(&self, out: &mut dyn Write) -> Result<u64> {
-        let mut position = 1;
-        let mut count = 0;
-        loop {
-            let batch = self.get_category("", &CategoryQuery::new().position(position))?;
-            let Some(last) = batch.last() else {
-                return Ok(count);
-            };
-            position = last.global_position + 1;
-            for m in &batch {
-                out.write_all(&Record::from_message(m).to_line())?;
-                count += 1;
-            }
-        }
+        crate::store::ndjson::export(self, "", out, &mut |_| {})
     }
 }
