@@ -67,19 +67,25 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod cleanup;
 pub mod cloudevents;
 pub mod consumer;
 pub mod consumer_group;
 pub mod db;
 pub mod dlq;
+mod env;
 pub mod error;
+pub mod health;
+pub mod hooks;
 mod kit;
 pub mod message;
 pub mod metrics;
 mod migrate;
 pub mod namespace;
 pub mod outbox;
+mod periodic;
 mod retry;
+mod runtime;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod store;
@@ -88,6 +94,8 @@ pub mod time;
 pub mod token;
 mod wire;
 
+pub use cleanup::{CleanupConfig, CleanupHandle, CleanupReport};
+pub use consumer::ConsumerDefaults;
 pub use consumer::{
     Checkpoints, ConsumerBuilder, ConsumerHandle, ConsumerHealth, ConsumerStats, Dispatcher,
     FailurePolicy, MessageSubscription,
@@ -96,9 +104,12 @@ pub use consumer_group::ConsumerGroup;
 pub use db::{Db, DbOptions, Synchronous};
 pub use dlq::{DeadLetter, DeadLetterFilter, DeadLetterSource, Dlq};
 pub use error::{Error, Result, TransportErrorKind};
+pub use health::{HealthStatus, KitHealth};
+pub use hooks::{KitHook, LogHook, NopHook};
 pub use kit::{Kit, KitBuilder};
 pub use message::{Message, NewMessage, WriteOptions, WriteResult};
 pub use metrics::LatencySummary;
+pub use metrics::{render_prometheus, Metrics, ReporterHandle};
 pub use namespace::{CreatedNamespace, DeletedNamespace, NamespaceInfo, TokenCheck};
 pub use outbox::{Outbox, OutboxEntry, SenderConfig, SenderHandle};
 pub use retry::RetryPolicy;
@@ -106,6 +117,7 @@ pub use store::http::{
     ConnectionSnapshot, ConnectionState, ConnectionStatus, HttpStore, HttpStoreBuilder,
     ImportSummary, SseSubscription, SystemHealth,
 };
+pub use store::StoreUrl;
 pub use store::{
     CategoryInfo, CategoryQuery, EmbeddedStore, MessageStore, Poke, StreamInfo, StreamListQuery,
     StreamQuery, SubscribeTarget, Subscription,

@@ -77,6 +77,7 @@ use crate::kit::Kit;
 
 mod builder;
 mod config;
+mod defaults;
 mod dispatch;
 mod fetch;
 mod filter;
@@ -92,12 +93,16 @@ mod worker;
 
 pub use builder::ConsumerBuilder;
 pub use config::FailurePolicy;
+pub use defaults::ConsumerDefaults;
 pub use dispatch::{Dispatcher, UnknownTypes};
 pub use handle::ConsumerHandle;
 pub use position::{Checkpoint, Checkpoints};
 pub use replay::{Replay, ReplayReport};
 pub use stats::{ConsumerHealth, ConsumerStats};
 pub use subscription::{MessageSubscription, SubscribeOptions};
+
+pub(crate) use retention::delete_processed_before_until;
+pub(crate) use stats::Shared as ConsumerShared;
 
 impl Kit {
     /// Configures a consumer `consumer_id` of `category` (`""`: every

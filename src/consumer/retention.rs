@@ -28,6 +28,17 @@ pub(crate) fn delete_processed_before(
     key: Option<&ConsumerKey>,
     cutoff_ms: i64,
 ) -> Result<usize> {
+    delete_processed_before_until(db, namespace, key, cutoff_ms, || false)
+}
+
+/// Like [`delete_processed_before`], stopping after a page when `stop()` says so.
+pub(crate) fn delete_processed_before_until(
+    db: &Db,
+    namespace: &str,
+    key: Option<&ConsumerKey>,
+    cutoff_ms: i64,
+    stop: impl Fn() -> bool,
+) -> Result<usize> {
     let mut after: RecordKey = match key {
         Some(k) => (k.category.clone(), k.consumer_id.clone(), String::new()),
         None => (String::new(), String::new(), String::new()),
@@ -57,7 +68,7 @@ pub(crate) fn delete_processed_before(
             }
             Ok(deleted)
         })?;
-        if (page.len() as i64) < PAGE {
+        if (page.len() as i64) < PAGE || stop() {
             return Ok(total);
         }
     }

@@ -18,6 +18,7 @@ use super::wake::WakeHub;
 use super::writer::Outbox;
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::hooks::Hooks;
 use crate::store::MessageStore;
 
 mod deliver;
@@ -48,6 +49,7 @@ pub(crate) fn spawn(
     outbox: Outbox,
     hub: Arc<WakeHub>,
     config: SenderConfig,
+    hooks: Hooks,
 ) -> Result<SenderHandle> {
     let namespace = outbox.namespace().to_string();
     let holder = format!("pid {} sender {}", std::process::id(), Uuid::now_v7());
@@ -80,6 +82,7 @@ pub(crate) fn spawn(
         hub,
         stop: stop_rx,
         shared: Arc::clone(&shared),
+        hooks,
         router: lane::LaneRouter::new(lanes.len()),
         lanes,
         flags,
@@ -182,6 +185,11 @@ impl SenderHandle {
     fn signal_stop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
         self.stop.take(); // disconnecting wakes the dispatcher
+    }
+
+    /// The state shared with the sender's threads (for the kit's registry).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// This sender's id in the lease table (`pid <pid> sender <uuid>`).
