@@ -177,8 +177,8 @@ impl Kit {
     ///
     /// * **Outbox backlog** — rows neither sent nor dead-lettered; the
     ///   oldest one's age is now minus its write time.
-    /// * **Consumer lag** — one `category.get` from the consumer's position
-    ///   + 1 with its saved consumer group and correlation filter, of at most
+    /// * **Consumer lag** — one `category.get` from the consumer's
+    ///   position + 1 with its saved consumer group and correlation filter, of at most
     ///   [`KitBuilder::lag_count_limit`](crate::KitBuilder::lag_count_limit)
     ///   messages: `messages` is how many came back (`at_least` when the
     ///   limit was hit), `seconds` is the age of the first of them (the

@@ -16,7 +16,7 @@ mod snapshot;
 pub(crate) mod units;
 
 pub(crate) use histogram::Histogram;
-pub use prometheus::render_prometheus;
+pub use prometheus::{render_prometheus, PROMETHEUS_CONTENT_TYPE};
 pub(crate) use rate::RateMeter;
 pub use reporter::ReporterHandle;
 pub use snapshot::{

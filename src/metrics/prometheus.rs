@@ -9,8 +9,9 @@ use super::snapshot::Metrics;
 use super::LatencySummary;
 use crate::consumer::ConsumerHealth;
 
-/// The `Content-Type` of the text format.
-pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The `Content-Type` to serve [`render_prometheus`]'s text with (the
+/// Prometheus text exposition format, version 0.0.4).
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A metric family's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -203,11 +203,8 @@ fn serve(shared: &Shared, socket: TcpStream) {
                     return;
                 }
             }
-            // The handler wrote its own (streamed) response.
-            router::Outcome::Streamed => {
-                shared.metrics.request(&path, &method, 200, None);
-                return;
-            }
+            // The handler wrote its own (streamed) response (and counted it).
+            router::Outcome::Streamed => return,
         }
     }
 }

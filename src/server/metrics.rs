@@ -8,7 +8,7 @@
 //!   RPC method (`unknown` for names EventoDB does not have) and status;
 //! * `eventodb_kit_server_request_duration_seconds{path}` — a summary
 //!   (0.5/0.95/0.99) of the time from a parsed request to its answer
-//!   (SSE streams are counted, not timed);
+//!   (SSE streams are counted when they start, not timed);
 //! * gauges: open connections, SSE subscribers, namespaces, each
 //!   namespace's newest global position, uptime, and `…_info{version}`.
 //!

@@ -84,7 +84,7 @@ fn metrics(shared: &Shared, request: &Request) -> Response {
     }
     Response::new(
         200,
-        crate::metrics::prometheus::CONTENT_TYPE,
+        crate::metrics::PROMETHEUS_CONTENT_TYPE,
         shared.metrics.render(shared).into_bytes(),
     )
 }

@@ -72,7 +72,7 @@ impl StoreUrl {
             let path = match rest.strip_prefix("//") {
                 // embedded:///abs/path: an empty host, then the absolute path.
                 Some(after) if after.starts_with('/') => after,
-                Some(after) if after.is_empty() => "",
+                Some("") => "",
                 Some(_) => {
                     return Err(Error::invalid(format!(
                         "store URL {url:?}: write embedded:///absolute/path.db (three slashes) \
