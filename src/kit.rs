@@ -17,8 +17,10 @@ use crate::store::{EmbeddedStore, MessageStore, StoreUrl};
 /// The kit: the local SQLite database (outbox, positions, dead letters) and
 /// the [`MessageStore`] events go to and come from.
 ///
-/// Cheap to clone; clones share the pool and the store, and may be moved to
-/// other threads.
+/// Cheap to clone; clones share the pool and the store (and the hooks, the
+/// operating settings and the record of what was spawned, which
+/// [`Kit::metrics`] and [`Kit::health`] read), and may be moved to other
+/// threads.
 ///
 /// ```
 /// use eventodb_kit::Kit;

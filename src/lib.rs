@@ -38,6 +38,35 @@
 //! for the promises, typed dispatch, channel subscriptions, checkpoints and
 //! replay.
 //!
+//! ## Operating it
+//!
+//! [`Kit::metrics`] takes a [`Metrics`] snapshot — outbox backlog, every
+//! consumer's position, lag and stall, dead letters by source, plus the live
+//! figures of the senders and consumers the kit spawned — from the database
+//! and the store, so it also works with nothing running;
+//! [`render_prometheus`] turns it into the Prometheus text format.
+//! [`Kit::health`] sums the kit up as [`HealthStatus`] `Ok`, `Degraded` or
+//! `Down` with reasons. [`hooks`] lets an application hear of deliveries,
+//! handled messages, failures and dead letters as they happen, and
+//! [`Kit::spawn_cleanup`] applies the retention settings in the background.
+//!
+//! ## Configuration
+//!
+//! [`Kit::from_env`] reads `EVENTODB_URL` (`http(s)://…` for an EventoDB
+//! server, `embedded:///path.db` or `embedded::memory:` for an embedded
+//! store; see [`StoreUrl`]), `EVENTODB_TOKEN`, `EVENTODB_KIT_DB` and the
+//! `OUTBOX_*` / `CONSUMER_*` settings; [`KitBuilder::from_env`] lets code
+//! override them, and [`KitBuilder::from_lookup`] reads them from anywhere.
+//!
+//! ## Logging
+//!
+//! Through the [`log`] facade, on targets named after the modules
+//! (`eventodb_kit::outbox::…`, `eventodb_kit::consumer::…`,
+//! `eventodb_kit::store::http::…`, `eventodb_kit::server::…`,
+//! `eventodb_kit::db`); [`KitBuilder::log_sql`] traces every SQL statement
+//! (placeholders, never values) at `debug` on `eventodb_kit::sql`. Tokens
+//! are never logged.
+//!
 //! ## Errors
 //!
 //! Every fallible call returns [`Result`] with the one [`Error`] enum; use

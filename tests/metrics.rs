@@ -54,6 +54,11 @@ fn a_live_sender_and_consumer_report_what_a_user_checks() {
     assert!(m.outbox.lease.is_none());
 
     let sender = kit.spawn_sender(common::fast()).unwrap();
+    assert_ne!(
+        kit.health().status,
+        HealthStatus::Down,
+        "a new sender counts as running"
+    );
     sender.wait_until_drained(common::WAIT).unwrap();
     let m = kit.metrics().unwrap();
     assert_eq!(m.outbox.backlog, 0, "the backlog drained");

@@ -54,6 +54,8 @@ pub(crate) fn spawn(
     let namespace = outbox.namespace().to_string();
     let holder = format!("pid {} sender {}", std::process::id(), Uuid::now_v7());
     let shared = Arc::new(Shared::default());
+    // Running from now on (the thread may not have started yet when health is asked).
+    shared.counters.running.store(true, Ordering::Release);
     let flags = Arc::new(lane::LaneFlags::default());
     let (results_tx, results_rx) = unbounded();
     let lanes = (0..config.concurrency_value())
