@@ -37,6 +37,16 @@ pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
 }
 
+/// Marks the sender as not running when dropped: at the end of its thread,
+/// also when a panic ends it (so health sees a dead sender).
+struct NotRunningOnExit(Arc<Shared>);
+
+impl Drop for NotRunningOnExit {
+    fn drop(&mut self) {
+        self.0.counters.running.store(false, Ordering::Release);
+    }
+}
+
 /// The lease name of the sender of `namespace`.
 pub(crate) fn lease_name(namespace: &str) -> String {
     format!("outbox-sender:{namespace}")
@@ -104,10 +114,12 @@ pub(crate) fn spawn(
         next_retention: now,
         config: config.clone(),
     };
+    let ended = NotRunningOnExit(Arc::clone(&shared));
     let thread = thread::Builder::new()
         .name("outbox-sender".into())
         .spawn(move || {
             let _done = done_tx; // dropped when the thread ends
+            let _ended = ended; // the sender stops running, even by a panic
             worker.run();
         })?;
     Ok(SenderHandle {
