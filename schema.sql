@@ -43,7 +43,9 @@ CREATE INDEX evento_outbox_dead_lettered
 
 -- Where each consumer is: the last processed global position of a category.
 -- `group_size` 0 = the consumer has no group; NULL = not recorded yet (the
--- next start records its group).
+-- next start records its group). `correlation` is the consumer's
+-- correlation filter (recorded at each start), so that its lag can be
+-- counted without it running.
 CREATE TABLE evento_consumer_positions (
     namespace    TEXT    NOT NULL,
     category     TEXT    NOT NULL,
@@ -51,6 +53,7 @@ CREATE TABLE evento_consumer_positions (
     position     INTEGER NOT NULL,
     group_member INTEGER,
     group_size   INTEGER,
+    correlation  TEXT,
     updated_at   INTEGER NOT NULL,
     PRIMARY KEY (namespace, category, consumer_id)
 );

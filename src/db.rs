@@ -70,6 +70,7 @@ pub struct DbOptions {
     busy_timeout: Duration,
     pool_size: u32,
     migrate: bool,
+    log_sql: bool,
 }
 
 impl Default for DbOptions {
@@ -79,6 +80,7 @@ impl Default for DbOptions {
             busy_timeout: Duration::from_secs(5),
             pool_size: 8,
             migrate: true,
+            log_sql: false,
         }
     }
 }
@@ -116,6 +118,27 @@ impl DbOptions {
         self.migrate = migrate;
         self
     }
+
+    /// Traces every SQL statement run on these connections, at `debug`
+    /// level on the log target [`SQL_LOG_TARGET`] (`eventodb_kit::sql`):
+    /// the statement's text as written, with `?` placeholders — bound
+    /// values never appear. Costs a call into the logger per statement
+    /// (cheap when the target is filtered out). Defaults to off.
+    pub fn log_sql(mut self, on: bool) -> Self {
+        self.log_sql = on;
+        self
+    }
+}
+
+/// The log target of [`DbOptions::log_sql`].
+pub const SQL_LOG_TARGET: &str = "eventodb_kit::sql";
+
+/// Logs one statement as SQLite starts running it (unexpanded SQL: the
+/// text with its placeholders, never the bound values).
+fn trace_statement(event: rusqlite::trace::TraceEvent<'_>) {
+    if let rusqlite::trace::TraceEvent::Stmt(_, sql) = event {
+        log::debug!(target: SQL_LOG_TARGET, "{}", sql.trim());
+    }
 }
 
 /// Applies the kit's pragmas to a fresh connection.
@@ -128,6 +151,12 @@ pub(crate) fn configure(conn: &mut Connection, options: &DbOptions) -> rusqlite:
         options.synchronous.pragma()
     ))?;
     conn.set_transaction_behavior(TransactionBehavior::Immediate);
+    if options.log_sql {
+        conn.trace_v2(
+            rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT,
+            Some(trace_statement),
+        );
+    }
     Ok(())
 }
 
@@ -252,7 +281,11 @@ impl Db {
     /// It has a single connection, so work on it is serialised; use a file
     /// (e.g. in a temporary directory) for anything concurrent.
     pub fn open_in_memory() -> Result<Db> {
-        let options = DbOptions::default();
+        Self::open_in_memory_with(DbOptions::default())
+    }
+
+    /// Like [`Db::open_in_memory`], with `options` (the pool size is 1).
+    pub fn open_in_memory_with(options: DbOptions) -> Result<Db> {
         let pool = build_pool(SqliteConnectionManager::memory(), &options, 1)?;
         Self::finish(pool, None, &options)
     }

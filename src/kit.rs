@@ -1,19 +1,26 @@
 //! [`Kit`]: the local database and the message store, tied together.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::consumer::ConsumerDefaults;
 use crate::db::{Db, DbOptions};
 use crate::dlq::Dlq;
 use crate::error::Result;
+use crate::hooks::{Hooks, KitHook};
 use crate::outbox::{self, Outbox, SenderConfig, SenderHandle, WakeHub};
-use crate::store::{EmbeddedStore, MessageStore};
+use crate::runtime::{Runtime, Settings};
+use crate::store::{EmbeddedStore, MessageStore, StoreUrl};
 
 /// The kit: the local SQLite database (outbox, positions, dead letters) and
 /// the [`MessageStore`] events go to and come from.
 ///
-/// Cheap to clone; clones share the pool and the store, and may be moved to
-/// other threads.
+/// Cheap to clone; clones share the pool and the store (and the hooks, the
+/// operating settings and the record of what was spawned, which
+/// [`Kit::metrics`] and [`Kit::health`] read), and may be moved to other
+/// threads.
 ///
 /// ```
 /// use eventodb_kit::Kit;
@@ -30,6 +37,8 @@ pub struct Kit {
     store: Arc<dyn MessageStore>,
     /// Wakes this kit's senders when outbox rows are committed.
     outbox_wake: Arc<WakeHub>,
+    /// Hooks, live components and operating settings.
+    runtime: Arc<Runtime>,
 }
 
 impl Kit {
@@ -77,13 +86,53 @@ impl Kit {
     /// Several senders may run on one database file (in this process or in
     /// others): one sends, the others stand by and take over when it stops.
     pub fn spawn_sender(&self, config: SenderConfig) -> Result<SenderHandle> {
-        outbox::spawn_sender(
+        let handle = outbox::spawn_sender(
             self.db.clone(),
             Arc::clone(&self.store),
             self.outbox(),
             Arc::clone(&self.outbox_wake),
             config,
-        )
+            self.runtime.hooks.clone(),
+        )?;
+        self.runtime.registry.add_sender(handle.shared());
+        Ok(handle)
+    }
+
+    /// The sender settings this kit was configured with
+    /// ([`KitBuilder::sender_config`], or `OUTBOX_*` through
+    /// [`KitBuilder::from_env`]), for [`Kit::spawn_sender`]:
+    /// `kit.spawn_sender(kit.sender_config().clone())`.
+    pub fn sender_config(&self) -> &SenderConfig {
+        &self.runtime.settings.sender_config
+    }
+
+    /// The settings every [`Kit::consumer`] builder starts from.
+    pub fn consumer_defaults(&self) -> &ConsumerDefaults {
+        &self.runtime.settings.consumer_defaults
+    }
+
+    /// How long a consumer with lag may make no progress before
+    /// [`Kit::metrics`] calls it stalled.
+    pub fn stalled_after(&self) -> Duration {
+        self.runtime.settings.stalled_after
+    }
+
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.runtime.settings
+    }
+}
+
+/// A token kept out of `Debug`.
+#[derive(Clone)]
+struct Secret(String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
@@ -94,6 +143,13 @@ pub struct KitBuilder {
     db: Option<Db>,
     db_options: DbOptions,
     store: Option<Arc<dyn MessageStore>>,
+    url: Option<String>,
+    token: Option<Secret>,
+    log_sql: Option<bool>,
+    hooks: Vec<Arc<dyn KitHook>>,
+    settings: Settings,
+    /// Set by `from_env` when no database file is configured.
+    pub(crate) warn_in_memory: bool,
 }
 
 impl KitBuilder {
@@ -129,24 +185,115 @@ impl KitBuilder {
         self
     }
 
-    /// Opens the database (migrating it) and the default store if needed.
+    /// The store as a URL: `http(s)://…` for an EventoDB server (with
+    /// [`KitBuilder::token`]), `embedded:///path/events.db`,
+    /// `embedded:relative/path.db` or `embedded::memory:` for an embedded
+    /// store (see [`StoreUrl`]). [`KitBuilder::store`] takes precedence.
+    /// Defaults to an [`EmbeddedStore`] in the database file (in memory
+    /// without one).
+    ///
+    /// An unusable URL is reported by [`KitBuilder::build`].
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// The namespace token for an HTTP [`KitBuilder::url`] (required there;
+    /// with an embedded URL it picks the namespace). Never logged or shown
+    /// in `Debug`. Defaults to none.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(Secret(token.into()));
+        self
+    }
+
+    /// Traces every SQL statement the kit's database connections (and an
+    /// embedded store it opens) run, at `debug` level on the log target
+    /// `eventodb_kit::sql` (see [`DbOptions::log_sql`]). Overrides the
+    /// setting in [`KitBuilder::db_options`]. Defaults to off.
+    pub fn log_sql(mut self, on: bool) -> Self {
+        self.log_sql = Some(on);
+        self
+    }
+
+    /// Adds a hook that the kit's senders and consumers call on their
+    /// events (see [`hooks`](crate::hooks)). May be called repeatedly; hooks
+    /// are called in the order they were added. Defaults to none.
+    pub fn hook(mut self, hook: Arc<dyn KitHook>) -> Self {
+        self.hooks.push(hook);
+        self
+    }
+
+    /// A consumer whose lag is above zero and whose position has not moved
+    /// for this long is reported as stalled by [`Kit::metrics`]. Defaults
+    /// to 60 s.
+    pub fn stalled_after(mut self, after: Duration) -> Self {
+        self.settings.stalled_after = after;
+        self
+    }
+
+    /// Most messages [`Kit::metrics`] reads per consumer to count its lag;
+    /// a larger lag is reported as "at least" this many (at least 1).
+    /// Defaults to 1000.
+    pub fn lag_count_limit(mut self, messages: u32) -> Self {
+        self.settings.lag_count_limit = messages.max(1);
+        self
+    }
+
+    /// The settings every [`Kit::consumer`] builder starts from. Defaults to
+    /// [`ConsumerDefaults::default`].
+    pub fn consumer_defaults(mut self, defaults: ConsumerDefaults) -> Self {
+        self.settings.consumer_defaults = defaults;
+        self
+    }
+
+    /// The sender settings the kit keeps for [`Kit::sender_config`].
+    /// Defaults to [`SenderConfig::default`].
+    pub fn sender_config(mut self, config: SenderConfig) -> Self {
+        self.settings.sender_config = config;
+        self
+    }
+
+    /// Opens the database (migrating it) and the store: the one given, the
+    /// one the URL names, or the default embedded store.
+    ///
+    /// Errors: [`Error::InvalidInput`](crate::Error::InvalidInput) for an
+    /// unusable URL, an HTTP URL without a token, or a token that does not
+    /// parse; database errors.
     pub fn build(self) -> Result<Kit> {
+        let mut db_options = self.db_options;
+        if let Some(on) = self.log_sql {
+            db_options = db_options.log_sql(on);
+        }
+        if self.db.is_none() && self.path.is_none() && self.warn_in_memory {
+            log::warn!(
+                target: "eventodb_kit::kit",
+                "EVENTODB_KIT_DB is not set: the outbox, positions and dead letters are kept in memory and lost at exit"
+            );
+        }
         let db = match (self.db, &self.path) {
             (Some(db), _) => db,
-            (None, Some(path)) => Db::open_with(path, self.db_options.clone())?,
-            (None, None) => Db::open_in_memory()?,
+            (None, Some(path)) => Db::open_with(path, db_options.clone())?,
+            (None, None) => Db::open_in_memory_with(db_options.clone())?,
         };
-        let store: Arc<dyn MessageStore> = match self.store {
-            Some(store) => store,
-            None => match db.path() {
-                Some(path) => Arc::new(EmbeddedStore::open_with(path, self.db_options)?),
-                None => Arc::new(EmbeddedStore::open_in_memory()?),
+        let store: Arc<dyn MessageStore> = match (self.store, &self.url) {
+            (Some(store), _) => store,
+            (None, Some(url)) => {
+                StoreUrl::parse(url)?.open(self.token.as_ref().map(|t| t.0.as_str()), db_options)?
+            }
+            (None, None) => match db.path() {
+                Some(path) => Arc::new(EmbeddedStore::open_with(path, db_options)?),
+                None => Arc::new(EmbeddedStore::open_in_memory_with(db_options)?),
             },
         };
         Ok(Kit {
             db,
             store,
             outbox_wake: Arc::default(),
+            runtime: Arc::new(Runtime {
+                hooks: Hooks::new(self.hooks),
+                registry: Default::default(),
+                settings: self.settings,
+            }),
         })
     }
 }

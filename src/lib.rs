@@ -38,6 +38,35 @@
 //! for the promises, typed dispatch, channel subscriptions, checkpoints and
 //! replay.
 //!
+//! ## Operating it
+//!
+//! [`Kit::metrics`] takes a [`Metrics`] snapshot — outbox backlog, every
+//! consumer's position, lag and stall, dead letters by source, plus the live
+//! figures of the senders and consumers the kit spawned — from the database
+//! and the store, so it also works with nothing running;
+//! [`render_prometheus`] turns it into the Prometheus text format.
+//! [`Kit::health`] sums the kit up as [`HealthStatus`] `Ok`, `Degraded` or
+//! `Down` with reasons. [`hooks`] lets an application hear of deliveries,
+//! handled messages, failures and dead letters as they happen, and
+//! [`Kit::spawn_cleanup`] applies the retention settings in the background.
+//!
+//! ## Configuration
+//!
+//! [`Kit::from_env`] reads `EVENTODB_URL` (`http(s)://…` for an EventoDB
+//! server, `embedded:///path.db` or `embedded::memory:` for an embedded
+//! store; see [`StoreUrl`]), `EVENTODB_TOKEN`, `EVENTODB_KIT_DB` and the
+//! `OUTBOX_*` / `CONSUMER_*` settings; [`KitBuilder::from_env`] lets code
+//! override them, and [`KitBuilder::from_lookup`] reads them from anywhere.
+//!
+//! ## Logging
+//!
+//! Through the [`log`] facade, on targets named after the modules
+//! (`eventodb_kit::outbox::…`, `eventodb_kit::consumer::…`,
+//! `eventodb_kit::store::http::…`, `eventodb_kit::server::…`,
+//! `eventodb_kit::db`); [`KitBuilder::log_sql`] traces every SQL statement
+//! (placeholders, never values) at `debug` on `eventodb_kit::sql`. Tokens
+//! are never logged.
+//!
 //! ## Errors
 //!
 //! Every fallible call returns [`Result`] with the one [`Error`] enum; use
@@ -68,19 +97,25 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod cleanup;
 pub mod cloudevents;
 pub mod consumer;
 pub mod consumer_group;
 pub mod db;
 pub mod dlq;
+mod env;
 pub mod error;
+pub mod health;
+pub mod hooks;
 mod kit;
 pub mod message;
 pub mod metrics;
 mod migrate;
 pub mod namespace;
 pub mod outbox;
+mod periodic;
 mod retry;
+mod runtime;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod store;
@@ -89,6 +124,8 @@ pub mod time;
 pub mod token;
 mod wire;
 
+pub use cleanup::{CleanupConfig, CleanupHandle, CleanupReport};
+pub use consumer::ConsumerDefaults;
 pub use consumer::{
     Checkpoints, ConsumerBuilder, ConsumerHandle, ConsumerHealth, ConsumerStats, Dispatcher,
     FailurePolicy, MessageSubscription,
@@ -97,9 +134,12 @@ pub use consumer_group::ConsumerGroup;
 pub use db::{Db, DbOptions, Synchronous};
 pub use dlq::{DeadLetter, DeadLetterFilter, DeadLetterSource, Dlq};
 pub use error::{Error, Result, TransportErrorKind};
+pub use health::{HealthStatus, KitHealth};
+pub use hooks::{KitHook, LogHook, NopHook};
 pub use kit::{Kit, KitBuilder};
 pub use message::{Message, NewMessage, WriteOptions, WriteResult};
 pub use metrics::LatencySummary;
+pub use metrics::{render_prometheus, Metrics, ReporterHandle};
 pub use namespace::{CreatedNamespace, DeletedNamespace, NamespaceInfo, TokenCheck};
 pub use outbox::{Outbox, OutboxEntry, SenderConfig, SenderHandle};
 pub use retry::RetryPolicy;
@@ -107,6 +147,7 @@ pub use store::http::{
     ConnectionSnapshot, ConnectionState, ConnectionStatus, HttpStore, HttpStoreBuilder,
     ImportSummary, SseSubscription, SystemHealth,
 };
+pub use store::StoreUrl;
 pub use store::{
     CategoryInfo, CategoryQuery, EmbeddedStore, MessageStore, Poke, StreamInfo, StreamListQuery,
     StreamQuery, SubscribeTarget, Subscription,

@@ -14,6 +14,7 @@ mod consumer;
 mod embedded;
 #[cfg(feature = "server")]
 mod http;
+mod ops;
 mod outbox;
 #[cfg(feature = "server")]
 mod outbox_http;
@@ -29,7 +30,7 @@ const GROUPS: &[Group] = &[
     #[cfg(feature = "server")]
     ("http", http::run),
     ("outbox", outbox::run),
-    ("consumer", consumer::run),
+    ("ops", ops::run),
 ];
 
 fn main() {

@@ -71,16 +71,16 @@ pub struct ConsumerBuilder {
 impl ConsumerBuilder {
     pub(crate) fn new(kit: Kit, category: &str, consumer_id: &str) -> Self {
         ConsumerBuilder {
-            kit,
             category: category.to_string(),
             consumer_id: consumer_id.to_string(),
-            config: ConsumerConfig::default(),
+            config: ConsumerConfig::from_defaults(&kit.settings().consumer_defaults),
+            kit,
         }
     }
 
     /// Messages fetched per `category.get` (1..=10 000); a fetched batch is
     /// handled in one local transaction with a savepoint per message.
-    /// Defaults to 1000.
+    /// Defaults to the kit's [`ConsumerDefaults`](super::ConsumerDefaults) (1000).
     pub fn batch_size(mut self, batch_size: i64) -> Self {
         self.config.batch_size = batch_size;
         self
@@ -90,7 +90,8 @@ impl ConsumerBuilder {
     /// came (wake-ups normally make this irrelevant; it is the fallback while
     /// they are unavailable — with an [`HttpStore`](crate::HttpStore), while
     /// its SSE connection is down). Also how often requeued dead letters are
-    /// picked up, by an idle consumer too. Defaults to 1 s.
+    /// picked up, by an idle consumer too. Defaults to the kit's
+    /// [`ConsumerDefaults`](super::ConsumerDefaults) (1 s).
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.config.poll_interval = interval.max(Duration::from_millis(1));
         self
@@ -163,14 +164,15 @@ impl ConsumerBuilder {
     }
 
     /// How a failing handler is retried before the [`FailurePolicy`] applies.
-    /// Defaults to 5 attempts, 100 ms doubling up to 10 s, with jitter.
+    /// Defaults to the kit's [`ConsumerDefaults`](super::ConsumerDefaults)
+    /// (5 attempts, 100 ms doubling up to 10 s, with jitter).
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.config.retry = policy;
         self
     }
 
     /// What happens once the retry policy gives up on a message. Defaults to
-    /// [`FailurePolicy::DeadLetter`].
+    /// the kit's [`ConsumerDefaults`](super::ConsumerDefaults) ([`FailurePolicy::DeadLetter`]).
     pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
         self.config.failure_policy = policy;
         self
@@ -181,7 +183,8 @@ impl ConsumerBuilder {
     /// `rusqlite::Error` (also boxed) which is not
     /// [transient](Error::is_transient) — such as data that does not
     /// deserialize, or a constraint violation — goes to the failure policy at
-    /// once. Defaults to `true` (every error is retried).
+    /// once. Defaults to the kit's [`ConsumerDefaults`](super::ConsumerDefaults)
+    /// (`true`: every error is retried).
     pub fn retry_permanent_errors(mut self, retry: bool) -> Self {
         self.config.retry_permanent_errors = retry;
         self
@@ -189,7 +192,7 @@ impl ConsumerBuilder {
 
     /// Deletes this consumer's processed-event records once they are older
     /// than `age` (checked when it starts and then hourly); `None` keeps them
-    /// for ever. Defaults to 7 days.
+    /// for ever. Defaults to the kit's [`ConsumerDefaults`](super::ConsumerDefaults) (7 days).
     pub fn processed_retention(mut self, age: Option<Duration>) -> Self {
         self.config.processed_retention = age;
         self
@@ -238,10 +241,9 @@ impl ConsumerBuilder {
             )?;
         }
         let (start, group) = (self.config.start_position, self.config.consumer_group);
-        let position = self
-            .kit
-            .db()
-            .write(|tx| position::open(tx, &key, start, group))?;
+        let position = self.kit.db().write(|tx| {
+            position::open(tx, &key, start, group, self.config.correlation.as_deref())
+        })?;
         worker::spawn(
             &self.kit,
             key,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::consumer_group::ConsumerGroup;
 use crate::retry::RetryPolicy;
 
+use super::defaults::ConsumerDefaults;
 use super::filter::MetadataPredicate;
 
 /// What a consumer does with a message whose handler keeps failing, once the
@@ -46,21 +47,25 @@ pub(crate) struct ConsumerConfig {
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
+        ConsumerConfig::from_defaults(&ConsumerDefaults::default())
+    }
+}
+
+impl ConsumerConfig {
+    /// A consumer's settings, starting from its kit's defaults.
+    pub(crate) fn from_defaults(d: &ConsumerDefaults) -> Self {
         ConsumerConfig {
-            batch_size: 1000,
-            poll_interval: Duration::from_secs(1),
+            batch_size: d.batch_size,
+            poll_interval: d.poll_interval,
             start_position: 1,
             consumer_group: None,
             types: None,
             correlation: None,
             metadata: Vec::new(),
-            retry: RetryPolicy::new()
-                .initial_delay(Duration::from_millis(100))
-                .max_delay(Duration::from_secs(10))
-                .max_attempts(5),
-            failure_policy: FailurePolicy::DeadLetter,
-            retry_permanent_errors: true,
-            processed_retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            retry: d.retry.clone(),
+            failure_policy: d.failure_policy,
+            retry_permanent_errors: d.retry_permanent_errors,
+            processed_retention: d.processed_retention,
             retention_interval: Duration::from_secs(3600),
             io_retry: RetryPolicy::new()
                 .initial_delay(Duration::from_millis(100))

@@ -78,6 +78,7 @@ use crate::kit::Kit;
 
 mod builder;
 mod config;
+mod defaults;
 mod dispatch;
 mod fetch;
 mod filter;
@@ -94,6 +95,7 @@ mod worker;
 
 pub use builder::ConsumerBuilder;
 pub use config::FailurePolicy;
+pub use defaults::ConsumerDefaults;
 pub use dispatch::{Dispatcher, UnknownTypes};
 pub use handle::ConsumerHandle;
 pub use position::{Checkpoint, Checkpoints};
@@ -101,6 +103,9 @@ pub use redeliver::ReplayRangePlan;
 pub use replay::{Replay, ReplayReport};
 pub use stats::{ConsumerHealth, ConsumerStats};
 pub use subscription::{MessageSubscription, SubscribeOptions};
+
+pub(crate) use retention::delete_processed_before_until;
+pub(crate) use stats::Shared as ConsumerShared;
 
 impl Kit {
     /// Configures a consumer `consumer_id` of `category` (`""`: every

@@ -102,8 +102,29 @@ pub(crate) fn load(conn: &Connection, key: &ConsumerKey) -> Result<Option<Checkp
 
 /// Where a consumer starts: its saved position, or `start - 1` for a fresh
 /// one (saved now, with its group). Refuses a group that differs from the
-/// saved one.
+/// saved one. Records the consumer's correlation filter (for lag counts).
 pub(crate) fn open(
+    conn: &Connection,
+    key: &ConsumerKey,
+    start: i64,
+    group: Option<ConsumerGroup>,
+    correlation: Option<&str>,
+) -> Result<i64> {
+    let position = open_position(conn, key, start, group)?;
+    conn.prepare_cached(
+        "UPDATE evento_consumer_positions SET correlation = ?4
+         WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3",
+    )?
+    .execute(params![
+        key.namespace,
+        key.category,
+        key.consumer_id,
+        correlation
+    ])?;
+    Ok(position)
+}
+
+fn open_position(
     conn: &Connection,
     key: &ConsumerKey,
     start: i64,

@@ -11,6 +11,7 @@ use rusqlite::params;
 use crate::db::Db;
 use crate::dlq::message_from_json;
 use crate::error::Result;
+use crate::hooks::{Handled, HandlerFailed, Hooks, NextStep};
 use crate::time::now_ms;
 
 use super::handler::{self, BoxedHandler, Savepoints};
@@ -23,6 +24,7 @@ pub(crate) fn run_requeued(
     key: &ConsumerKey,
     handler: &mut BoxedHandler,
     shared: &Shared,
+    hooks: &Hooks,
 ) -> Result<()> {
     let letters: Vec<(i64, String)> = db.read(|c| {
         let mut stmt = c.prepare_cached(
@@ -52,6 +54,7 @@ pub(crate) fn run_requeued(
         };
         let mut conn = db.connection()?;
         let tx = conn.transaction()?;
+        let started = std::time::Instant::now();
         let outcome = {
             let mut savepoints = Savepoints::prepare(&tx)?;
             savepoints.begin()?;
@@ -78,6 +81,15 @@ pub(crate) fn run_requeued(
                 tx.commit()?;
                 if outcome.is_some() {
                     shared.requeue_processed();
+                    let took = started.elapsed();
+                    hooks.emit(|h| {
+                        h.on_handled(&Handled {
+                            category: &key.category,
+                            consumer_id: &key.consumer_id,
+                            message: &message,
+                            took,
+                        })
+                    });
                 }
             }
             Some(Err(failure)) => {
@@ -91,6 +103,16 @@ pub(crate) fn run_requeued(
                     failure.error
                 );
                 fail(db, id, &failure.error)?;
+                hooks.emit(|h| {
+                    h.on_handler_failed(&HandlerFailed {
+                        category: &key.category,
+                        consumer_id: &key.consumer_id,
+                        message: &message,
+                        attempts: 1,
+                        error: &failure.error,
+                        next: NextStep::KeepDeadLetter,
+                    })
+                });
             }
         }
     }

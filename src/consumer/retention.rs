@@ -23,6 +23,17 @@ pub(crate) fn delete_processed_before(
     key: Option<&ConsumerKey>,
     cutoff_ms: i64,
 ) -> Result<usize> {
+    delete_processed_before_until(db, namespace, key, cutoff_ms, || false)
+}
+
+/// Like [`delete_processed_before`], stopping after a page when `stop()` says so.
+pub(crate) fn delete_processed_before_until(
+    db: &Db,
+    namespace: &str,
+    key: Option<&ConsumerKey>,
+    cutoff_ms: i64,
+    stop: impl Fn() -> bool,
+) -> Result<usize> {
     let (category, consumer_id) = match key {
         Some(k) => (Some(k.category.as_str()), Some(k.consumer_id.as_str())),
         None => (None, None),
@@ -44,7 +55,7 @@ pub(crate) fn delete_processed_before(
                 .execute(params![cutoff_ms, namespace, category, consumer_id, PAGE])?)
         })?;
         total += deleted;
-        if (deleted as i64) < PAGE {
+        if (deleted as i64) < PAGE || stop() {
             return Ok(total);
         }
     }

@@ -22,6 +22,8 @@ pub struct ConsumerStats {
     pub filtered: u64,
     /// Handler runs that failed (errors and panics), retries included.
     pub failed_attempts: u64,
+    /// Of `failed_attempts`, the ones after which the message was tried again.
+    pub retried: u64,
     /// Messages moved to the dead-letter table.
     pub dead_lettered: u64,
     /// Requeued dead letters whose handler run succeeded.
@@ -39,7 +41,10 @@ pub struct ConsumerStats {
 }
 
 /// How a consumer is doing (see [`ConsumerHandle::health`](super::ConsumerHandle::health)).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Serializes with a `state` tag in snake case (`{"state":"halted",…}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ConsumerHealth {
     /// Following its category: handling messages or waiting for new ones.
@@ -119,6 +124,7 @@ pub(crate) struct Shared {
     duplicates: AtomicU64,
     filtered: AtomicU64,
     failed: AtomicU64,
+    retried: AtomicU64,
     dead_lettered: AtomicU64,
     requeued: AtomicU64,
     batches: AtomicU64,
@@ -195,6 +201,11 @@ impl Shared {
         self.failed.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A failed message will be tried again.
+    pub(crate) fn handler_retried(&self) {
+        self.retried.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn dead_lettered(&self, position: i64) {
         self.dead_lettered.fetch_add(1, Ordering::Relaxed);
         self.update(|s| {
@@ -267,6 +278,7 @@ impl Shared {
             duplicates_skipped: self.duplicates.load(Ordering::Relaxed),
             filtered: self.filtered.load(Ordering::Relaxed),
             failed_attempts: self.failed.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             requeued_processed: self.requeued.load(Ordering::Relaxed),
             batches_fetched: self.batches.load(Ordering::Relaxed),

@@ -20,6 +20,7 @@ use crossbeam_channel::{bounded, select, Receiver, Sender};
 use crate::db::Db;
 use crate::dlq::{self, DeadLetterSource, NewDeadLetter};
 use crate::error::Result;
+use crate::hooks::{Component, ConsumerDeadLetter, Handled, HandlerFailed, Hooks, NextStep};
 use crate::kit::Kit;
 use crate::message::Message;
 use crate::store::CategoryQuery;
@@ -45,6 +46,9 @@ pub(crate) fn spawn(
     position: i64,
 ) -> Result<ConsumerHandle> {
     let shared = Arc::new(Shared::new(position));
+    kit.runtime()
+        .registry
+        .add_consumer(&key.category, &key.consumer_id, &shared);
     let (shutdown_tx, shutdown_rx) = bounded::<()>(0);
     let (fetch_stop_tx, fetch_stop_rx) = bounded::<()>(0);
     let (batch_tx, batch_rx) = bounded::<Vec<Message>>(1);
@@ -76,6 +80,8 @@ pub(crate) fn spawn(
         filter,
         handler,
         shared: Arc::clone(&shared),
+        hooks: kit.runtime().hooks.clone(),
+        handled: Vec::new(),
         shutdown: shutdown_rx,
         recycle: recycle_tx,
         retry: None,
@@ -166,6 +172,10 @@ pub(crate) struct Worker {
     filter: MessageFilter,
     handler: BoxedHandler,
     shared: Arc<Shared>,
+    hooks: Hooks,
+    /// Messages of the current batch the handler processed, and how long it
+    /// took (kept only when hooks are registered).
+    handled: Vec<(usize, Duration)>,
     shutdown: Receiver<()>,
     recycle: Sender<Vec<Message>>,
     retry: Option<Retry>,
@@ -180,6 +190,7 @@ impl Worker {
         fetch_stop: Sender<()>,
         fetch_thread: JoinHandle<()>,
     ) {
+        self.hooks.emit(|h| h.on_started(&self.component()));
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.main_loop(&batches))) {
             log::error!(
                 "consumer {:?} of {:?} stopped by a panic in the kit: {panic:?}",
@@ -192,7 +203,29 @@ impl Worker {
         if fetch_thread.join().is_err() {
             log::error!("fetcher of consumer {:?} panicked", self.key.consumer_id);
         }
+        self.hooks.emit(|h| h.on_stopped(&self.component()));
         self.shared.mark_stopped();
+    }
+
+    fn component(&self) -> Component<'_> {
+        Component::Consumer {
+            category: &self.key.category,
+            consumer_id: &self.key.consumer_id,
+        }
+    }
+
+    /// Tells the hooks about a handler failure.
+    fn failed_event(&self, message: &Message, failing: &FailingMessage, next: NextStep) {
+        self.hooks.emit(|h| {
+            h.on_handler_failed(&HandlerFailed {
+                category: &self.key.category,
+                consumer_id: &self.key.consumer_id,
+                message,
+                attempts: failing.attempts,
+                error: &failing.error,
+                next,
+            })
+        });
     }
 
     fn main_loop(&mut self, batches: &Receiver<Vec<Message>>) {
@@ -229,7 +262,13 @@ impl Worker {
             .is_none_or(|t| now.duration_since(t) >= self.config.poll_interval)
         {
             self.requeue_checked = Some(now);
-            match requeue::run_requeued(&self.db, &self.key, &mut self.handler, &self.shared) {
+            match requeue::run_requeued(
+                &self.db,
+                &self.key,
+                &mut self.handler,
+                &self.shared,
+                &self.hooks,
+            ) {
                 Ok(()) => {}
                 Err(e) => log::warn!(
                     "consumer {:?}: running requeued dead letters failed: {e}",
@@ -313,6 +352,8 @@ impl Worker {
         let mut last = None;
         let mut end = BatchEnd::Done;
         let mut consumed = 0;
+        let observe = self.hooks.any();
+        self.handled.clear();
         {
             let mut savepoints = Savepoints::prepare(&tx)?;
             let mut records = ProcessedRecords::prepare(&tx, &self.key)?;
@@ -333,7 +374,11 @@ impl Worker {
                         match handler::run(&mut self.handler, message, &tx) {
                             Ok(()) => {
                                 savepoints.keep()?;
-                                self.shared.handler_ran(started.elapsed());
+                                let took = started.elapsed();
+                                self.shared.handler_ran(took);
+                                if observe {
+                                    self.handled.push((consumed, took));
+                                }
                                 counts.processed += 1;
                             }
                             Err(failure) => {
@@ -353,6 +398,17 @@ impl Worker {
         }
         tx.commit()?;
         self.shared.committed(last, counts);
+        for &(i, took) in &self.handled {
+            self.hooks.emit(|h| {
+                h.on_handled(&Handled {
+                    category: &self.key.category,
+                    consumer_id: &self.key.consumer_id,
+                    message: &messages[i],
+                    took,
+                })
+            });
+        }
+        self.handled.clear();
         Ok((consumed, end))
     }
 
@@ -390,6 +446,8 @@ impl Worker {
                 failure.error
             );
             let delay = self.config.retry.jittered_delay_after(retry.failures);
+            self.shared.handler_retried();
+            self.failed_event(message, &failing, NextStep::Retry { after: delay });
             self.shared.set_retrying(Some(failing));
             return match self.pause(delay) {
                 Flow::Continue => Ok(false),
@@ -405,11 +463,13 @@ impl Worker {
                     message.global_position,
                     failure.error
                 );
+                self.failed_event(message, &failing, NextStep::Halt);
                 self.shared.halt(failing);
                 Err(Flow::Exit)
             }
             _ => {
                 let first_failed_ms = retry.first_failed_ms;
+                self.failed_event(message, &failing, NextStep::DeadLetter);
                 let mut db_failures = 0u32;
                 loop {
                     match self.dead_letter(message, &failing, first_failed_ms) {
@@ -433,6 +493,15 @@ impl Worker {
                 );
                 self.retry = None;
                 self.shared.dead_lettered(message.global_position);
+                self.hooks.emit(|h| {
+                    h.on_consumer_dead_letter(&ConsumerDeadLetter {
+                        category: &self.key.category,
+                        consumer_id: &self.key.consumer_id,
+                        message,
+                        attempts: failing.attempts,
+                        error: &failing.error,
+                    })
+                });
                 Ok(true)
             }
         }

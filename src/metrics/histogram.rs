@@ -99,6 +99,33 @@ impl Histogram {
         Some(Duration::from_micros(self.max_us.load(Ordering::Relaxed)))
     }
 
+    /// Adds every duration recorded in `other` to this histogram.
+    pub(crate) fn absorb(&self, other: &Histogram) {
+        for (mine, theirs) in self.buckets.iter().zip(other.buckets.iter()) {
+            let n = theirs.load(Ordering::Relaxed);
+            if n > 0 {
+                mine.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        self.count
+            .fetch_add(other.count.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(other.sum_us.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.max_us
+            .fetch_max(other.max_us.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// The summary of several histograms taken together.
+    pub(crate) fn merged_summary<'a>(
+        all: impl IntoIterator<Item = &'a Histogram>,
+    ) -> LatencySummary {
+        let merged = Histogram::default();
+        for h in all {
+            merged.absorb(h);
+        }
+        merged.summary()
+    }
+
     /// p50/p95/p99, mean and max.
     pub(crate) fn summary(&self) -> LatencySummary {
         let count = self.count();
@@ -150,5 +177,21 @@ mod tests {
         close(s.p99, 99.0);
         assert_eq!(s.max, Some(Duration::from_millis(100)));
         close(s.mean, 50.5);
+    }
+
+    #[test]
+    fn merged_histograms_add_up() {
+        let (a, b) = (Histogram::default(), Histogram::default());
+        for ms in 1..=50u64 {
+            a.record(Duration::from_millis(ms));
+        }
+        for ms in 51..=100u64 {
+            b.record(Duration::from_millis(ms));
+        }
+        let s = Histogram::merged_summary([&a, &b]);
+        assert_eq!(s.count, 100);
+        let p50 = s.p50.unwrap().as_secs_f64() * 1000.0;
+        assert!((p50 - 50.0).abs() / 50.0 < 0.07, "{p50}");
+        assert_eq!(s.max, Some(Duration::from_millis(100)));
     }
 }

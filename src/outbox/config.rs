@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::env::Vars;
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
 
@@ -216,53 +217,19 @@ impl SenderConfig {
     /// # Ok::<(), eventodb_kit::Error>(())
     /// ```
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let vars = Vars::new(&lookup);
         let mut c = SenderConfig::default();
-        if let Some(v) = get("OUTBOX_BATCH_SIZE") {
-            c = c.batch_size(parse_number("OUTBOX_BATCH_SIZE", &v)?);
+        if let Some(n) = vars.number("OUTBOX_BATCH_SIZE")? {
+            c = c.batch_size(n);
         }
-        if let Some(v) = get("OUTBOX_POLL_INTERVAL") {
-            c = c.poll_interval(parse_duration("OUTBOX_POLL_INTERVAL", &v)?);
+        if let Some(d) = vars.duration("OUTBOX_POLL_INTERVAL")? {
+            c = c.poll_interval(d);
         }
-        if let Some(v) = get("OUTBOX_CONCURRENCY") {
-            c = c.concurrency(parse_number("OUTBOX_CONCURRENCY", &v)?);
+        if let Some(n) = vars.number("OUTBOX_CONCURRENCY")? {
+            c = c.concurrency(n);
         }
-        let mut retry = c.retry.clone();
-        if let Some(v) = get("OUTBOX_RETRY_INITIAL_DELAY") {
-            retry = retry.initial_delay(parse_duration("OUTBOX_RETRY_INITIAL_DELAY", &v)?);
-        }
-        if let Some(v) = get("OUTBOX_RETRY_MAX_DELAY") {
-            retry = retry.max_delay(parse_duration("OUTBOX_RETRY_MAX_DELAY", &v)?);
-        }
-        if let Some(v) = get("OUTBOX_RETRY_MULTIPLIER") {
-            retry = retry.multiplier(parse_float("OUTBOX_RETRY_MULTIPLIER", &v)?);
-        }
-        if let Some(v) = get("OUTBOX_RETRY_JITTER") {
-            retry = retry.jitter(parse_float("OUTBOX_RETRY_JITTER", &v)?);
-        }
-        let max_attempts = match get("OUTBOX_RETRY_MAX_ATTEMPTS") {
-            Some(v) if is_off(&v) => None,
-            Some(v) => Some(parse_number::<u32>("OUTBOX_RETRY_MAX_ATTEMPTS", &v)?),
-            None => retry.attempt_limit(),
-        };
-        let max_age = match get("OUTBOX_RETRY_MAX_AGE") {
-            Some(v) if is_off(&v) => None,
-            Some(v) => Some(parse_duration("OUTBOX_RETRY_MAX_AGE", &v)?),
-            None => retry.age_limit(),
-        };
-        retry = retry.forever();
-        if let Some(n) = max_attempts {
-            retry = retry.max_attempts(n);
-        }
-        if let Some(age) = max_age {
-            retry = retry.max_age(age);
-        }
-        c.retry = retry;
-        if let Some(v) = get("OUTBOX_AFTER_DEAD_LETTER") {
+        c.retry = vars.retry_policy("OUTBOX_RETRY", c.retry)?;
+        if let Some(v) = vars.get("OUTBOX_AFTER_DEAD_LETTER") {
             c.after_dead_letter = match v.to_ascii_lowercase().as_str() {
                 "continue" => AfterDeadLetter::Continue,
                 "hold" | "hold_stream" | "hold-stream" | "wait" => AfterDeadLetter::HoldStream,
@@ -273,45 +240,14 @@ impl SenderConfig {
                 }
             };
         }
-        if let Some(v) = get("OUTBOX_LEASE_DURATION") {
-            c = c.lease_duration(parse_duration("OUTBOX_LEASE_DURATION", &v)?);
+        if let Some(d) = vars.duration("OUTBOX_LEASE_DURATION")? {
+            c = c.lease_duration(d);
         }
-        if let Some(v) = get("OUTBOX_RETENTION") {
-            c.retention = if is_off(&v) {
-                None
-            } else {
-                Some(parse_duration("OUTBOX_RETENTION", &v)?)
-            };
+        if let Some(retention) = vars.optional_duration("OUTBOX_RETENTION")? {
+            c.retention = retention;
         }
         Ok(c)
     }
-}
-
-fn is_off(v: &str) -> bool {
-    matches!(v.to_ascii_lowercase().as_str(), "off" | "none" | "never")
-}
-
-fn parse_duration(name: &str, v: &str) -> Result<Duration> {
-    humantime::parse_duration(v).map_err(|e| {
-        Error::invalid(format!(
-            "{name} must be a duration such as 250ms, 30s or 5m, not {v:?}: {e}"
-        ))
-    })
-}
-
-fn parse_number<T: std::str::FromStr>(name: &str, v: &str) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    v.parse()
-        .map_err(|e| Error::invalid(format!("{name} must be a whole number, not {v:?}: {e}")))
-}
-
-fn parse_float(name: &str, v: &str) -> Result<f64> {
-    v.parse::<f64>()
-        .ok()
-        .filter(|f| f.is_finite())
-        .ok_or_else(|| Error::invalid(format!("{name} must be a number, not {v:?}")))
 }
 
 #[cfg(test)]

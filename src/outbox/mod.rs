@@ -64,5 +64,7 @@ pub use sender::SenderHandle;
 pub use stats::{Delivery, SenderHealth, SenderStats};
 pub use writer::Outbox;
 
+pub(crate) use retention::prune_sent;
 pub(crate) use sender::spawn as spawn_sender;
+pub(crate) use sender::Shared as SenderShared;
 pub(crate) use wake::WakeHub;

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::http::{self, ReadError, Response};
 use super::{router, Shared};
@@ -190,15 +190,20 @@ fn serve(shared: &Shared, socket: TcpStream) {
         };
         let head_only = request.method == "HEAD";
         let keep_alive = request.keep_alive && !shared.stopping();
+        let (path, method) = (request.path.clone(), request.method.clone());
+        let started = Instant::now();
         match router::route(shared, request, &socket) {
             router::Outcome::Respond(response) => {
+                shared
+                    .metrics
+                    .request(&path, &method, response.status, Some(started.elapsed()));
                 let written =
                     response.write_to(&mut writer, &shared.server_header, keep_alive, head_only);
                 if written.is_err() || !keep_alive {
                     return;
                 }
             }
-            // The handler wrote its own (streamed) response.
+            // The handler wrote its own (streamed) response (and counted it).
             router::Outcome::Streamed => return,
         }
     }

@@ -48,6 +48,7 @@ mod conn;
 mod http;
 mod import;
 mod methods;
+mod metrics;
 mod router;
 mod rpc;
 mod subscribe;
@@ -73,6 +74,7 @@ pub struct ServerConfig {
     write_timeout: Duration,
     sse_liveness_interval: Duration,
     max_body: usize,
+    public_metrics: bool,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -89,6 +91,7 @@ impl fmt::Debug for ServerConfig {
             .field("write_timeout", &self.write_timeout)
             .field("sse_liveness_interval", &self.sse_liveness_interval)
             .field("max_body", &self.max_body)
+            .field("public_metrics", &self.public_metrics)
             .finish()
     }
 }
@@ -107,6 +110,7 @@ impl Default for ServerConfig {
             write_timeout: Duration::from_secs(30),
             sse_liveness_interval: Duration::from_secs(5),
             max_body: 100 * 1024 * 1024,
+            public_metrics: false,
         }
     }
 }
@@ -192,6 +196,16 @@ impl ServerConfig {
         self.max_body = bytes;
         self
     }
+
+    /// Serves `GET /metrics` (the server's figures in the Prometheus text
+    /// format, an addition to EventoDB's endpoints) without a token. With
+    /// `false` it needs the `default` namespace's token, since it names every
+    /// namespace (test mode lets any request in, as elsewhere). Defaults to
+    /// `false`.
+    pub fn public_metrics(mut self, public: bool) -> Self {
+        self.public_metrics = public;
+        self
+    }
 }
 
 /// State shared by the acceptor and the connection threads.
@@ -206,6 +220,10 @@ pub(crate) struct Shared {
     pub(crate) sse_liveness_interval: Duration,
     pub(crate) max_body: usize,
     pub(crate) max_connections: usize,
+    /// `/metrics` needs no token.
+    pub(crate) public_metrics: bool,
+    /// Request counters and latencies for `/metrics`.
+    pub(crate) metrics: metrics::ServerMetrics,
     pub(crate) stopping: AtomicBool,
     /// Disconnects when the server stops (SSE streams select on it).
     pub(crate) stop: Receiver<()>,
@@ -276,6 +294,8 @@ impl Server {
             sse_liveness_interval: config.sse_liveness_interval,
             max_body: config.max_body,
             max_connections: config.max_connections,
+            public_metrics: config.public_metrics,
+            metrics: metrics::ServerMetrics::default(),
             stopping: AtomicBool::new(false),
             stop: stop_rx,
             connections: conn::Connections::default(),

@@ -51,12 +51,42 @@ pub(crate) fn route(shared: &Shared, request: Request, socket: &TcpStream) -> Ou
             Err(denied) => denied,
             Ok(caller) => super::import::handle(shared, &caller, &request),
         }),
+        "/metrics" => Outcome::Respond(metrics(shared, &request)),
         _ => Outcome::Respond(Response::new(
             404,
             JSON,
             ErrorBody::new("NOT_FOUND", "Endpoint not found").to_go_json(),
         )),
     }
+}
+
+/// `GET /metrics` (not an EventoDB endpoint): the server's figures, for the
+/// `default` namespace's token unless public.
+fn metrics(shared: &Shared, request: &Request) -> Response {
+    if !shared.public_metrics {
+        match authenticate(shared, request) {
+            Err(denied) => return denied,
+            Ok(caller) if caller.namespace != DEFAULT_NAMESPACE && !shared.test_mode => {
+                return error_body(
+                    403,
+                    ErrorBody::new(
+                        "AUTH_UNAUTHORIZED",
+                        "Metrics need the token of the default namespace",
+                    )
+                    .with_details(json!({ "namespace": caller.namespace })),
+                )
+            }
+            Ok(_) => {}
+        }
+    }
+    if request.method != "GET" && request.method != "HEAD" {
+        return error(405, "INVALID_REQUEST", "Only GET method allowed");
+    }
+    Response::new(
+        200,
+        crate::metrics::PROMETHEUS_CONTENT_TYPE,
+        shared.metrics.render(shared).into_bytes(),
+    )
 }
 
 /// An RPC-style error response (JSON envelope with a trailing newline).

@@ -81,17 +81,21 @@ impl RpcError {
 
 /// Answers one `/rpc` request body.
 pub(crate) fn handle(shared: &Shared, caller: &Caller, body: &[u8]) -> Response {
-    match call(shared, caller, body) {
+    let mut method = "none";
+    let response = match call(shared, caller, body, &mut method) {
         Ok(value) => {
             let mut bytes = to_go_vec(&value);
             bytes.push(b'\n');
             Response::new(200, JSON, bytes)
         }
         Err(e) => error_body(e.status, e.body),
-    }
+    };
+    shared.metrics.rpc_call(method, response.status);
+    response
 }
 
-fn call(shared: &Shared, caller: &Caller, body: &[u8]) -> RpcResult {
+/// Runs one call; `method` learns the method's label once it is known.
+fn call(shared: &Shared, caller: &Caller, body: &[u8], method: &mut &'static str) -> RpcResult {
     // Go replaces invalid UTF-8 with U+FFFD; so does this.
     let text = String::from_utf8_lossy(body);
     let parsed: Value =
@@ -111,13 +115,14 @@ fn call(shared: &Shared, caller: &Caller, body: &[u8]) -> RpcResult {
             )));
         }
     };
-    let Some((method, args)) = items.split_first() else {
+    let Some((first, args)) = items.split_first() else {
         return Err(RpcError::invalid("Missing method name"));
     };
-    let Some(method) = method.as_str() else {
+    let Some(name) = first.as_str() else {
         return Err(RpcError::invalid("Method name must be a string"));
     };
-    super::methods::dispatch(shared, caller, method, args)
+    *method = super::metrics::rpc_method_label(name);
+    super::methods::dispatch(shared, caller, name, args)
 }
 
 fn malformed(detail: String) -> RpcError {

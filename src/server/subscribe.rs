@@ -103,6 +103,10 @@ pub(crate) fn handle(
     if is_all {
         head.extend_from_slice(&http::chunk(READY));
     }
+    // Counted for `/metrics` once the stream is answered (it is not timed).
+    shared
+        .metrics
+        .request(&request.path, &request.method, 200, None);
     let mut out = socket;
     if out.write_all(&head).is_err() {
         return Outcome::Streamed;

@@ -19,9 +19,11 @@ use crate::message::{Message, NewMessage, WriteOptions, WriteResult};
 pub mod embedded;
 pub mod http;
 pub mod ndjson;
+mod url;
 
 pub use embedded::EmbeddedStore;
 pub use http::HttpStore;
+pub use url::StoreUrl;
 
 /// Default `batchSize` of `stream.get` and `category.get`.
 pub const DEFAULT_BATCH_SIZE: i64 = 1000;

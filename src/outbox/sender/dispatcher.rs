@@ -17,6 +17,7 @@ use super::watch::ChangeWatch;
 use super::Shared;
 use crate::db::Db;
 use crate::error::Result;
+use crate::hooks::{Component, Delivered, DeliveryRetry, Hooks, OutboxDeadLetter};
 use crate::outbox::config::{AfterDeadLetter, SenderConfig};
 use crate::outbox::lease::Lease;
 use crate::outbox::retention;
@@ -40,6 +41,7 @@ pub(crate) struct Dispatcher {
     pub(crate) wake: Receiver<()>,
     pub(crate) stop: Receiver<()>,
     pub(crate) shared: Arc<Shared>,
+    pub(crate) hooks: Hooks,
     pub(crate) lease: Lease,
     pub(crate) lanes: Vec<Lane>,
     pub(crate) router: LaneRouter,
@@ -78,8 +80,16 @@ impl Dispatcher {
         self.config.lease_duration_value() / 3
     }
 
+    fn component(&self) -> Component<'_> {
+        Component::Sender {
+            namespace: &self.namespace,
+            holder: self.lease.holder(),
+        }
+    }
+
     pub(crate) fn run(mut self) {
         self.shared.counters.running.store(true, Ordering::Release);
+        self.hooks.emit(|h| h.on_started(&self.component()));
         while !self.stopping() {
             if self.lease.token().is_none() {
                 self.stand_by();
@@ -89,6 +99,7 @@ impl Dispatcher {
         }
         self.finish();
         self.shared.counters.active.store(false, Ordering::Release);
+        self.hooks.emit(|h| h.on_stopped(&self.component()));
         self.shared.counters.running.store(false, Ordering::Release);
     }
 
@@ -391,20 +402,56 @@ impl Dispatcher {
                 Mark::Sent {
                     created_at_ms,
                     duplicate,
+                    id,
+                    stream,
                     ..
                 } => {
                     sent += 1;
                     duplicates += u64::from(*duplicate);
-                    let latency = (now - created_at_ms).max(0) as u64;
-                    counters.latency.record(Duration::from_millis(latency));
+                    let latency = Duration::from_millis((now - created_at_ms).max(0) as u64);
+                    counters.latency.record(latency);
                     settled = true;
+                    self.hooks.emit(|h| {
+                        h.on_delivered(&Delivered {
+                            message_id: id,
+                            stream,
+                            latency,
+                            already_delivered: *duplicate,
+                        })
+                    });
                 }
-                Mark::DeadLetter { .. } => {
+                Mark::DeadLetter { row, error, .. } => {
                     counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
                     settled = true;
+                    self.hooks.emit(|h| {
+                        h.on_outbox_dead_letter(&OutboxDeadLetter {
+                            message_id: &row.id,
+                            stream: &row.stream,
+                            attempts: row.attempts,
+                            error,
+                        })
+                    });
                 }
-                Mark::Retry { .. } => {
+                Mark::Retry {
+                    id,
+                    stream,
+                    attempts,
+                    error,
+                    next_attempt_at_ms,
+                    ..
+                } => {
                     counters.retried.fetch_add(1, Ordering::Relaxed);
+                    self.hooks.emit(|h| {
+                        h.on_delivery_retry(&DeliveryRetry {
+                            message_id: id,
+                            stream,
+                            attempts: *attempts,
+                            error,
+                            retry_in: Duration::from_millis(
+                                (next_attempt_at_ms - now).max(0) as u64
+                            ),
+                        })
+                    });
                 }
                 Mark::Unclaim { .. } => {}
             }
@@ -426,10 +473,13 @@ impl Dispatcher {
         let mark = match outcome {
             Outcome::Delivered { duplicate } => {
                 self.unreachable_streak = 0;
+                let row = *row;
                 Mark::Sent {
                     seq: row.seq,
                     created_at_ms: row.created_at_ms,
                     duplicate,
+                    id: row.id,
+                    stream: row.stream,
                 }
             }
             Outcome::Skipped => {
@@ -482,6 +532,9 @@ impl Dispatcher {
                     error,
                     next_attempt_at_ms: now + ms(pause),
                     first_failed_at_ms,
+                    id: row.id,
+                    stream: row.stream,
+                    attempts: row.attempts,
                 };
             }
             FailureClass::Transient => {
@@ -492,6 +545,9 @@ impl Dispatcher {
                     error,
                     next_attempt_at_ms: next,
                     first_failed_at_ms,
+                    id: row.id,
+                    stream: row.stream,
+                    attempts: row.attempts,
                 };
             }
         };
@@ -548,6 +604,8 @@ impl Dispatcher {
                                 seq: row.seq,
                                 created_at_ms: row.created_at_ms,
                                 duplicate,
+                                id: row.id.clone(),
+                                stream: row.stream.clone(),
                             }),
                             Outcome::Skipped => marks.push(Mark::Unclaim {
                                 seq: row.seq,

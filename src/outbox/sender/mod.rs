@@ -18,6 +18,7 @@ use super::wake::WakeHub;
 use super::writer::Outbox;
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::hooks::Hooks;
 use crate::store::MessageStore;
 
 mod deliver;
@@ -36,6 +37,16 @@ pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
 }
 
+/// Marks the sender as not running when dropped: at the end of its thread,
+/// also when a panic ends it (so health sees a dead sender).
+struct NotRunningOnExit(Arc<Shared>);
+
+impl Drop for NotRunningOnExit {
+    fn drop(&mut self) {
+        self.0.counters.running.store(false, Ordering::Release);
+    }
+}
+
 /// The lease name of the sender of `namespace`.
 pub(crate) fn lease_name(namespace: &str) -> String {
     format!("outbox-sender:{namespace}")
@@ -48,10 +59,13 @@ pub(crate) fn spawn(
     outbox: Outbox,
     hub: Arc<WakeHub>,
     config: SenderConfig,
+    hooks: Hooks,
 ) -> Result<SenderHandle> {
     let namespace = outbox.namespace().to_string();
     let holder = format!("pid {} sender {}", std::process::id(), Uuid::now_v7());
     let shared = Arc::new(Shared::default());
+    // Running from now on (the thread may not have started yet when health is asked).
+    shared.counters.running.store(true, Ordering::Release);
     let flags = Arc::new(lane::LaneFlags::default());
     let (results_tx, results_rx) = unbounded();
     let lanes = (0..config.concurrency_value())
@@ -80,6 +94,7 @@ pub(crate) fn spawn(
         hub,
         stop: stop_rx,
         shared: Arc::clone(&shared),
+        hooks,
         router: lane::LaneRouter::new(lanes.len()),
         lanes,
         flags,
@@ -99,10 +114,12 @@ pub(crate) fn spawn(
         next_retention: now,
         config: config.clone(),
     };
+    let ended = NotRunningOnExit(Arc::clone(&shared));
     let thread = thread::Builder::new()
         .name("outbox-sender".into())
         .spawn(move || {
             let _done = done_tx; // dropped when the thread ends
+            let _ended = ended; // the sender stops running, even by a panic
             worker.run();
         })?;
     Ok(SenderHandle {
@@ -182,6 +199,11 @@ impl SenderHandle {
     fn signal_stop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
         self.stop.take(); // disconnecting wakes the dispatcher
+    }
+
+    /// The state shared with the sender's threads (for the kit's registry).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// This sender's id in the lease table (`pid <pid> sender <uuid>`).

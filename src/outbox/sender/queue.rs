@@ -110,6 +110,9 @@ pub(crate) enum Mark {
         created_at_ms: i64,
         /// The store already had it (a resend).
         duplicate: bool,
+        /// Message id and stream, for the hooks.
+        id: String,
+        stream: String,
     },
     /// A transient failure: try again at `next_attempt_at_ms`.
     Retry {
@@ -117,6 +120,10 @@ pub(crate) enum Mark {
         error: String,
         next_attempt_at_ms: i64,
         first_failed_at_ms: i64,
+        /// Message id, stream and attempts so far, for the hooks.
+        id: String,
+        stream: String,
+        attempts: u32,
     },
     /// Claimed but not tried: give the attempt back.
     Unclaim {
@@ -156,6 +163,7 @@ pub(crate) fn apply(conn: &Connection, namespace: &str, marks: &[Mark], now_ms: 
                 error,
                 next_attempt_at_ms,
                 first_failed_at_ms,
+                ..
             } => {
                 conn.prepare_cached(
                     "UPDATE evento_outbox

@@ -118,8 +118,14 @@ impl EmbeddedStore {
 
     /// A private in-memory store, gone when the last handle is dropped.
     pub fn open_in_memory() -> Result<Self> {
+        Self::open_in_memory_with(DbOptions::default())
+    }
+
+    /// Like [`EmbeddedStore::open_in_memory`], with `options` (durability,
+    /// busy timeout, SQL tracing).
+    pub fn open_in_memory_with(options: DbOptions) -> Result<Self> {
         let mut writer = Connection::open_in_memory()?;
-        db::configure(&mut writer, &DbOptions::default())?;
+        db::configure(&mut writer, &options)?;
         migrate::migrate_to(&mut writer, store_schema(), store_schema().latest())?;
         Ok(Self::from_parts(writer, None, None))
     }
@@ -230,6 +236,13 @@ impl EmbeddedStore {
     /// Whether namespace `id` is registered.
     pub fn namespace_exists(&self, id: &str) -> Result<bool> {
         self.read(|c| namespaces::exists(c, id))
+    }
+
+    /// Every registered namespace with its newest global position (0 when
+    /// empty; global positions are gapless, so this is its message count
+    /// unless an import left gaps), by name. Cheap: one index lookup each.
+    pub fn namespace_heads(&self) -> Result<Vec<(String, i64)>> {
+        self.read(namespaces::heads)
     }
 
     /// Checks `token` against the registered namespaces.

@@ -96,6 +96,19 @@ pub(super) fn delete(conn: &mut Connection, id: &str) -> Result<DeletedNamespace
     })
 }
 
+/// Every registered namespace with its newest global position (0 when
+/// empty), by name — one index lookup per namespace.
+pub(super) fn heads(conn: &Connection) -> Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT n.namespace,
+                COALESCE((SELECT MAX(m.global_position) FROM evento_store_messages m
+                           WHERE m.namespace = n.namespace), 0)
+           FROM evento_store_namespaces n ORDER BY n.namespace",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// `ns.list`: newest first; `message_count` is 0 as in EventoDB.
 pub(super) fn list(conn: &Connection) -> Result<Vec<NamespaceInfo>> {
     let mut stmt = conn.prepare_cached(
