@@ -6,6 +6,74 @@
 //! server, [`HttpStore`]. Everything else in the kit (outbox sender,
 //! consumers) talks only to this trait, so it is also the extension point for
 //! another transport.
+//!
+//! # Implementing `MessageStore`
+//!
+//! Implement every method with EventoDB's semantics (the protocol's rules for
+//! positions, expected versions, duplicate ids, batch sizes, categories,
+//! correlation and MD5 consumer groups), return the kit's [`Error`] variants
+//! (the outbox relies on [`Error::DuplicateId`] and
+//! [`Error::is_transient`]), and run the crate's contract suite
+//! (`tests/contract/mod.rs`, `contract_tests!`) against it. A store that
+//! wraps another one is the smallest example — here one that counts writes:
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use eventodb_kit::store::{
+//!     CategoryInfo, CategoryQuery, StreamInfo, StreamListQuery, StreamQuery, SubscribeTarget,
+//!     Subscription,
+//! };
+//! use eventodb_kit::{EmbeddedStore, Kit, Message, MessageStore, NewMessage, Result};
+//! use eventodb_kit::{WriteOptions, WriteResult};
+//!
+//! #[derive(Debug)]
+//! struct Counting<S> {
+//!     inner: S,
+//!     writes: AtomicU64,
+//! }
+//!
+//! impl<S: MessageStore> MessageStore for Counting<S> {
+//!     fn namespace(&self) -> &str {
+//!         self.inner.namespace()
+//!     }
+//!     fn write(&self, stream: &str, msg: &NewMessage, opts: &WriteOptions) -> Result<WriteResult> {
+//!         self.writes.fetch_add(1, Ordering::Relaxed);
+//!         self.inner.write(stream, msg, opts)
+//!     }
+//!     fn get_stream(&self, stream: &str, q: &StreamQuery) -> Result<Vec<Message>> {
+//!         self.inner.get_stream(stream, q)
+//!     }
+//!     fn last_message(&self, stream: &str, ty: Option<&str>) -> Result<Option<Message>> {
+//!         self.inner.last_message(stream, ty)
+//!     }
+//!     fn stream_version(&self, stream: &str) -> Result<Option<i64>> {
+//!         self.inner.stream_version(stream)
+//!     }
+//!     fn get_category(&self, category: &str, q: &CategoryQuery) -> Result<Vec<Message>> {
+//!         self.inner.get_category(category, q)
+//!     }
+//!     fn list_streams(&self, q: &StreamListQuery) -> Result<Vec<StreamInfo>> {
+//!         self.inner.list_streams(q)
+//!     }
+//!     fn list_categories(&self) -> Result<Vec<CategoryInfo>> {
+//!         self.inner.list_categories()
+//!     }
+//!     fn subscribe(&self, target: &SubscribeTarget) -> Result<Subscription> {
+//!         self.inner.subscribe(target)
+//!     }
+//!     // `watch_category` has a default; forward it to keep the inner store's
+//!     // cheaper wake-ups.
+//!     fn watch_category(&self, category: &str) -> Result<Subscription> {
+//!         self.inner.watch_category(category)
+//!     }
+//! }
+//!
+//! let store = Counting { inner: EmbeddedStore::open_in_memory()?, writes: AtomicU64::new(0) };
+//! store.write("account-1", &NewMessage::new("Opened", serde_json::json!({})), &WriteOptions::new())?;
+//! assert_eq!(store.writes.load(Ordering::Relaxed), 1);
+//! let kit = Kit::builder().store(store).build()?; // the outbox and consumers use it
+//! # Ok::<(), eventodb_kit::Error>(())
+//! ```
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
