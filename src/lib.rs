@@ -8,19 +8,36 @@
 //! ## Usage
 //!
 //! ```
-//! use eventodb_kit::{CategoryQuery, ConsumerGroup, EmbeddedStore, MessageStore, NewMessage, WriteOptions};
+//! use std::time::Duration;
+//! use eventodb_kit::{Error, Kit, NewMessage, SenderConfig};
 //! use serde_json::json;
 //!
-//! let store = EmbeddedStore::open_in_memory()?;
-//! for id in 1..=4 {
-//!     let msg = NewMessage::new("Opened", json!({ "id": id }));
-//!     store.write(&format!("account-{id}"), &msg, &WriteOptions::new())?;
-//! }
-//! // Member 0 of a group of 2 gets accounts 1 and 3 (EventoDB's MD5 rule).
-//! let mine = store.get_category("account", &CategoryQuery::new().consumer_group(ConsumerGroup::new(0, 2)?))?;
-//! let streams: Vec<_> = mine.iter().map(|m| m.stream_name.as_str()).collect();
-//! assert_eq!(streams, ["account-1", "account-3"]);
-//! # Ok::<(), eventodb_kit::Error>(())
+//! // In memory here; an application gives `.database(path)` so the outbox
+//! // survives restarts. The store is the embedded EventoDB-compatible one.
+//! let kit = Kit::builder().build()?;
+//! kit.db().write(|tx| {
+//!     tx.execute_batch("CREATE TABLE orders (id TEXT); CREATE TABLE audit (event TEXT)")?;
+//!     Ok(())
+//! })?;
+//! let sender = kit.spawn_sender(SenderConfig::new())?;
+//! let consumer = kit.consumer("order", "audit").spawn(|msg, tx| {
+//!     // Runs in a transaction that also records the position.
+//!     tx.execute("INSERT INTO audit (event) VALUES (?1)", [&msg.id])?;
+//!     Ok::<(), Error>(())
+//! })?;
+//!
+//! // The order and its event commit together.
+//! let id = kit.db().write(|tx| {
+//!     tx.execute("INSERT INTO orders (id) VALUES ('o-1')", [])?;
+//!     kit.outbox().write_in(tx, "order-o1", &NewMessage::new("OrderPlaced", json!({ "id": "o-1" })))
+//! })?;
+//! sender.wait_until_sent(&id, Duration::from_secs(5))?;
+//! consumer.wait_for_position(1, Duration::from_secs(5))?;
+//! let audited: String = kit.db().read(|c| Ok(c.query_row("SELECT event FROM audit", [], |r| r.get(0))?))?;
+//! assert_eq!(audited, id);
+//! consumer.shutdown();
+//! sender.shutdown();
+//! # Ok::<(), Error>(())
 //! ```
 //!
 //! ## Outbox
@@ -94,6 +111,20 @@
 //!   `export` and `import` for operating a kit's database without SQL.
 //!
 //! The default build has neither, so a device build carries only the library.
+//!
+//! ## Threads and shutdown
+//!
+//! No async runtime: the sender, consumers, subscriptions, the SSE hub, the
+//! cleanup thread and the server are named std threads talking over
+//! crossbeam channels, idle in `select!` with time-outs. Each has an owner —
+//! [`SenderHandle`], [`ConsumerHandle`], [`MessageSubscription`],
+//! [`CleanupHandle`], `server::Server` (feature `server`), the store for its
+//! hub — whose `shutdown()` finishes the work in flight and joins, and whose
+//! `Drop` signals the threads to stop without waiting long.
+//!
+//! ## Minimum Rust version
+//!
+//! Rust 1.85 (`rust-version` in `Cargo.toml`).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
