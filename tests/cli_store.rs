@@ -247,8 +247,10 @@ fn status_reports_what_it_can_when_the_store_is_down() {
     assert!(status["store_error"]
         .as_str()
         .unwrap()
-        .contains("unreachable"));
-    assert_eq!(status["consumers"][0]["lag_messages"], Value::Null);
+        .contains("connection refused"));
+    assert_eq!(status["consumers"][0]["position"], 0);
+    assert_eq!(status["consumers"][0]["lag"], Value::Null);
+    assert_eq!(status["consumers"][0]["stalled"], false);
     assert_eq!(run.error_json()["error"]["exit_code"], 5);
     let run = cli(&[
         "status",
@@ -261,5 +263,24 @@ fn status_reports_what_it_can_when_the_store_is_down() {
     ])
     .expect(5);
     assert!(run.stdout.contains("backlog        2 messages"), "{run:?}");
+    assert!(run.stdout.contains("the store is unreachable"), "{run:?}");
     assert!(run.stdout.contains("lags are unknown"), "{run:?}");
+
+    // With no consumer there is no lag to read; the store is still checked.
+    kit.checkpoints().reset("reading", "chart").unwrap();
+    let run = cli(&[
+        "status",
+        "--db",
+        s(&path),
+        "--url",
+        &dead,
+        "--token",
+        &token,
+        "--json",
+    ])
+    .expect(5);
+    assert!(run.json()["store_error"]
+        .as_str()
+        .unwrap()
+        .contains("unreachable"));
 }
