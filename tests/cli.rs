@@ -428,7 +428,8 @@ fn status_shows_a_stalled_consumer() {
     assert_eq!(billing["lag"]["head_position"], 5);
     assert!(billing["lag"]["seconds"].as_f64().unwrap() >= 0.0);
     assert_eq!(billing["stalled"], true);
-    let time = |v: &serde_json::Value| humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
+    let time =
+        |v: &serde_json::Value| eventodb_kit::time::parse_rfc3339(v.as_str().unwrap()).unwrap();
     let idle = time(&status["taken_at"])
         .duration_since(time(&billing["last_progress_at"]))
         .unwrap();

@@ -106,9 +106,9 @@ pub fn short(s: &str, max: usize) -> String {
     }
 }
 
-/// RFC 3339 with milliseconds, UTC (for JSON).
+/// RFC 3339, UTC (for JSON): the library's format, as in `status --json`.
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    eventodb_kit::time::format_rfc3339_nanos(t)
 }
 
 /// Optional time as JSON.
