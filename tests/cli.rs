@@ -513,3 +513,44 @@ fn every_command_explains_itself() {
     assert!(run.stdout.contains("Exit codes"), "{run:?}");
     cli(&["status", "--no-such-flag"]).expect(2);
 }
+
+#[test]
+fn the_apps_environment_is_all_the_tool_needs() {
+    // An app configured by Kit::from_env with an embedded URL and a token:
+    // its tables and store are in that file, in the token's namespace.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("device.db");
+    let url = format!("embedded://{}", path.display());
+    let token = eventodb_kit::Token::generate("tenant-a").unwrap();
+    let token = token.expose_secret();
+    let env = [("EVENTODB_URL", url.as_str()), ("EVENTODB_TOKEN", token)];
+    let kit = eventodb_kit::KitBuilder::from_lookup(|name| {
+        env.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap()
+    .build()
+    .unwrap();
+    assert_eq!(kit.namespace(), "tenant-a");
+    kit.outbox()
+        .write("invoice-1", &NewMessage::new("Sent", json!({})))
+        .unwrap();
+
+    // The same environment, no flags: the same database, store and namespace.
+    let run = cli_support::cli_env(&["status", "--json"], &env).expect(0);
+    let status = run.json();
+    assert_eq!(status["namespace"], "tenant-a");
+    assert_eq!(status["database"], s(&path));
+    assert_eq!(status["outbox"]["backlog"], 1);
+    assert!(!run.stderr.contains("note:"), "{run:?}");
+
+    // A store in memory cannot be seen from another process: said so.
+    let run = cli_support::cli_env(
+        &["status", "--db", s(&path)],
+        &[("EVENTODB_URL", "embedded::memory:")],
+    )
+    .expect(2);
+    assert!(run.stderr.contains("inside the process"), "{run:?}");
+    assert!(run.stderr.contains("what to do:"), "{run:?}");
+}

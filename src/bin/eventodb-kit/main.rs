@@ -53,6 +53,17 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the embedded store over HTTP, speaking EventoDB's protocol.
+    ///
+    /// It answers EventoDB's endpoints (/rpc, /subscribe, /import, /health,
+    /// /version) and, as an addition, GET /metrics: the server's figures
+    /// (requests, latencies, connections, namespaces) in the Prometheus
+    /// text format, for the default namespace's token — or for anyone with
+    /// --public-metrics.
+    ///
+    /// It prints its address and, when it generated one, the default
+    /// namespace's token, once. The flags also come from the environment,
+    /// and Go-style flags (-port 8080) work, as with EventoDB. SIGINT or
+    /// SIGTERM stops it cleanly.
     Serve(serve::ServeArgs),
     /// Show the outbox backlog, dead letters, consumers with their lag, and
     /// who holds the sender lease.
@@ -64,9 +75,14 @@ enum Command {
     ///   (of its share in a consumer group, with its correlation filter),
     ///   counted up to 10000 ("10000+" beyond). Messages the consumer's type
     ///   filters pass over count too: it still has to move past them.
+    ///
     /// - HEAD: the global position of the newest of them.
+    ///
     /// - WAITING (the lag in time): the age of the oldest message the
     ///   consumer has not handled yet; "-" when caught up.
+    ///
+    /// - DLQ: its messages in the dead-letter queue.
+    ///
     /// - STALLED: it lags and its position has not moved for
     ///   --stalled-after.
     ///

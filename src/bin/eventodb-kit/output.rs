@@ -5,6 +5,7 @@ use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use clap::Args;
+use serde::Serialize;
 use serde_json::Value;
 
 /// `println!` for the operator commands: when stdout is closed early (`… |
@@ -35,7 +36,7 @@ pub struct OutputArgs {
 
 impl OutputArgs {
     /// Prints `value` as JSON, or runs `human` to print text.
-    pub fn emit(&self, value: &Value, human: impl FnOnce()) {
+    pub fn emit(&self, value: &impl Serialize, human: impl FnOnce()) {
         if self.json {
             outln!(
                 "{}",
@@ -144,12 +145,6 @@ pub fn when(t: SystemTime) -> String {
         text.trim_end_matches('Z').replace('T', " "),
         ago(t)
     )
-}
-
-/// Seconds as JSON (milliseconds precision).
-pub fn seconds(d: Duration) -> Value {
-    let ms = d.as_millis() as f64;
-    serde_json::json!(ms / 1000.0)
 }
 
 /// "1 message" / "2 messages".

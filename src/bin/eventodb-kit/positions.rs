@@ -164,6 +164,14 @@ fn reset(args: ResetArgs) -> CliResult {
         None
     };
     let effect = match target {
+        Some(gp) if gp > current.position => format!(
+            "moves consumer {:?} of category {:?} forward from global position {} to {gp}: it skips \
+             the messages up to {gp} without handling them and goes on from {}",
+            args.consumer,
+            args.category,
+            current.position,
+            gp + 1
+        ),
         Some(gp) => format!(
             "moves consumer {:?} of category {:?} from global position {} to {gp}: it forgets its processed \
              records after {gp} and handles every message from {} on again",

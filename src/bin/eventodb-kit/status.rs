@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use clap::Args;
 use eventodb_kit::metrics::ConsumerMetrics;
 use eventodb_kit::{Kit, Metrics};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::exit::{CliError, CliResult, UNREACHABLE};
 use crate::output::{self, plural, OutputArgs, Table};
@@ -38,6 +38,18 @@ pub struct StatusArgs {
     stalled_after: Option<Duration>,
 }
 
+/// What `status --json` prints: the [`Metrics`] snapshot, with the
+/// database, the store and the stalled threshold in front. `store_error`
+/// also says why the store could not be checked when no lag was read.
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    database: String,
+    store: String,
+    stalled_after_seconds: f64,
+    #[serde(flatten)]
+    metrics: &'a Metrics,
+}
+
 pub fn run(args: StatusArgs) -> CliResult {
     let mut builder = Kit::builder().lag_count_limit(LAG_COUNT_LIMIT);
     if let Some(after) = args.stalled_after {
@@ -45,7 +57,7 @@ pub fn run(args: StatusArgs) -> CliResult {
     }
     let (kit, store) = args.target.open_kit_checked_with(builder)?;
     let database = args.target.db_path()?;
-    let metrics = kit.metrics()?;
+    let mut metrics = kit.metrics()?;
 
     // The snapshot reads the store only for the lags, and records why it
     // could not; ask the store directly then (the error says whether it is
@@ -55,17 +67,16 @@ pub fn run(args: StatusArgs) -> CliResult {
     } else {
         None
     };
-    let store_error = metrics
-        .store_error
-        .clone()
-        .or_else(|| store_problem.as_ref().map(|e| e.message.clone()));
-
-    let mut value = serde_json::to_value(&metrics)
-        .map_err(|e| CliError::failure(format!("cannot write the status as JSON: {e}")))?;
-    value["store_error"] = json!(store_error);
-    value["database"] = json!(database.display().to_string());
-    value["store"] = json!(store.label());
-    value["stalled_after_seconds"] = output::seconds(kit.stalled_after());
+    let library_store_error = metrics.store_error.clone();
+    if metrics.store_error.is_none() {
+        metrics.store_error = store_problem.as_ref().map(|e| e.message.clone());
+    }
+    let value = StatusJson {
+        database: database.display().to_string(),
+        store: store.label(),
+        stalled_after_seconds: kit.stalled_after().as_secs_f64(),
+        metrics: &metrics,
+    };
 
     args.out.emit(&value, || {
         outln!(
@@ -80,15 +91,10 @@ pub fn run(args: StatusArgs) -> CliResult {
         let unreachable = store_problem
             .as_ref()
             .is_some_and(|e| e.code == UNREACHABLE);
-        print_notes(
-            &metrics,
-            store_error.as_deref(),
-            unreachable,
-            kit.stalled_after(),
-        );
+        print_notes(&metrics, unreachable, kit.stalled_after());
     });
 
-    match (store_problem, metrics.store_error) {
+    match (store_problem, library_store_error) {
         (Some(e), _) => Err(e),
         (None, Some(e)) => Err(CliError::failure(format!(
             "the consumers' lags could not be read: {e}"
@@ -159,6 +165,7 @@ fn print_consumers(m: &Metrics) {
         "HEAD",
         "LAG",
         "WAITING",
+        "DLQ",
         "LAST PROGRESS",
         "STATE",
     ]);
@@ -185,6 +192,7 @@ fn print_consumers(m: &Metrics) {
             head,
             lag,
             waiting,
+            c.dead_letters.to_string(),
             c.last_progress_at.map_or("-".into(), output::ago),
             state(c).to_string(),
         ]);
@@ -212,10 +220,10 @@ fn state(c: &ConsumerMetrics) -> &'static str {
     }
 }
 
-fn print_notes(m: &Metrics, store_error: Option<&str>, unreachable: bool, stalled_after: Duration) {
+fn print_notes(m: &Metrics, unreachable: bool, stalled_after: Duration) {
     let now = SystemTime::now();
     let mut notes = Vec::new();
-    if let Some(e) = store_error {
+    if let Some(e) = &m.store_error {
         if unreachable {
             notes.push(format!(
                 "the store is unreachable, so lags are unknown: {e}"
@@ -230,15 +238,27 @@ fn print_notes(m: &Metrics, store_error: Option<&str>, unreachable: bool, stalle
         let idle = c
             .last_progress_at
             .map_or(stalled_after, |t| now.duration_since(t).unwrap_or_default());
-        notes.push(format!(
-            "consumer {:?} of {:?} is stalled: it lags and has not moved for {}. Is the app running? \
-             A consumer halted on a failing message stays there: `eventodb-kit dlq list --consumer {}` \
-             and the app's log say more.",
+        let waiting = match &c.lag {
+            Some(l) if l.at_least => format!("{}+ messages wait", l.messages),
+            Some(l) => plural(l.messages, "message waits", "messages wait"),
+            None => "it lags".to_string(),
+        };
+        let mut note = format!(
+            "consumer {:?} of {:?} is stalled: {waiting} and its position has not moved for {}. \
+             Is the app running? A consumer halted on a message its handler cannot process \
+             stays there until the app is fixed and restarted; the app's log says why.",
             c.consumer_id,
             display_category(&c.category),
             output::age(idle),
-            c.consumer_id
-        ));
+        );
+        if c.dead_letters > 0 {
+            note.push_str(&format!(
+                " `eventodb-kit dlq list --consumer {}` shows its {}.",
+                c.consumer_id,
+                plural(c.dead_letters, "dead letter", "dead letters")
+            ));
+        }
+        notes.push(note);
     }
     let sending = m.outbox.lease.as_ref().is_some_and(|l| l.held);
     if m.outbox.backlog > 0 && !sending {
