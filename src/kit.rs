@@ -232,10 +232,11 @@ impl KitBuilder {
     }
 
     /// Most messages [`Kit::metrics`] reads per consumer to count its lag;
-    /// a larger lag is reported as "at least" this many (at least 1).
-    /// Defaults to 1000.
+    /// a larger lag is reported as "at least" this many (from 1 to 10 000,
+    /// the most one read of a category returns; values outside are
+    /// clamped). Defaults to 1000.
     pub fn lag_count_limit(mut self, messages: u32) -> Self {
-        self.settings.lag_count_limit = messages.max(1);
+        self.settings.lag_count_limit = messages.clamp(1, crate::store::MAX_BATCH_SIZE as u32);
         self
     }
 

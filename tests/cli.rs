@@ -423,19 +423,35 @@ fn status_shows_a_stalled_consumer() {
     };
     let billing = find("billing");
     assert_eq!(billing["position"], 2);
-    assert_eq!(billing["lag_messages"], 3);
-    assert_eq!(billing["head_position"], 5);
+    assert_eq!(billing["lag"]["messages"], 3);
+    assert_eq!(billing["lag"]["at_least"], false);
+    assert_eq!(billing["lag"]["head_position"], 5);
+    assert!(billing["lag"]["seconds"].as_f64().unwrap() >= 0.0);
     assert_eq!(billing["stalled"], true);
-    assert!(billing["last_progress_age_seconds"].as_f64().unwrap() >= 3600.0);
+    let time =
+        |v: &serde_json::Value| eventodb_kit::time::parse_rfc3339(v.as_str().unwrap()).unwrap();
+    let idle = time(&status["taken_at"])
+        .duration_since(time(&billing["last_progress_at"]))
+        .unwrap();
+    assert!(idle >= Duration::from_secs(3600), "{idle:?}");
     let audit = find("audit");
     assert_eq!(
-        (audit["lag_messages"].clone(), audit["stalled"].clone()),
+        (audit["lag"]["messages"].clone(), audit["stalled"].clone()),
         (json!(0), json!(false))
     );
-    assert_eq!(status["sender_lease"]["holder"], sender.holder_id());
-    assert_eq!(status["sender_lease"]["held"], true);
+    assert_eq!(audit["lag"]["seconds"], 0.0);
+    assert_eq!(status["outbox"]["lease"]["holder"], sender.holder_id());
+    assert_eq!(status["outbox"]["lease"]["held"], true);
     assert_eq!(status["namespace"], "default");
-    assert_eq!(status["dead_letters"]["total"], 0);
+    assert_eq!(status["database"], db);
+    assert_eq!(status["store_error"], serde_json::Value::Null);
+    assert_eq!(
+        (
+            &status["dead_letters"]["outbox"],
+            &status["dead_letters"]["consumer"]
+        ),
+        (&json!(0), &json!(0))
+    );
 
     let text = cli(&["status", "--db", db]).expect(0).stdout;
     assert!(text.contains("STALLED"), "{text}");
@@ -461,13 +477,8 @@ fn status_shows_a_stalled_consumer() {
         .unwrap();
     let status = cli(&["status", "--db", db, "--json"]).expect(0).json();
     assert_eq!(status["outbox"]["backlog"], 1);
-    assert!(
-        status["outbox"]["oldest_unsent_age_seconds"]
-            .as_f64()
-            .unwrap()
-            >= 0.0
-    );
-    assert_eq!(status["sender_lease"]["held"], false);
+    assert!(status["outbox"]["oldest_unsent_age"].as_f64().unwrap() >= 0.0);
+    assert_eq!(status["outbox"]["lease"]["held"], false);
     let text = cli(&["status", "--db", db]).expect(0).stdout;
     assert!(text.contains("backlog        1 message,"), "{text}");
     assert!(text.contains("no sender is running"), "{text}");
@@ -501,4 +512,45 @@ fn every_command_explains_itself() {
     let run = cli(&["--help"]).expect(0);
     assert!(run.stdout.contains("Exit codes"), "{run:?}");
     cli(&["status", "--no-such-flag"]).expect(2);
+}
+
+#[test]
+fn the_apps_environment_is_all_the_tool_needs() {
+    // An app configured by Kit::from_env with an embedded URL and a token:
+    // its tables and store are in that file, in the token's namespace.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("device.db");
+    let url = format!("embedded://{}", path.display());
+    let token = eventodb_kit::Token::generate("tenant-a").unwrap();
+    let token = token.expose_secret();
+    let env = [("EVENTODB_URL", url.as_str()), ("EVENTODB_TOKEN", token)];
+    let kit = eventodb_kit::KitBuilder::from_lookup(|name| {
+        env.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap()
+    .build()
+    .unwrap();
+    assert_eq!(kit.namespace(), "tenant-a");
+    kit.outbox()
+        .write("invoice-1", &NewMessage::new("Sent", json!({})))
+        .unwrap();
+
+    // The same environment, no flags: the same database, store and namespace.
+    let run = cli_support::cli_env(&["status", "--json"], &env).expect(0);
+    let status = run.json();
+    assert_eq!(status["namespace"], "tenant-a");
+    assert_eq!(status["database"], s(&path));
+    assert_eq!(status["outbox"]["backlog"], 1);
+    assert!(!run.stderr.contains("note:"), "{run:?}");
+
+    // A store in memory cannot be seen from another process: said so.
+    let run = cli_support::cli_env(
+        &["status", "--db", s(&path)],
+        &[("EVENTODB_URL", "embedded::memory:")],
+    )
+    .expect(2);
+    assert!(run.stderr.contains("inside the process"), "{run:?}");
+    assert!(run.stderr.contains("what to do:"), "{run:?}");
 }

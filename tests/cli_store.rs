@@ -231,35 +231,41 @@ fn status_reports_what_it_can_when_the_store_is_down() {
     kit.checkpoints().set("reading", "chart", 0).unwrap();
     drop(server);
     let dead = dead_url();
-    let run = cli(&[
-        "status",
-        "--db",
-        s(&path),
-        "--url",
-        &dead,
-        "--token",
-        &token,
-        "--json",
-    ])
-    .expect(5);
-    let status = run.json();
-    assert_eq!(status["outbox"]["backlog"], 2);
-    assert!(status["store_error"]
+    let status = |json: bool| {
+        let mut args = vec![
+            "status",
+            "--db",
+            s(&path),
+            "--url",
+            &dead,
+            "--token",
+            &token,
+        ];
+        if json {
+            args.push("--json");
+        }
+        cli(&args).expect(5)
+    };
+    let run = status(true);
+    let status_json = run.json();
+    assert_eq!(status_json["outbox"]["backlog"], 2);
+    assert!(status_json["store_error"]
+        .as_str()
+        .unwrap()
+        .contains("connection refused"));
+    assert_eq!(status_json["consumers"][0]["position"], 0);
+    assert_eq!(status_json["consumers"][0]["lag"], Value::Null);
+    assert_eq!(status_json["consumers"][0]["stalled"], false);
+    assert_eq!(run.error_json()["error"]["exit_code"], 5);
+    let run = status(false);
+    assert!(run.stdout.contains("backlog        2 messages"), "{run:?}");
+    assert!(run.stdout.contains("the store is unreachable"), "{run:?}");
+    assert!(run.stdout.contains("lags are unknown"), "{run:?}");
+
+    // With no consumer there is no lag to read; the store is still checked.
+    kit.checkpoints().reset("reading", "chart").unwrap();
+    assert!(status(true).json()["store_error"]
         .as_str()
         .unwrap()
         .contains("unreachable"));
-    assert_eq!(status["consumers"][0]["lag_messages"], Value::Null);
-    assert_eq!(run.error_json()["error"]["exit_code"], 5);
-    let run = cli(&[
-        "status",
-        "--db",
-        s(&path),
-        "--url",
-        &dead,
-        "--token",
-        &token,
-    ])
-    .expect(5);
-    assert!(run.stdout.contains("backlog        2 messages"), "{run:?}");
-    assert!(run.stdout.contains("lags are unknown"), "{run:?}");
 }

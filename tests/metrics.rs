@@ -84,6 +84,11 @@ fn a_live_sender_and_consumer_report_what_a_user_checks() {
     let capped = kit_on(&t.path()).lag_count_limit(20).build().unwrap();
     let lag = capped.metrics().unwrap().consumers[0].lag.clone().unwrap();
     assert_eq!((lag.messages, lag.at_least), (20, true));
+    // A limit beyond the largest read (10 000) is clamped, not an error.
+    let huge = kit_on(&t.path()).lag_count_limit(50_000).build().unwrap();
+    let m = huge.metrics().unwrap();
+    assert_eq!(m.store_error, None);
+    assert_eq!(m.consumers[0].lag.as_ref().unwrap().messages, 50);
 
     // Running it: the lag goes to 0, handler figures appear.
     let consumer = kit

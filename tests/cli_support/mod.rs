@@ -52,6 +52,8 @@ pub fn command() -> Command {
         "EVENTODB_PORT",
         "EVENTODB_DATA_DIR",
         "EVENTODB_TEST_MODE",
+        "EVENTODB_PUBLIC_METRICS",
+        "CONSUMER_STALLED_AFTER",
     ] {
         cmd.env_remove(var);
     }

@@ -315,7 +315,11 @@ fn act(args: ActionArgs, action: Action) -> CliResult {
                 );
             }
             if consumer > 0 {
-                outln!("  {consumer} run their consumer's handler once more at its next run.");
+                if consumer == 1 {
+                    outln!("  1 waits for its consumer: the handler runs it once more when the consumer next runs.");
+                } else {
+                    outln!("  {consumer} wait for their consumers: each runs its handler once more when it next runs.");
+                }
             }
         }
         Action::Purge => outln!("Purged {}.", plural(done, "dead letter", "dead letters")),

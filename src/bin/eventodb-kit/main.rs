@@ -1,8 +1,8 @@
 //! `eventodb-kit`: the kit's command-line tool (feature `cli`).
 //!
 //! ```text
-//! eventodb-kit serve [--host H] [--port P] [--token T] [--data-dir DIR] [--test-mode]
-//! eventodb-kit status --db FILE
+//! eventodb-kit serve [--host H] [--port P] [--token T] [--data-dir DIR] [--test-mode] [--public-metrics]
+//! eventodb-kit status --db FILE [--stalled-after 5m]
 //! eventodb-kit outbox list|show --db FILE …
 //! eventodb-kit dlq list|show|requeue|purge --db FILE …
 //! eventodb-kit positions list|reset --db FILE …
@@ -53,9 +53,48 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the embedded store over HTTP, speaking EventoDB's protocol.
+    ///
+    /// It answers EventoDB's endpoints (/rpc, /subscribe, /import, /health,
+    /// /version) and, as an addition, GET /metrics: the server's figures
+    /// (requests, latencies, connections, namespaces) in the Prometheus
+    /// text format, for the default namespace's token — or for anyone with
+    /// --public-metrics.
+    ///
+    /// It prints its address and, when it generated one, the default
+    /// namespace's token, once. The flags also come from the environment,
+    /// and Go-style flags (-port 8080) work, as with EventoDB. SIGINT or
+    /// SIGTERM stops it cleanly.
     Serve(serve::ServeArgs),
     /// Show the outbox backlog, dead letters, consumers with their lag, and
     /// who holds the sender lease.
+    ///
+    /// It reads the kit's database and the store with the library's
+    /// Kit::metrics(), so it shows what the app's own metrics show:
+    ///
+    /// - LAG: the messages of the consumer's category after its position
+    ///   (of its share in a consumer group, with its correlation filter),
+    ///   counted up to 10000 ("10000+" beyond). Messages the consumer's type
+    ///   filters pass over count too: it still has to move past them.
+    ///
+    /// - HEAD: the global position of the newest of them.
+    ///
+    /// - WAITING (the lag in time): the age of the oldest message the
+    ///   consumer has not handled yet; "-" when caught up.
+    ///
+    /// - DLQ: its messages in the dead-letter queue.
+    ///
+    /// - STALLED: it lags and its position has not moved for
+    ///   --stalled-after.
+    ///
+    /// With --json it prints the library's Metrics snapshot as JSON (the
+    /// consumers' "lag" has "messages", "at_least", "seconds",
+    /// "oldest_unprocessed_at" and "head_position"; durations are seconds,
+    /// times RFC 3339), plus "database", "store" and
+    /// "stalled_after_seconds"; "store_error" also says why the store could
+    /// not be checked when no lag was read.
+    ///
+    /// When the store cannot be reached, everything local is still shown
+    /// (the lags are unknown: null in JSON) and the exit code is 5.
     Status(status::StatusArgs),
     /// Look at outbox messages.
     #[command(subcommand)]

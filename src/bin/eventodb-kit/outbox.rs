@@ -51,7 +51,7 @@ pub struct ShowArgs {
     target: TargetArgs,
     #[command(flatten)]
     out: OutputArgs,
-    /// The message id (as printed by `outbox list`).
+    /// The message ID (a UUID, as printed by `outbox list`).
     id: String,
 }
 
@@ -147,10 +147,18 @@ fn summary_json(r: &OutboxRecord) -> Value {
 fn show(args: ShowArgs) -> CliResult {
     let (kit, _) = args.target.open_kit_checked()?;
     let r = kit.outbox().get(&args.id).map_err(|e| {
-        CliError::from(e).hint(
-            "list the messages with `eventodb-kit outbox list`; sent messages are deleted after the \
-             sender's retention period (7 days by default)",
-        )
+        let e = CliError::from(e);
+        if args.id.parse::<u64>().is_ok() {
+            e.hint(
+                "pass the message's ID (the second column of `eventodb-kit outbox list`, a UUID), \
+                 not its SEQ number",
+            )
+        } else {
+            e.hint(
+                "list the messages with `eventodb-kit outbox list`; sent messages are deleted after \
+                 the sender's retention period (7 days by default)",
+            )
+        }
     })?;
     let mut value = summary_json(&r);
     value["data"] = r.data.clone();

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use clap::Args;
+use serde::Serialize;
 use serde_json::Value;
 
 /// `println!` for the operator commands: when stdout is closed early (`… |
@@ -35,7 +36,7 @@ pub struct OutputArgs {
 
 impl OutputArgs {
     /// Prints `value` as JSON, or runs `human` to print text.
-    pub fn emit(&self, value: &Value, human: impl FnOnce()) {
+    pub fn emit(&self, value: &impl Serialize, human: impl FnOnce()) {
         if self.json {
             outln!(
                 "{}",
@@ -106,9 +107,9 @@ pub fn short(s: &str, max: usize) -> String {
     }
 }
 
-/// RFC 3339 with milliseconds, UTC (for JSON).
+/// RFC 3339, UTC (for JSON): the library's format, as in `status --json`.
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    eventodb_kit::time::format_rfc3339_nanos(t)
 }
 
 /// Optional time as JSON.
@@ -144,12 +145,6 @@ pub fn when(t: SystemTime) -> String {
         text.trim_end_matches('Z').replace('T', " "),
         ago(t)
     )
-}
-
-/// Seconds as JSON (milliseconds precision).
-pub fn seconds(d: Duration) -> Value {
-    let ms = d.as_millis() as f64;
-    serde_json::json!(ms / 1000.0)
 }
 
 /// "1 message" / "2 messages".

@@ -4,6 +4,7 @@ use std::time::SystemTime;
 
 use clap::{Args, Subcommand};
 use eventodb_kit::consumer::Checkpoint;
+use eventodb_kit::ConsumerGroup;
 use serde_json::{json, Value};
 
 use crate::confirm::ConfirmArgs;
@@ -80,7 +81,7 @@ pub fn run(command: PositionsCommand) -> CliResult {
     }
 }
 
-pub fn checkpoint_json(c: &Checkpoint) -> Value {
+fn checkpoint_json(c: &Checkpoint) -> Value {
     json!({
         "category": c.category,
         "consumer_id": c.consumer_id,
@@ -90,9 +91,9 @@ pub fn checkpoint_json(c: &Checkpoint) -> Value {
     })
 }
 
-pub fn group_text(c: &Checkpoint) -> String {
-    c.consumer_group
-        .map_or("-".into(), |g| format!("{}/{}", g.member(), g.size()))
+/// A consumer group as `member/size`, `-` without one.
+pub fn group_text(group: Option<ConsumerGroup>) -> String {
+    group.map_or("-".into(), |g| format!("{}/{}", g.member(), g.size()))
 }
 
 fn list(args: ListArgs) -> CliResult {
@@ -116,7 +117,7 @@ fn list(args: ListArgs) -> CliResult {
                 display_category(&c.category),
                 c.consumer_id.clone(),
                 c.position.to_string(),
-                group_text(c),
+                group_text(c.consumer_group),
                 output::ago(c.updated_at),
             ]);
         }
@@ -163,6 +164,14 @@ fn reset(args: ResetArgs) -> CliResult {
         None
     };
     let effect = match target {
+        Some(gp) if gp > current.position => format!(
+            "moves consumer {:?} of category {:?} forward from global position {} to {gp}: it skips \
+             the messages up to {gp} without handling them and goes on from {}",
+            args.consumer,
+            args.category,
+            current.position,
+            gp + 1
+        ),
         Some(gp) => format!(
             "moves consumer {:?} of category {:?} from global position {} to {gp}: it forgets its processed \
              records after {gp} and handles every message from {} on again",

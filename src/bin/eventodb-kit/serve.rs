@@ -33,6 +33,20 @@ pub struct ServeArgs {
         value_parser = parse_go_bool,
     )]
     pub test_mode: bool,
+    /// Serve GET /metrics (the server's figures, Prometheus text format)
+    /// without a token, for a scraper without credentials. Without it
+    /// /metrics needs the default namespace's token (it names every
+    /// namespace).
+    #[arg(
+        long,
+        env = "EVENTODB_PUBLIC_METRICS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool,
+    )]
+    pub public_metrics: bool,
     /// Accepted for compatibility with EventoDB's flags; only `sqlite://`
     /// works (the data goes to --data-dir, or memory).
     #[arg(long, env = "EVENTODB_DB_URL", hide = true)]
@@ -67,7 +81,8 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut config = ServerConfig::new()
         .host(args.host)
         .port(args.port)
-        .test_mode(args.test_mode);
+        .test_mode(args.test_mode)
+        .public_metrics(args.public_metrics);
     if let Some(token) = args.token {
         config = config.token(token);
     }
@@ -83,7 +98,12 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         let _ = stop_tx.try_send(());
     })?;
     let server = Server::start(config)?;
-    let mode = if args.test_mode { ", test mode" } else { "" };
+    let mode = match (args.test_mode, args.public_metrics) {
+        (true, true) => ", test mode, public /metrics",
+        (true, false) => ", test mode",
+        (false, true) => ", public /metrics",
+        (false, false) => "",
+    };
     println!(
         "eventodb-kit serve: listening on {} ({storage}{mode})",
         server.url()

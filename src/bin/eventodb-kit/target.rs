@@ -1,34 +1,45 @@
 //! What a command works on: the kit's database (`--db`, opened only if it
 //! exists) and the store (`--url`, `--token`, `--namespace`).
 //!
-//! Store URLs: `http(s)://host:port` is an EventoDB server (with a token);
-//! `embedded:///abs/path.db` and `embedded:rel/path.db` are embedded stores
-//! in SQLite files; without `--url`, the embedded store inside the `--db`
-//! file (the `Kit` default layout).
+//! `--url` is read by the library's [`StoreUrl`] — the parser behind
+//! `KitBuilder::url` and `EVENTODB_URL` in `Kit::from_env` — so the tool
+//! accepts exactly what the app does. On top of it the tool adds its own
+//! rules: it never creates a database or store file, it refuses
+//! `embedded::memory:` (a store that lives inside one process), and
+//! `--namespace` picks the namespace of an embedded store.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
 use eventodb_kit::store::embedded::DEFAULT_NAMESPACE;
-use eventodb_kit::{DbOptions, EmbeddedStore, Error, HttpStore, Kit, MessageStore};
+use eventodb_kit::{
+    DbOptions, EmbeddedStore, Error, HttpStore, Kit, KitBuilder, MessageStore, StoreUrl, Token,
+};
 
 use crate::exit::{CliError, CliResult, NOT_FOUND};
+
+/// What `--url` accepts, for hints.
+const URL_FORMS: &str =
+    "http(s)://host:port (an EventoDB server, with --token), embedded:///abs/path.db or embedded:rel/path.db";
 
 /// Where the kit's database and the store are.
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
     /// The kit's local database file (the one the app passes to
     /// `Kit::builder().database(..)`). Must exist: it is never created.
+    /// Defaults to the file of an embedded --url, as `Kit::from_env` does.
     #[arg(long, env = "EVENTODB_KIT_DB", value_name = "FILE")]
     pub db: Option<PathBuf>,
-    /// The store: http(s)://host:port (an EventoDB server, with --token),
-    /// embedded:///abs/path.db or embedded:rel/path.db. Defaults to the
-    /// embedded store inside the --db file.
+    /// The store, as the app's EVENTODB_URL: http(s)://host:port (an
+    /// EventoDB server, with --token), embedded:///abs/path.db or
+    /// embedded:rel/path.db. Defaults to the embedded store inside the --db
+    /// file.
     #[arg(long, env = "EVENTODB_URL", value_name = "URL")]
     pub url: Option<String>,
-    /// Token for an http(s) store; its namespace is the one worked on.
+    /// The namespace token (ns_…): required for an http(s) store, whose
+    /// namespace is the token's; with an embedded store it picks the
+    /// namespace, as in the app.
     #[arg(
         long,
         env = "EVENTODB_TOKEN",
@@ -36,8 +47,8 @@ pub struct TargetArgs {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
-    /// Namespace of an embedded store. Defaults to "default" (with an http
-    /// store the token's namespace is used, and this must match it).
+    /// Namespace of an embedded store. Defaults to the token's namespace,
+    /// else "default". With an http(s) store it must match the token's.
     #[arg(long, value_name = "NS")]
     pub namespace: Option<String>,
 }
@@ -64,11 +75,11 @@ impl Store {
         }
     }
 
-    /// `http://127.0.0.1:8080` or `embedded:/path/app.db`.
+    /// The store as a URL that `--url` accepts.
     pub fn label(&self) -> String {
         match self {
             Store::Http(s) => s.url().to_string(),
-            Store::Embedded(_, path) => format!("embedded:{}", path.display()),
+            Store::Embedded(_, path) => StoreUrl::Embedded(path.clone()).to_string(),
         }
     }
 
@@ -90,60 +101,54 @@ impl Store {
     }
 }
 
-/// How a store URL is to be opened.
-#[derive(Debug, PartialEq, Eq)]
-pub enum StoreUrl {
-    Http(String),
-    Embedded(PathBuf),
-}
-
-/// Parses a `--url`.
-pub fn parse_url(url: &str) -> CliResult<StoreUrl> {
-    let lower = url.to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
-        return Ok(StoreUrl::Http(url.to_string()));
-    }
-    if let Some(rest) = url.strip_prefix("embedded:") {
-        if rest == ":memory:" {
-            return Err(CliError::usage(
-                "embedded::memory: is a store that lives only inside one process; this tool cannot see it",
-            )
-            .hint("point --url at the file of an embedded store: embedded:///abs/path.db or embedded:rel/path.db"));
-        }
-        let path = match rest.strip_prefix("//") {
-            Some(abs) if abs.starts_with('/') => abs,
-            Some(_) => {
-                return Err(CliError::usage(format!(
-                    "{url:?} has no absolute path after embedded://"
-                ))
-                .hint("write embedded:///abs/path.db (three slashes) or embedded:rel/path.db"))
-            }
-            None => rest,
+/// Parses a `--url` with the library's [`StoreUrl`], refusing a store in
+/// memory.
+fn parse_url(url: &str) -> CliResult<StoreUrl> {
+    let parsed = StoreUrl::parse(url).map_err(|e| {
+        let message = match e {
+            Error::InvalidInput(m) => m,
+            other => other.to_string(),
         };
-        if path.is_empty() {
-            return Err(CliError::usage("embedded: needs a file path")
-                .hint("write embedded:///abs/path.db or embedded:rel/path.db"));
-        }
-        return Ok(StoreUrl::Embedded(PathBuf::from(path)));
+        CliError::usage(format!("--url: {message}")).hint(format!("pass --url {URL_FORMS}"))
+    })?;
+    if parsed == StoreUrl::EmbeddedInMemory {
+        return Err(CliError::usage(
+            "--url embedded::memory: is a store that lives only inside the process that opened it; \
+             this tool runs in another process and cannot see it",
+        )
+        .hint(format!(
+            "point --url at a store the app keeps: {URL_FORMS} (an app that keeps its store in \
+             memory can only be inspected from inside, with kit.metrics())"
+        )));
     }
-    Err(CliError::usage(format!("unknown store URL {url:?}")).hint(
-        "use http(s)://host:port (an EventoDB server, with --token), embedded:///abs/path.db or embedded:rel/path.db",
-    ))
+    Ok(parsed)
 }
 
 impl TargetArgs {
-    /// The `--db` path, required.
-    pub fn db_path(&self) -> CliResult<&Path> {
-        self.db.as_deref().ok_or_else(|| {
-            CliError::usage("this command needs the kit's database: --db FILE")
-                .hint("pass --db with the file the app gives to Kit::builder().database(..), or set EVENTODB_KIT_DB")
-        })
+    /// The kit's database: `--db`, else the file of an embedded `--url`
+    /// (where `Kit::from_env` keeps its tables too).
+    pub fn db_path(&self) -> CliResult<PathBuf> {
+        if let Some(db) = &self.db {
+            return Ok(db.clone());
+        }
+        if let Some(url) = &self.url {
+            if let StoreUrl::Embedded(path) = parse_url(url)? {
+                return Ok(path);
+            }
+        }
+        Err(
+            CliError::usage("this command needs the kit's database: --db FILE").hint(
+                "pass --db with the file the app gives to Kit::builder().database(..), or set \
+                 EVENTODB_KIT_DB (with an http(s) --url the database is still a local file)",
+            ),
+        )
     }
 
-    /// Opens the kit: the existing database and the store.
-    pub fn open_kit(&self) -> CliResult<(Kit, Store)> {
+    /// Opens the kit with the settings of `builder`: the existing database
+    /// and the store.
+    fn open_kit(&self, builder: KitBuilder) -> CliResult<(Kit, Store)> {
         let path = self.db_path()?;
-        let db = eventodb_kit::Db::open_existing(path, DbOptions::new().pool_size(4)).map_err(
+        let db = eventodb_kit::Db::open_existing(&path, DbOptions::new().pool_size(4)).map_err(
             |e| match e {
                 Error::NotFound(_) => CliError::new(
                     NOT_FOUND,
@@ -161,14 +166,21 @@ impl TargetArgs {
             },
         )?;
         let store = self.open_store(false)?;
-        let kit = Kit::builder().db(db).shared_store(store.as_dyn()).build()?;
+        let kit = builder.db(db).shared_store(store.as_dyn()).build()?;
         Ok((kit, store))
     }
 
-    /// Like [`TargetArgs::open_kit`], and warns when the database has rows
-    /// only in other namespaces than the one worked on.
+    /// Opens the kit (the existing database and the store), and warns when
+    /// the database has rows only in other namespaces than the one worked
+    /// on.
     pub fn open_kit_checked(&self) -> CliResult<(Kit, Store)> {
-        let (kit, store) = self.open_kit()?;
+        self.open_kit_checked_with(Kit::builder())
+    }
+
+    /// Like [`TargetArgs::open_kit_checked`], with the settings of
+    /// `builder` (the database and the store are set here).
+    pub fn open_kit_checked_with(&self, builder: KitBuilder) -> CliResult<(Kit, Store)> {
+        let (kit, store) = self.open_kit(builder)?;
         let namespaces = kit.db().namespaces()?;
         if !namespaces.is_empty() && !namespaces.iter().any(|n| n == kit.namespace()) {
             eprintln!(
@@ -185,36 +197,42 @@ impl TargetArgs {
         Ok((kit, store))
     }
 
+    /// `--token`, unless blank.
+    fn token(&self) -> Option<&str> {
+        self.token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    }
+
     /// Opens the store: `--url`, else the embedded store in `--db`. With
     /// `create`, a missing embedded file is created (import into a new
     /// file); otherwise it must exist.
     pub fn open_store(&self, create: bool) -> CliResult<Store> {
-        let url = match &self.url {
-            Some(url) => parse_url(url)?,
-            None => match &self.db {
-                Some(db) => StoreUrl::Embedded(db.clone()),
-                None => {
-                    return Err(CliError::usage("no store given").hint(
-                        "pass --url (or set EVENTODB_URL), or --db FILE to use the embedded store in the kit's database",
-                    ))
-                }
-            },
+        let url = match (&self.url, &self.db) {
+            (Some(url), _) => parse_url(url)?,
+            (None, Some(db)) => StoreUrl::Embedded(db.clone()),
+            (None, None) => {
+                return Err(CliError::usage("no store given").hint(
+                    "pass --url (or set EVENTODB_URL), or --db FILE to use the embedded store in the kit's database",
+                ))
+            }
+        };
+        let bad_token = |e: Error| {
+            CliError::usage(e.to_string())
+                .hint("pass the namespace token the app uses: --token ns_… (or EVENTODB_TOKEN)")
         };
         match url {
             StoreUrl::Http(url) => {
-                let token = self.token.as_deref().ok_or_else(|| {
-                    CliError::usage(format!("the store at {url} needs a token")).hint(
+                let token = self.token().ok_or_else(|| {
+                    CliError::usage(format!(
+                        "the store at {url} is an EventoDB server and needs a token"
+                    ))
+                    .hint(
                         "pass --token or set EVENTODB_TOKEN (a token of the namespace to work on)",
                     )
                 })?;
-                let store = HttpStore::builder(&url, token)
-                    .connect_timeout(Duration::from_secs(5))
-                    .build()
-                    .map_err(|e| {
-                        CliError::usage(e.to_string()).hint(
-                            "check --url (http(s)://host:port) and --token (ns_<namespace>_<hex>)",
-                        )
-                    })?;
+                let store = HttpStore::new(&url, token).map_err(bad_token)?;
                 if let Some(ns) = &self.namespace {
                     if ns != store.namespace() {
                         return Err(CliError::usage(format!(
@@ -234,10 +252,21 @@ impl TargetArgs {
                     )
                     .hint("check the path (this tool only creates a store file for `import --create`)"));
                 }
-                let ns = self.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
-                let store = EmbeddedStore::open(&path)?.with_namespace(ns);
+                let namespace = match (&self.namespace, self.token()) {
+                    (Some(ns), _) => ns.clone(),
+                    (None, Some(token)) => Token::parse(token)
+                        .map_err(bad_token)?
+                        .namespace()
+                        .to_string(),
+                    (None, None) => DEFAULT_NAMESPACE.to_string(),
+                };
+                let store = EmbeddedStore::open(&path)?.with_namespace(&namespace);
                 Ok(Store::Embedded(store, path))
             }
+            other => Err(
+                CliError::usage(format!("--url {other} cannot be opened by this tool"))
+                    .hint(format!("pass --url {URL_FORMS}")),
+            ),
         }
     }
 }
@@ -247,15 +276,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn store_urls() {
-        assert_eq!(
-            parse_url("http://127.0.0.1:8080").unwrap(),
-            StoreUrl::Http("http://127.0.0.1:8080".into())
-        );
-        assert_eq!(
-            parse_url("embedded:///var/lib/app/events.db").unwrap(),
-            StoreUrl::Embedded("/var/lib/app/events.db".into())
-        );
+    fn the_library_parser_with_the_tools_rules() {
         assert_eq!(
             parse_url("embedded:data/events.db").unwrap(),
             StoreUrl::Embedded("data/events.db".into())
@@ -267,11 +288,15 @@ mod tests {
             "ftp://x",
             "app.db",
         ] {
-            assert_eq!(
-                parse_url(bad).unwrap_err().code,
-                crate::exit::USAGE,
-                "{bad}"
-            );
+            let err = parse_url(bad).unwrap_err();
+            assert_eq!(err.code, crate::exit::USAGE, "{bad}");
+            assert!(err.hint.is_some(), "{bad}");
         }
+        let memory = parse_url("embedded::memory:").unwrap_err();
+        assert!(
+            memory.message.contains("inside the process"),
+            "{}",
+            memory.message
+        );
     }
 }

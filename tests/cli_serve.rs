@@ -1,0 +1,141 @@
+//! `eventodb-kit serve` run as a user runs it: it prints its address and the
+//! generated token, `/metrics` needs that token unless `--public-metrics`
+//! (or `EVENTODB_PUBLIC_METRICS`) opens it, and SIGTERM stops it cleanly.
+#![cfg(feature = "cli")]
+
+mod cli_support;
+mod support;
+
+use cli_support::{command, DEADLINE};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStdout, Stdio};
+use support::{get, rpc};
+
+/// A running `eventodb-kit serve`, killed if the test ends without stopping it.
+struct Serving {
+    child: Option<Child>,
+    stdout: Option<BufReader<ChildStdout>>,
+    /// The first line it printed.
+    banner: String,
+    url: String,
+}
+
+impl Serving {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Serving {
+        let mut cmd = command();
+        cmd.args(["serve", "--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("run eventodb-kit serve");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let banner = line(&mut stdout);
+        let url = banner
+            .split_once("listening on ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {banner:?}"))
+            .to_string();
+        Serving {
+            child: Some(child),
+            stdout: Some(stdout),
+            banner,
+            url,
+        }
+    }
+
+    /// The token it printed under `DEFAULT NAMESPACE TOKEN:`.
+    fn printed_token(&mut self) -> String {
+        let stdout = self.stdout.as_mut().unwrap();
+        assert_eq!(line(stdout), "DEFAULT NAMESPACE TOKEN:");
+        line(stdout)
+    }
+
+    /// Sends SIGTERM; returns the exit code and what it printed after.
+    fn terminate(mut self) -> (Option<i32>, String) {
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().to_string();
+        let signal = |name: &str| {
+            std::process::Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .unwrap()
+        };
+        assert!(signal("-TERM").success());
+        let mut stdout = self.stdout.take().unwrap();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let waiter = std::thread::spawn(move || {
+            let mut rest = String::new();
+            stdout.read_to_string(&mut rest).unwrap();
+            let code = child.wait().unwrap().code();
+            let _ = tx.send((code, rest));
+        });
+        let ended = rx.recv_timeout(DEADLINE);
+        if ended.is_err() {
+            signal("-KILL");
+        }
+        waiter.join().unwrap();
+        ended.expect("serve did not end within the deadline after SIGTERM")
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn line(reader: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    line.trim_end().to_string()
+}
+
+#[test]
+fn metrics_need_the_printed_token_unless_public() {
+    let mut closed = Serving::start(&[], &[]);
+    assert!(!closed.banner.contains("public"), "{}", closed.banner);
+    let token = closed.printed_token();
+    assert_eq!(get(&closed.url, "/metrics", None).status, 401);
+    let answer = get(&closed.url, "/metrics", Some(&token));
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(answer.body.contains("# TYPE"), "{answer:?}");
+
+    let mut open = Serving::start(&["--public-metrics"], &[]);
+    assert!(open.banner.contains("public /metrics"), "{}", open.banner);
+    let token = open.printed_token();
+    let answer = get(&open.url, "/metrics", None);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(answer.body.contains("# TYPE"), "{answer:?}");
+    // Only /metrics is opened: the store still needs a token.
+    let call = r#"["stream.version", "account-1"]"#;
+    assert_eq!(rpc(&open.url, None, call).status, 401);
+    assert_eq!(rpc(&open.url, Some(&token), call).status, 200);
+
+    // The same from the environment, as EventoDB's flags; =false keeps it closed.
+    let env = Serving::start(&[], &[("EVENTODB_PUBLIC_METRICS", "true")]);
+    assert_eq!(get(&env.url, "/metrics", None).status, 200);
+    let off = Serving::start(&["--public-metrics=false"], &[]);
+    assert_eq!(get(&off.url, "/metrics", None).status, 401);
+}
+
+#[test]
+fn sigterm_stops_serve_cleanly() {
+    let serving = Serving::start(&["--public-metrics"], &[]);
+    assert_eq!(get(&serving.url, "/metrics", None).status, 200);
+    let (code, rest) = serving.terminate();
+    assert_eq!(code, Some(0));
+    assert!(rest.contains("shutting down"), "{rest:?}");
+}
+
+#[test]
+fn help_explains_public_metrics() {
+    let run = cli_support::cli(&["serve", "--help"]).expect(0);
+    assert!(run.stdout.contains("--public-metrics"), "{run:?}");
+    assert!(run.stdout.contains("EVENTODB_PUBLIC_METRICS"), "{run:?}");
+}
