@@ -287,6 +287,7 @@ pub(crate) use server::*;
 mod server {
     use super::*;
     use crate::time::{format_rfc3339_nanos, format_rfc3339_seconds};
+    use crate::wire::json::normalize_numbers;
 
     /// `{"globalPosition":G,"position":P}`.
     pub(crate) fn encode_write_result(r: &WriteResult) -> Value {
@@ -303,8 +304,14 @@ mod server {
         items.push(Value::String(m.message_type.clone()));
         items.push(m.position.into());
         items.push(m.global_position.into());
-        items.push(m.data.clone());
-        items.push(m.metadata.clone().unwrap_or(Value::Null));
+        // Stored data may hold integers beyond 2^53 (written through the
+        // embedded API); EventoDB reads data into float64s.
+        let mut data = m.data.clone();
+        normalize_numbers(&mut data);
+        items.push(data);
+        let mut metadata = m.metadata.clone().unwrap_or(Value::Null);
+        normalize_numbers(&mut metadata);
+        items.push(metadata);
         items.push(format_rfc3339_seconds(m.time).into());
         Value::Array(items)
     }

@@ -1,0 +1,115 @@
+//! `eventodb-kit serve` against fine points of EventoDB's wire format that a
+//! line-by-line review of the protocol found: how numbers come out (int64
+//! fields exact, user data as float64) and the decoder texts of malformed
+//! requests.
+#![cfg(feature = "server")]
+
+mod support;
+
+use support::{expect_error, rpc, server, still_serving};
+
+#[test]
+fn int64_fields_are_exact_and_data_numbers_are_float64() {
+    let (server, token) = server();
+    let url = server.url();
+    let call = |body: &str| rpc(&url, Some(&token), body);
+    // 2^60 + 1: data numbers go through float64 (2^60, printed in its
+    // shortest form); the expected version of a conflict is an int64.
+    let w = call(r#"["stream.write","big-1",{"type":"T","data":{"n":1152921504606846977}}]"#);
+    assert_eq!(w.status, 200, "{w:?}");
+    let got = call(r#"["stream.get","big-1"]"#);
+    assert!(
+        got.body.contains(r#"{"n":1152921504606847000}"#),
+        "{}",
+        got.body
+    );
+    let conflict = call(
+        r#"["stream.write","big-1",{"type":"T","data":{}},{"expectedVersion":1152921504606846976}]"#,
+    );
+    assert_eq!(
+        conflict.body,
+        "{\"error\":{\"code\":\"STREAM_VERSION_CONFLICT\",\"message\":\"Expected version 1152921504606846976, stream is at version 0\",\"details\":{\"actual\":0,\"expected\":1152921504606846976}}}\n"
+    );
+    still_serving(&server, &token);
+}
+
+#[test]
+fn malformed_json_details_use_go_decoder_texts() {
+    let (server, token) = server();
+    let url = server.url();
+    let cases = [
+        (r#"{"a" 1}"#, "invalid character '1' after object key"),
+        (
+            r#"{"a":1 "b":2}"#,
+            "invalid character '\"' after object key:value pair",
+        ),
+        (r#"["a" "b"]"#, "invalid character '\"' after array element"),
+        (
+            r#"{1:2}"#,
+            "invalid character '1' looking for beginning of object key string",
+        ),
+        (
+            r#"{"a":1,}"#,
+            "invalid character '}' looking for beginning of object key string",
+        ),
+        (
+            "[1,]",
+            "invalid character ']' looking for beginning of value",
+        ),
+        (
+            "[tru]",
+            "invalid character ']' in literal true (expecting 'e')",
+        ),
+        (
+            "[nul]",
+            "invalid character ']' in literal null (expecting 'l')",
+        ),
+        (
+            "[fx]",
+            "invalid character 'x' in literal false (expecting 'a')",
+        ),
+        ("[-x]", "invalid character 'x' in numeric literal"),
+        (
+            "[1.]",
+            "invalid character ']' after decimal point in numeric literal",
+        ),
+        (
+            "[1e]",
+            "invalid character ']' in exponent of numeric literal",
+        ),
+        (
+            "[\"a\u{1}\"]",
+            "invalid character '\\x01' in string literal",
+        ),
+        ("[\"\\x\"]", "invalid character 'x' in string escape code"),
+        (
+            r#"["stream.get","s-1",{"batchSize":1e400}]"#,
+            "json: cannot unmarshal number 1e400 into Go value of type float64",
+        ),
+        ("[1] [2]", "invalid character '[' after top-level value"),
+    ];
+    for (body, detail) in cases {
+        let a = rpc(&url, Some(&token), body);
+        expect_error(&a, 400, "INVALID_REQUEST", "Malformed JSON request");
+        assert_eq!(a.json()["error"]["details"]["error"], detail, "{body}");
+    }
+    still_serving(&server, &token);
+}
+
+#[test]
+fn lone_surrogate_escapes_are_read_as_replacement_characters() {
+    let (server, token) = server();
+    let url = server.url();
+    let w = rpc(
+        &url,
+        Some(&token),
+        r#"["stream.write","sur-1",{"type":"T","data":{"s":"a\ud800b","pair":"\ud83d\ude00"}}]"#,
+    );
+    assert_eq!(w.status, 200, "{w:?}");
+    let got = rpc(&url, Some(&token), r#"["stream.get","sur-1"]"#);
+    assert!(
+        got.body.contains("{\"pair\":\"😀\",\"s\":\"a\u{fffd}b\"}"),
+        "{}",
+        got.body
+    );
+}
