@@ -113,3 +113,43 @@ fn lone_surrogate_escapes_are_read_as_replacement_characters() {
         got.body
     );
 }
+
+#[test]
+fn paths_are_normalized_as_fasthttp_does_before_routing() {
+    let (server, token) = server();
+    let addr = server.addr();
+    let get = |target: &str| {
+        support::raw(
+            addr,
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+    };
+    // A base URL with a trailing slash gives `//rpc`: EventoDB serves it.
+    for target in [
+        "//health",
+        "/x/../health",
+        "/./health",
+        "/heal%74h",
+        "http://127.0.0.1/health?x=1",
+    ] {
+        let a = get(target);
+        assert_eq!(
+            (a.status, a.body.as_str()),
+            (200, r#"{"status":"ok"}"#),
+            "{target}"
+        );
+    }
+    for target in ["/health/", "/health/.", "/health%2F", "/rpc/"] {
+        assert_eq!(get(target).status, 404, "{target}");
+    }
+    let body = r#"["sys.version"]"#;
+    let a = support::raw(
+        addr,
+        format!(
+            "POST //rpc HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!((a.status, a.body.as_str()), (200, "\"0.7.0\"\n"));
+}
