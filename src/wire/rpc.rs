@@ -236,10 +236,18 @@ pub(crate) fn decode_category_infos(v: &Value) -> Result<Vec<CategoryInfo>> {
 /// `ns.create`'s `{"createdAt","namespace","token"}`.
 pub(crate) fn decode_created_namespace(v: &Value) -> Result<CreatedNamespace> {
     let what = "ns.create result";
-    let token =
-        Token::parse(str_field(v, "token", what)?).map_err(|_| unexpected("token", &json!("…")))?;
+    let namespace = str_field(v, "namespace", what)?.to_string();
+    // EventoDB mints `ns_<base64url(id)>_<hex>` even when the base64url
+    // form holds '_' (ids with '?', '>', '~', DEL), and then cannot parse it.
+    let token = Token::parse(str_field(v, "token", what)?).map_err(|_| {
+        Error::invalid(format!(
+            "namespace {namespace:?} was created, but its token does not parse, so the \
+             server will refuse it too (the base64url form of the id contains '_'); \
+             delete the namespace and use an id without '?', '>', '~' or DEL"
+        ))
+    })?;
     Ok(CreatedNamespace {
-        namespace: str_field(v, "namespace", what)?.to_string(),
+        namespace,
         token,
         created_at: time_field(v, "createdAt", what)?,
     })
