@@ -231,12 +231,35 @@ fn test_mode_relaxes_authentication() {
         "BACKEND_ERROR",
         "Failed to write message: namespace not found",
     );
+    for (body, prefix) in [
+        (r#"["stream.get","tm-1"]"#, "Failed to get messages"),
+        (r#"["stream.last","tm-1"]"#, "Failed to get last message"),
+        (
+            r#"["stream.version","tm-1"]"#,
+            "Failed to get stream version",
+        ),
+        (
+            r#"["category.get","tm"]"#,
+            "Failed to get category messages",
+        ),
+        (r#"["ns.streams"]"#, "Failed to list streams"),
+        (r#"["ns.categories"]"#, "Failed to list categories"),
+    ] {
+        expect_error(
+            &rpc(&url, Some(&unknown), body),
+            500,
+            "BACKEND_ERROR",
+            &format!("{prefix}: namespace not found"),
+        );
+    }
+    // Arguments are checked first; namespace-free methods work.
     expect_error(
-        &rpc(&url, Some(&unknown), r#"["stream.get","tm-1"]"#),
-        500,
-        "BACKEND_ERROR",
-        "Failed to get messages: namespace not found",
+        &rpc(&url, Some(&unknown), r#"["stream.get",""]"#),
+        400,
+        "INVALID_REQUEST",
+        "streamName must be a non-empty string",
     );
+    assert_eq!(rpc(&url, Some(&unknown), r#"["sys.version"]"#).status, 200);
     // Admin calls work without a token in test mode.
     assert_eq!(rpc(&url, None, r#"["ns.create","t2"]"#).status, 200);
     assert_eq!(

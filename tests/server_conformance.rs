@@ -153,3 +153,72 @@ fn paths_are_normalized_as_fasthttp_does_before_routing() {
     );
     assert_eq!((a.status, a.body.as_str()), (200, "\"0.7.0\"\n"));
 }
+
+/// Reads SSE chunks until `n` poke events arrived; returns their data.
+fn pokes(reader: &mut impl std::io::BufRead, n: usize) -> Vec<serde_json::Value> {
+    let mut text = String::new();
+    loop {
+        let events: Vec<serde_json::Value> = text
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("event: poke\ndata: "))
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        if events.len() >= n && text.ends_with("\n\n") {
+            return events;
+        }
+        let mut size = String::new();
+        reader.read_line(&mut size).unwrap();
+        let len = usize::from_str_radix(size.trim(), 16).unwrap();
+        assert!(len > 0, "the stream ended after {} pokes", events.len());
+        let mut chunk = vec![0; len + 2];
+        std::io::Read::read_exact(reader, &mut chunk).unwrap();
+        text.push_str(std::str::from_utf8(&chunk[..len]).unwrap());
+    }
+}
+
+#[test]
+fn subscriptions_replay_at_most_1000_then_follow_live_writes() {
+    use eventodb_kit::{MessageStore, NewMessage, WriteOptions};
+    use std::io::{BufRead, Write};
+    let (server, token) = server();
+    let store = server.store();
+    let m = NewMessage::new("T", serde_json::json!({}));
+    for _ in 0..1002 {
+        store.write("rep-1", &m, &WriteOptions::new()).unwrap();
+    }
+    let open = |query: &str| {
+        let mut s = std::net::TcpStream::connect(server.addr()).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        write!(
+            s,
+            "GET /subscribe?{query}&token={token} HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        .unwrap();
+        let mut r = std::io::BufReader::new(s);
+        let mut line = String::new();
+        while line != "\r\n" {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+        }
+        r
+    };
+    // rep-1 holds positions 0..=1001, global positions 1..=1002.
+    let mut by_stream = open("stream=rep-1&position=0");
+    let mut by_category = open("category=rep&position=1");
+    let replayed = pokes(&mut by_stream, 1000);
+    assert_eq!(
+        (replayed.len(), &replayed[999]["position"]),
+        (1000, &serde_json::json!(999))
+    );
+    let replayed = pokes(&mut by_category, 1000);
+    assert_eq!(
+        (replayed.len(), &replayed[999]["globalPosition"]),
+        (1000, &serde_json::json!(1000))
+    );
+    // The rest is not replayed; the next poke is the next write.
+    store.write("rep-1", &m, &WriteOptions::new()).unwrap();
+    let live = serde_json::json!({"stream": "rep-1", "position": 1002, "globalPosition": 1003});
+    assert_eq!(pokes(&mut by_stream, 1), [live.clone()]);
+    assert_eq!(pokes(&mut by_category, 1), [live]);
+}
