@@ -222,3 +222,57 @@ fn subscriptions_replay_at_most_1000_then_follow_live_writes() {
     assert_eq!(pokes(&mut by_stream, 1), [live.clone()]);
     assert_eq!(pokes(&mut by_category, 1), [live]);
 }
+
+#[test]
+fn number_options_truncate_toward_zero() {
+    let (server, token) = server();
+    let url = server.url();
+    let call = |body: &str| rpc(&url, Some(&token), body);
+    for _ in 0..3 {
+        assert_eq!(
+            call(r#"["stream.write","tr-1",{"type":"T","data":{}}]"#).status,
+            200
+        );
+    }
+    let positions = |body: &str| -> Vec<i64> {
+        let v = call(body).json();
+        v.as_array()
+            .unwrap_or_else(|| panic!("{body}: {v}"))
+            .iter()
+            .map(|m| m[2].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        positions(r#"["stream.get","tr-1",{"position":1.9}]"#),
+        [1, 2]
+    );
+    assert_eq!(positions(r#"["stream.get","tr-1",{"batchSize":1.9}]"#), [0]);
+    // 0.5 truncates to 0, which means unlimited; -1.5 to -1 (unlimited too).
+    assert_eq!(
+        positions(r#"["stream.get","tr-1",{"batchSize":0.5}]"#),
+        [0, 1, 2]
+    );
+    assert_eq!(
+        positions(r#"["stream.get","tr-1",{"batchSize":-1.5}]"#),
+        [0, 1, 2]
+    );
+    assert_eq!(
+        call(r#"["stream.get","tr-1",{"batchSize":10000.9}]"#).status,
+        200
+    );
+    // -0.5 truncates to 0: a conflict on a stream at version 2.
+    let conflict =
+        call(r#"["stream.write","tr-1",{"type":"T","data":{}},{"expectedVersion":-0.5}]"#);
+    assert_eq!(
+        conflict.error().1,
+        "Expected version 0, stream is at version 2"
+    );
+    let streams = call(r#"["ns.streams",{"limit":1000.9}]"#);
+    assert_eq!(streams.status, 200, "{streams:?}");
+    expect_error(
+        &call(r#"["ns.streams",{"limit":0.9}]"#),
+        400,
+        "INVALID_REQUEST",
+        "limit must be between 1 and 1000",
+    );
+}
