@@ -22,16 +22,7 @@ fn import(url: &str, token: Option<&str>, query: &str, body: &str) -> Answer {
     if let Some(t) = token {
         req = req.header("Authorization", format!("Bearer {t}"));
     }
-    let mut response = req.send(body).unwrap();
-    Answer {
-        status: response.status().as_u16(),
-        headers: response
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
-            .collect(),
-        body: response.body_mut().read_to_string().unwrap(),
-    }
+    support::answer(req.send(body).unwrap())
 }
 
 /// The JSON of each `data:` line.
