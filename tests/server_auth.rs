@@ -43,6 +43,21 @@ fn authentication_rules() {
         malformed.json()["error"]["details"]["error"],
         "invalid token format: missing 'ns_' prefix"
     );
+    // Go's base64 decoder: its error offsets, and no complaint about the
+    // unused bits of the last symbol ("YR" reads as "a", like "YQ").
+    let dangling = rpc(&url, Some(&format!("ns_YWJjZ_{}", "0".repeat(64))), body);
+    assert_eq!(
+        dangling.json()["error"]["details"]["error"],
+        "invalid token format: namespace part is not valid base64url: illegal base64 data at input byte 4"
+    );
+    let loose = rpc(&url, Some(&format!("ns_YR_{}", "0".repeat(64))), body);
+    expect_error(
+        &loose,
+        403,
+        "AUTH_UNAUTHORIZED",
+        "Token not authorized for namespace",
+    );
+    assert_eq!(loose.json()["error"]["details"], json!({"namespace": "a"}));
     let foreign = format!("ns_dGVuYW50LWE_{}", "0".repeat(64));
     let a = rpc(&url, Some(&foreign), body);
     expect_error(
