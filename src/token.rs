@@ -114,10 +114,18 @@ fn parse_namespace(token: &str) -> std::result::Result<String, String> {
             random.len()
         ));
     }
-    if let Some(c) = random.chars().find(|c| !c.is_ascii_hexdigit()) {
+    if let Some(b) = random.bytes().find(|b| !b.is_ascii_hexdigit()) {
+        // Go's `%#U` of the byte: `U+0067 'g'`, without the quoted
+        // character when it is not printable.
+        let c = char::from(b);
+        let shown = if c.is_control() || c == '\u{a0}' || c == '\u{ad}' {
+            String::new()
+        } else {
+            format!(" '{c}'")
+        };
         return Err(format!(
-            "invalid token format: random part is not valid hexadecimal: encoding/hex: invalid byte: U+{:04X} {c:?}",
-            c as u32
+            "invalid token format: random part is not valid hexadecimal: encoding/hex: invalid byte: U+{:04X}{shown}",
+            b
         ));
     }
     let bytes = GO_RAW_URL.decode(encoded).map_err(|e| {
@@ -210,8 +218,25 @@ mod tests {
             err("ns_ZGVmYXVsdA_abc"),
             "invalid token format: random part must be 64 hex characters, got 3"
         );
-        assert!(err(&format!("ns_ZGVmYXVsdA_{}", "g".repeat(64)))
-            .starts_with("invalid token format: random part is not valid hexadecimal: "));
+        let hex_error = |random: &str| {
+            err(&format!("ns_ZGVmYXVsdA_{random}"))
+                .strip_prefix("invalid token format: random part is not valid hexadecimal: ")
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            hex_error(&"g".repeat(64)),
+            "encoding/hex: invalid byte: U+0067 'g'"
+        );
+        // Go names the first byte that is not hex, as a rune.
+        assert_eq!(
+            hex_error(&format!("é{}", "0".repeat(62))),
+            "encoding/hex: invalid byte: U+00C3 'Ã'"
+        );
+        assert_eq!(
+            hex_error(&format!("\t{}", "0".repeat(63))),
+            "encoding/hex: invalid byte: U+0009"
+        );
         assert_eq!(
             err(&format!("ns_Z!_{zeros}")),
             "invalid token format: namespace part is not valid base64url: illegal base64 data at input byte 1"

@@ -50,6 +50,15 @@ fn authentication_rules() {
         dangling.json()["error"]["details"]["error"],
         "invalid token format: namespace part is not valid base64url: illegal base64 data at input byte 4"
     );
+    // Go's hex decoder names the first byte that is not hex.
+    let accented = support::agent()
+        .post(format!("{url}/rpc?token=ns_ZGVmYXVsdA_%C3%A9{}", "0".repeat(62)))
+        .send(body)
+        .unwrap();
+    assert_eq!(
+        support::answer(accented).json()["error"]["details"]["error"],
+        "invalid token format: random part is not valid hexadecimal: encoding/hex: invalid byte: U+00C3 'Ã'"
+    );
     let loose = rpc(&url, Some(&format!("ns_YR_{}", "0".repeat(64))), body);
     expect_error(
         &loose,
