@@ -219,8 +219,9 @@ fn subscriptions_replay_at_most_1000_then_follow_live_writes() {
     // The rest is not replayed; the next poke is the next write.
     store.write("rep-1", &m, &WriteOptions::new()).unwrap();
     let live = serde_json::json!({"stream": "rep-1", "position": 1002, "globalPosition": 1003});
-    assert_eq!(pokes(&mut by_stream, 1), [live.clone()]);
-    assert_eq!(pokes(&mut by_category, 1), [live]);
+    for reader in [&mut by_stream, &mut by_category] {
+        assert_eq!(pokes(reader, 1), std::slice::from_ref(&live));
+    }
 }
 
 #[test]
