@@ -52,7 +52,10 @@ fn authentication_rules() {
     );
     // Go's hex decoder names the first byte that is not hex.
     let accented = support::agent()
-        .post(format!("{url}/rpc?token=ns_ZGVmYXVsdA_%C3%A9{}", "0".repeat(62)))
+        .post(format!(
+            "{url}/rpc?token=ns_ZGVmYXVsdA_%C3%A9{}",
+            "0".repeat(62)
+        ))
         .send(body)
         .unwrap();
     assert_eq!(

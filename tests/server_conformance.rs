@@ -87,6 +87,8 @@ fn malformed_json_details_use_go_decoder_texts() {
             "json: cannot unmarshal number 1e400 into Go value of type float64",
         ),
         ("[1] [2]", "invalid character '[' after top-level value"),
+        // Go scans bytes: a multi-byte character shows as its first byte.
+        ("[é]", "invalid character 'Ã' looking for beginning of value"),
     ];
     for (body, detail) in cases {
         let a = rpc(&url, Some(&token), body);

@@ -77,10 +77,8 @@ fn go_error_text(e: &serde_json::Error, text: &str) -> String {
         .map(str::len)
         .sum::<usize>()
         + e.column().saturating_sub(1);
-    let found = text
-        .get(at..)
-        .and_then(|rest| rest.chars().next())
-        .unwrap_or('?');
+    // Go scans bytes: a multi-byte character shows as its first byte.
+    let found = text.as_bytes().get(at).map_or('?', |b| char::from(*b));
     let before = |n: usize| {
         at.checked_sub(n)
             .and_then(|i| text.as_bytes().get(i).copied())
@@ -187,7 +185,7 @@ fn go_quote_char(c: char) -> String {
         '\t' => "\\t".to_string(),
         '\u{b}' => "\\v".to_string(),
         c if (c as u32) < 0x20 || c == '\u{7f}' => format!("\\x{:02x}", c as u32),
-        c if c.is_control() => format!("\\u{:04x}", c as u32),
+        c if c.is_control() || c == '\u{a0}' || c == '\u{ad}' => format!("\\u{:04x}", c as u32),
         c => c.to_string(),
     };
     format!("'{inner}'")
@@ -225,6 +223,14 @@ mod tests {
         assert_eq!(
             text("[-1e400,2]"),
             "json: cannot unmarshal number -1e400 into Go value of type float64"
+        );
+        assert_eq!(
+            text("[é]"),
+            "invalid character 'Ã' looking for beginning of value"
+        );
+        assert_eq!(
+            text("\u{feff}[]"),
+            "invalid character 'ï' looking for beginning of value"
         );
         assert_eq!(
             text("[\"é\u{1}\"]"),
