@@ -88,7 +88,10 @@ fn malformed_json_details_use_go_decoder_texts() {
         ),
         ("[1] [2]", "invalid character '[' after top-level value"),
         // Go scans bytes: a multi-byte character shows as its first byte.
-        ("[é]", "invalid character 'Ã' looking for beginning of value"),
+        (
+            "[é]",
+            "invalid character 'Ã' looking for beginning of value",
+        ),
     ];
     for (body, detail) in cases {
         let a = rpc(&url, Some(&token), body);
