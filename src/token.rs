@@ -5,7 +5,9 @@
 
 use std::fmt;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::alphabet::URL_SAFE;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
+use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
@@ -112,16 +114,24 @@ fn parse_namespace(token: &str) -> std::result::Result<String, String> {
             random.len()
         ));
     }
-    if let Some(c) = random.chars().find(|c| !c.is_ascii_hexdigit()) {
+    if let Some(b) = random.bytes().find(|b| !b.is_ascii_hexdigit()) {
+        // Go's `%#U` of the byte: `U+0067 'g'`, without the quoted
+        // character when it is not printable.
+        let c = char::from(b);
+        let shown = if c.is_control() || c == '\u{a0}' || c == '\u{ad}' {
+            String::new()
+        } else {
+            format!(" '{c}'")
+        };
         return Err(format!(
-            "invalid token format: random part is not valid hexadecimal: encoding/hex: invalid byte: U+{:04X} {c:?}",
-            c as u32
+            "invalid token format: random part is not valid hexadecimal: encoding/hex: invalid byte: U+{:04X}{shown}",
+            b
         ));
     }
-    let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|e| {
+    let bytes = GO_RAW_URL.decode(encoded).map_err(|e| {
         format!(
             "invalid token format: namespace part is not valid base64url: {}",
-            go_base64_error(&e)
+            go_base64_error(&e, encoded)
         )
     })?;
     if bytes.is_empty() {
@@ -132,20 +142,27 @@ fn parse_namespace(token: &str) -> std::result::Result<String, String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Renders a base64 error the way Go's `encoding/base64` does.
-fn go_base64_error(e: &base64::DecodeError) -> String {
-    match e {
-        base64::DecodeError::InvalidByte(offset, _) => {
-            format!("illegal base64 data at input byte {offset}")
-        }
-        base64::DecodeError::InvalidLength(len) => {
-            format!("illegal base64 data at input byte {len}")
-        }
-        base64::DecodeError::InvalidLastSymbol(offset, _) => {
-            format!("illegal base64 data at input byte {offset}")
-        }
-        base64::DecodeError::InvalidPadding => "illegal base64 data at input byte 0".to_string(),
-    }
+/// Go's `base64.RawURLEncoding` for decoding: no padding, and (not being
+/// `Strict`) it ignores the unused bits of the last symbol.
+const GO_RAW_URL: GeneralPurpose = GeneralPurpose::new(
+    &URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone),
+);
+
+/// Renders a base64 error the way Go's `encoding/base64` does: the offset
+/// of the first byte it could not use.
+fn go_base64_error(e: &base64::DecodeError, input: &str) -> String {
+    let offset = match e {
+        base64::DecodeError::InvalidByte(offset, _)
+        | base64::DecodeError::InvalidLastSymbol(offset, _) => *offset,
+        // The length counts the symbols read; Go names the dangling one.
+        base64::DecodeError::InvalidLength(len) => len.saturating_sub(1),
+        base64::DecodeError::InvalidPadding => input.find('=').unwrap_or(0),
+    };
+    format!("illegal base64 data at input byte {offset}")
 }
 
 #[cfg(test)]
@@ -183,6 +200,13 @@ mod tests {
     }
 
     #[test]
+    fn trailing_bits_are_ignored_as_in_go() {
+        // "YR" is "YQ" ('a') with unused bits set: Go's non-strict decoder accepts it.
+        let t = Token::parse(&format!("ns_YR_{}", "0".repeat(64))).unwrap();
+        assert_eq!(t.namespace(), "a");
+    }
+
+    #[test]
     fn rejects_in_protocol_order() {
         let zeros = "0".repeat(64);
         assert_eq!(err("abc"), "invalid token format: missing 'ns_' prefix");
@@ -194,10 +218,36 @@ mod tests {
             err("ns_ZGVmYXVsdA_abc"),
             "invalid token format: random part must be 64 hex characters, got 3"
         );
-        assert!(err(&format!("ns_ZGVmYXVsdA_{}", "g".repeat(64)))
-            .starts_with("invalid token format: random part is not valid hexadecimal: "));
-        assert!(err(&format!("ns_Z!_{zeros}"))
-            .starts_with("invalid token format: namespace part is not valid base64url: "));
+        let hex_error = |random: &str| {
+            err(&format!("ns_ZGVmYXVsdA_{random}"))
+                .strip_prefix("invalid token format: random part is not valid hexadecimal: ")
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            hex_error(&"g".repeat(64)),
+            "encoding/hex: invalid byte: U+0067 'g'"
+        );
+        // Go names the first byte that is not hex, as a rune.
+        assert_eq!(
+            hex_error(&format!("é{}", "0".repeat(62))),
+            "encoding/hex: invalid byte: U+00C3 'Ã'"
+        );
+        assert_eq!(
+            hex_error(&format!("\t{}", "0".repeat(63))),
+            "encoding/hex: invalid byte: U+0009"
+        );
+        assert_eq!(
+            err(&format!("ns_Z!_{zeros}")),
+            "invalid token format: namespace part is not valid base64url: illegal base64 data at input byte 1"
+        );
+        // Go's texts: the dangling symbol, the padding that RawURLEncoding refuses.
+        for (encoded, offset) in [("YWJjZ", 4), ("YQ==", 2)] {
+            assert_eq!(
+                err(&format!("ns_{encoded}_{zeros}")),
+                format!("invalid token format: namespace part is not valid base64url: illegal base64 data at input byte {offset}")
+            );
+        }
         assert_eq!(
             err(&format!("ns__{zeros}")),
             "invalid token format: namespace is empty"

@@ -74,6 +74,17 @@ fn namespace_administration() {
         .create_namespace("tenant-y", "", Some(&chosen))
         .unwrap();
     assert_eq!(y.token.expose_secret(), chosen);
+    // EventoDB mints a token it cannot accept when the base64url form of the
+    // id holds '_' (protocol §2.1): a clear, permanent error, not a
+    // transient "unexpected answer" that a retry would turn into
+    // NAMESPACE_EXISTS.
+    match admin.create_namespace("ab?", "", None) {
+        Err(e @ Error::InvalidInput(_)) => {
+            assert!(!e.is_transient());
+            assert!(e.to_string().contains("\"ab?\" was created"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -43,6 +43,33 @@ fn authentication_rules() {
         malformed.json()["error"]["details"]["error"],
         "invalid token format: missing 'ns_' prefix"
     );
+    // Go's base64 decoder: its error offsets, and no complaint about the
+    // unused bits of the last symbol ("YR" reads as "a", like "YQ").
+    let dangling = rpc(&url, Some(&format!("ns_YWJjZ_{}", "0".repeat(64))), body);
+    assert_eq!(
+        dangling.json()["error"]["details"]["error"],
+        "invalid token format: namespace part is not valid base64url: illegal base64 data at input byte 4"
+    );
+    // Go's hex decoder names the first byte that is not hex.
+    let accented = support::agent()
+        .post(format!(
+            "{url}/rpc?token=ns_ZGVmYXVsdA_%C3%A9{}",
+            "0".repeat(62)
+        ))
+        .send(body)
+        .unwrap();
+    assert_eq!(
+        support::answer(accented).json()["error"]["details"]["error"],
+        "invalid token format: random part is not valid hexadecimal: encoding/hex: invalid byte: U+00C3 'Ã'"
+    );
+    let loose = rpc(&url, Some(&format!("ns_YR_{}", "0".repeat(64))), body);
+    expect_error(
+        &loose,
+        403,
+        "AUTH_UNAUTHORIZED",
+        "Token not authorized for namespace",
+    );
+    assert_eq!(loose.json()["error"]["details"], json!({"namespace": "a"}));
     let foreign = format!("ns_dGVuYW50LWE_{}", "0".repeat(64));
     let a = rpc(&url, Some(&foreign), body);
     expect_error(
@@ -231,12 +258,35 @@ fn test_mode_relaxes_authentication() {
         "BACKEND_ERROR",
         "Failed to write message: namespace not found",
     );
+    for (body, prefix) in [
+        (r#"["stream.get","tm-1"]"#, "Failed to get messages"),
+        (r#"["stream.last","tm-1"]"#, "Failed to get last message"),
+        (
+            r#"["stream.version","tm-1"]"#,
+            "Failed to get stream version",
+        ),
+        (
+            r#"["category.get","tm"]"#,
+            "Failed to get category messages",
+        ),
+        (r#"["ns.streams"]"#, "Failed to list streams"),
+        (r#"["ns.categories"]"#, "Failed to list categories"),
+    ] {
+        expect_error(
+            &rpc(&url, Some(&unknown), body),
+            500,
+            "BACKEND_ERROR",
+            &format!("{prefix}: namespace not found"),
+        );
+    }
+    // Arguments are checked first; namespace-free methods work.
     expect_error(
-        &rpc(&url, Some(&unknown), r#"["stream.get","tm-1"]"#),
-        500,
-        "BACKEND_ERROR",
-        "Failed to get messages: namespace not found",
+        &rpc(&url, Some(&unknown), r#"["stream.get",""]"#),
+        400,
+        "INVALID_REQUEST",
+        "streamName must be a non-empty string",
     );
+    assert_eq!(rpc(&url, Some(&unknown), r#"["sys.version"]"#).status, 200);
     // Admin calls work without a token in test mode.
     assert_eq!(rpc(&url, None, r#"["ns.create","t2"]"#).status, 200);
     assert_eq!(

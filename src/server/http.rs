@@ -119,8 +119,8 @@ pub(crate) fn read_request<R: BufRead, W: Write>(
         }
     };
     let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p.to_string(), q.to_string()),
-        None => (target, String::new()),
+        Some((p, q)) => (normalize_path(p), q.to_string()),
+        None => (normalize_path(&target), String::new()),
     };
     let mut request = Request {
         method,
@@ -172,6 +172,36 @@ pub(crate) fn read_request<R: BufRead, W: Write>(
         request.body = body;
     }
     Ok(Some(request))
+}
+
+/// The path a request target names, as fasthttp (EventoDB's server) gives
+/// it to the router: without scheme and host (absolute form), percent-
+/// decoded, with `//` collapsed and `.` and `..` segments resolved. A
+/// trailing slash stays (`/rpc/` is not `/rpc`).
+fn normalize_path(target: &str) -> String {
+    let target = ["http://", "https://"]
+        .iter()
+        .find_map(|scheme| target.strip_prefix(scheme))
+        .map_or(target, |rest| rest.find('/').map_or("/", |i| &rest[i..]));
+    let decoded = percent_encoding::percent_decode_str(target).decode_utf8_lossy();
+    let mut segments: Vec<&str> = Vec::new();
+    let mut last = "";
+    for segment in decoded.split('/').filter(|s| !s.is_empty()) {
+        match segment {
+            "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+        last = segment;
+    }
+    let mut path = format!("/{}", segments.join("/"));
+    let directory = decoded.ends_with('/') || matches!(last, "." | "..");
+    if directory && !segments.is_empty() {
+        path.push('/');
+    }
+    path
 }
 
 fn read_line<R: BufRead>(reader: &mut R) -> Result<String, ReadError> {
@@ -347,6 +377,27 @@ mod tests {
             .unwrap()
             .is_none());
         assert!(sink.is_empty());
+    }
+
+    #[test]
+    fn paths_like_fasthttp() {
+        for (target, path) in [
+            ("/rpc", "/rpc"),
+            ("/rpc/", "/rpc/"),
+            ("//rpc", "/rpc"),
+            ("/a//b/./c/../d", "/a/b/d"),
+            ("/a/b/..", "/a/"),
+            ("/a/b/.", "/a/b/"),
+            ("/../../rpc", "/rpc"),
+            ("/r%70c", "/rpc"),
+            ("/a%2Fb", "/a/b"),
+            ("/", "/"),
+            ("", "/"),
+            ("http://h:1/health", "/health"),
+            ("https://h", "/"),
+        ] {
+            assert_eq!(normalize_path(target), path, "{target}");
+        }
     }
 
     #[test]

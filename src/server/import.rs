@@ -7,14 +7,20 @@ use super::http::Request;
 use super::http::Response;
 use super::router::{error, Caller};
 use super::Shared;
-use crate::store::embedded::import::ImportOutcome;
+use crate::store::embedded::import::{import_lines_into, ImportError, ImportOutcome};
 use crate::wire::ndjson::Progress;
 
 pub(crate) fn handle(shared: &Shared, caller: &Caller, request: &Request) -> Response {
     let started = Instant::now();
     let store = shared.store.with_namespace(&caller.namespace);
     if request.query_param("force").as_deref() == Some("true") {
-        if let Err(e) = store.clear_messages() {
+        // Test mode lets a token of an unknown namespace in; EventoDB then
+        // fails every data operation.
+        let cleared = match caller.exists {
+            true => store.clear_messages().map_err(|e| e.to_string()),
+            false => Err("namespace not found".to_string()),
+        };
+        if let Err(e) = cleared {
             return error(
                 500,
                 "CLEAR_FAILED",
@@ -25,9 +31,13 @@ pub(crate) fn handle(shared: &Shared, caller: &Caller, request: &Request) -> Res
     let mut out = Vec::new();
     let body = request.body.strip_suffix(b"\n").unwrap_or(&request.body);
     let lines = body.split(|b| *b == b'\n').map(|l| Ok(l.to_vec()));
-    let outcome = store.import_lines(lines, |imported, gpos| {
+    let on_batch = |imported, gpos| {
         out.extend_from_slice(&Progress::Batch { imported, gpos }.to_event());
-    });
+    };
+    let outcome = match caller.exists {
+        true => store.import_lines(lines, on_batch),
+        false => import_lines_into(lines, on_batch, |_| Err(ImportError::NamespaceNotFound)),
+    };
     let last = match outcome {
         ImportOutcome::Done { imported } => Progress::Done {
             done: true,

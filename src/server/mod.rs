@@ -45,6 +45,7 @@ use crate::store::{EmbeddedStore, HttpStore};
 use crate::token::Token;
 
 mod conn;
+mod decode;
 mod http;
 mod import;
 mod methods;

@@ -98,8 +98,7 @@ pub(crate) fn handle(shared: &Shared, caller: &Caller, body: &[u8]) -> Response 
 fn call(shared: &Shared, caller: &Caller, body: &[u8], method: &mut &'static str) -> RpcResult {
     // Go replaces invalid UTF-8 with U+FFFD; so does this.
     let text = String::from_utf8_lossy(body);
-    let parsed: Value =
-        serde_json::from_str(&text).map_err(|e| malformed(go_decoder_text(&e, &text)))?;
+    let parsed = super::decode::parse(&text).map_err(malformed)?;
     let items = match parsed {
         Value::Array(items) => items,
         Value::Null => Vec::new(),
@@ -133,49 +132,9 @@ fn malformed(detail: String) -> RpcError {
     }
 }
 
-/// Roughly the text Go's `encoding/json` gives for a syntax error.
-fn go_decoder_text(e: &serde_json::Error, text: &str) -> String {
-    if e.is_eof() {
-        return "unexpected end of JSON input".to_string();
-    }
-    // serde_json reports 1-based line and column of the offending character.
-    let offset: usize = text
-        .split_inclusive('\n')
-        .take(e.line().saturating_sub(1))
-        .map(str::len)
-        .sum::<usize>()
-        + e.column().saturating_sub(1);
-    let found = text
-        .get(offset..)
-        .and_then(|rest| rest.chars().next())
-        .map(|c| format!("{c:?}"))
-        .unwrap_or_else(|| "?".into());
-    if e.to_string().starts_with("trailing characters") {
-        format!("invalid character {found} after top-level value")
-    } else {
-        format!("invalid character {found} looking for beginning of value")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn text(input: &str) -> String {
-        let e = serde_json::from_str::<Value>(input).unwrap_err();
-        go_decoder_text(&e, input)
-    }
-
-    #[test]
-    fn decoder_texts() {
-        assert_eq!(text(""), "unexpected end of JSON input");
-        assert_eq!(text("[\"stream.get\""), "unexpected end of JSON input");
-        assert_eq!(text("[1] x"), "invalid character 'x' after top-level value");
-        assert_eq!(
-            text("nope"),
-            "invalid character 'o' looking for beginning of value"
-        );
-    }
 
     #[test]
     fn statuses_follow_codes() {

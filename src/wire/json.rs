@@ -3,12 +3,14 @@
 //!
 //! Go's encoder differs from serde_json's defaults in three visible ways:
 //! `<`, `>`, `&`, U+2028 and U+2029 inside strings are written as `\u003c`-
-//! style escapes; numbers are float64s, printed in the shortest form that
-//! round-trips, with an exponent only below 1e-6 or from 1e21 on (`1e+21`,
-//! `1e-7`); and object keys come out sorted (serde_json's default map is
-//! sorted already). Requests are decoded into float64s, so integers beyond
-//! 2^53 lose precision — [`normalize_numbers`] does the same to a decoded
-//! value before it is stored.
+//! style escapes; floats are printed in the shortest form that round-trips,
+//! with an exponent only below 1e-6 or from 1e21 on (`1e+21`, `1e-7`); and
+//! object keys come out sorted (serde_json's default map is sorted already).
+//! EventoDB's own integers (positions, counts, error details) are int64s and
+//! come out exactly; the numbers of user data are float64s, because requests
+//! are decoded into float64s — so integers beyond 2^53 lose precision and are
+//! printed as floats. [`normalize_numbers`] gives a value those float64
+//! semantics (before it is stored, and again before a stored one is sent).
 
 use std::io::{self, Write};
 
@@ -21,21 +23,10 @@ use serde_json::{Number, Value};
 struct GoFormatter;
 
 impl Formatter for GoFormatter {
-    fn write_i64<W: ?Sized + Write>(&mut self, writer: &mut W, value: i64) -> io::Result<()> {
-        write_go_float(writer, value as f64)
-    }
-
-    fn write_u64<W: ?Sized + Write>(&mut self, writer: &mut W, value: u64) -> io::Result<()> {
-        write_go_float(writer, value as f64)
-    }
-
-    fn write_i128<W: ?Sized + Write>(&mut self, writer: &mut W, value: i128) -> io::Result<()> {
-        write_go_float(writer, value as f64)
-    }
-
-    fn write_u128<W: ?Sized + Write>(&mut self, writer: &mut W, value: u128) -> io::Result<()> {
-        write_go_float(writer, value as f64)
-    }
+    // Integers keep serde_json's exact output, as Go writes its int64 fields
+    // (positions, counts, error details). The numbers of user data are
+    // float64s in Go: they pass through `normalize_numbers` first, which
+    // turns integers beyond 2^53 into floats.
 
     fn write_f32<W: ?Sized + Write>(&mut self, writer: &mut W, value: f32) -> io::Result<()> {
         write_go_float(writer, f64::from(value))
@@ -151,9 +142,11 @@ pub(crate) fn to_go_string(value: &Value) -> String {
 }
 
 /// Gives every number in `value` float64 semantics, as Go's decoder does:
-/// integers beyond 2^53 are rounded; integral values stay integers (so the
-/// embedded store keeps reading them as integers); other values are floats.
-#[cfg_attr(not(feature = "server"), allow(dead_code))]
+/// every number becomes the nearest float64; integral values up to 2^53
+/// stay integers (so the embedded store keeps reading them as integers);
+/// other values, larger integers included, become floats (written as Go
+/// writes a float64: `12345678901234567890` comes out as
+/// `12345678901234567000`).
 pub(crate) fn normalize_numbers(value: &mut Value) {
     match value {
         Value::Number(n) => *n = float64_number(n),
@@ -164,16 +157,16 @@ pub(crate) fn normalize_numbers(value: &mut Value) {
 }
 
 fn float64_number(n: &Number) -> Number {
+    // 2^53: beyond it, not every integer is a float64.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if n.as_i64().is_some_and(|i| i.unsigned_abs() <= 1 << 53) {
+        return n.clone();
+    }
     // Every JSON number serde_json parses has an f64 value.
     let f = n.as_f64().unwrap_or(0.0);
-    // 2^63 and 2^64: the exclusive upper bounds of i64 and u64 as floats.
-    const I64_END: f64 = 9_223_372_036_854_775_808.0;
-    const U64_END: f64 = 18_446_744_073_709_551_616.0;
     let integral = f.fract() == 0.0 && !(f == 0.0 && f.is_sign_negative());
-    if integral && (-I64_END..I64_END).contains(&f) {
+    if integral && f.abs() <= EXACT {
         Number::from(f as i64)
-    } else if integral && (0.0..U64_END).contains(&f) {
-        Number::from(f as u64)
     } else {
         Number::from_f64(f).unwrap_or_else(|| Number::from(0))
     }
@@ -245,13 +238,24 @@ mod tests {
 
     #[test]
     fn integral_numbers_stay_integers_after_normalizing() {
-        let mut v = json!({"a": 1.0, "b": [2.5, 3], "c": -7.0, "d": 1e19});
+        let mut v = json!({"a": 1.0, "b": [2.5, 3], "c": -7.0, "d": 1e19, "e": 9_007_199_254_740_992i64, "f": u64::MAX});
         normalize_numbers(&mut v);
         assert_eq!(v["a"].as_i64(), Some(1));
         assert_eq!(v["b"][0].as_f64(), Some(2.5));
         assert_eq!(v["b"][1].as_i64(), Some(3));
         assert_eq!(v["c"].as_i64(), Some(-7));
-        assert_eq!(v["d"].as_u64(), Some(10_000_000_000_000_000_000));
+        assert_eq!(v["d"].as_f64(), Some(1e19));
+        assert_eq!(v["e"].as_i64(), Some(9_007_199_254_740_992));
+        assert_eq!(v["f"].as_f64(), Some(18_446_744_073_709_551_615.0));
+        assert_eq!(
+            go(&v),
+            r#"{"a":1,"b":[2.5,3],"c":-7,"d":10000000000000000000,"e":9007199254740992,"f":18446744073709552000}"#
+        );
+        // Integers that are not data (positions, counts) come out exactly.
+        assert_eq!(
+            go(&json!([i64::MAX, i64::MIN])),
+            "[9223372036854775807,-9223372036854775808]"
+        );
         assert_eq!(truncate_to_i64(&json!(-2.9)), Some(-2));
         assert_eq!(truncate_to_i64(&json!("2")), None);
     }

@@ -2,7 +2,7 @@
 //! speak it: the HTTP client ([`HttpStore`](crate::HttpStore)) and the
 //! server (feature `server`).
 //!
-//! * [`json`] — Go `encoding/json` output (escapes, float64 numbers, sorted keys);
+//! * [`json`] — Go `encoding/json` output (escapes, exact int64s and float64 data numbers, sorted keys);
 //! * [`rpc`] — `/rpc` request arrays and result shapes;
 //! * [`error`] — the error envelope of every JSON error answer;
 //! * [`sse`] — `/subscribe` poke events;

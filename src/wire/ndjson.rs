@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::error::Error;
 use crate::message::Message;
 use crate::time::format_rfc3339_seconds;
+use crate::wire::json::normalize_numbers;
 
 /// One exported message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -24,24 +25,35 @@ pub(crate) struct Record {
     pub(crate) message_type: String,
     pub(crate) pos: i64,
     pub(crate) gpos: i64,
-    #[serde(serialize_with = "super::json::sorted")]
+    #[serde(
+        serialize_with = "super::json::sorted",
+        deserialize_with = "object_or_null"
+    )]
     pub(crate) data: Value,
-    #[serde(serialize_with = "super::json::sorted")]
+    #[serde(
+        serialize_with = "super::json::sorted",
+        deserialize_with = "object_or_null"
+    )]
     pub(crate) meta: Value,
     pub(crate) time: String,
 }
 
 impl Record {
-    /// The record of a message read from a store.
+    /// The record of a message read from a store (numbers of data and
+    /// metadata as float64s, as `eventodb export` writes them).
     pub(crate) fn from_message(m: &Message) -> Self {
+        let mut data = m.data.clone();
+        normalize_numbers(&mut data);
+        let mut meta = m.metadata.clone().unwrap_or(Value::Null);
+        normalize_numbers(&mut meta);
         Record {
             id: m.id.clone(),
             stream: m.stream_name.clone(),
             message_type: m.message_type.clone(),
             pos: m.position,
             gpos: m.global_position,
-            data: m.data.clone(),
-            meta: m.metadata.clone().unwrap_or(Value::Null),
+            data,
+            meta,
             time: format_rfc3339_seconds(m.time),
         }
     }
@@ -55,6 +67,21 @@ impl Record {
     }
 }
 
+/// `data` and `meta` are maps in EventoDB's record type: an object or `null`.
+fn object_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    let v = Value::deserialize(d)?;
+    let kind = match &v {
+        Value::Object(_) | Value::Null => return Ok(v),
+        Value::Array(_) => "array",
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "bool",
+    };
+    Err(serde::de::Error::custom(format!(
+        "json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}"
+    )))
+}
+
 /// One `data:` line of an `/import` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -65,7 +92,9 @@ pub(crate) enum Progress {
         error: String,
         /// What went wrong.
         message: String,
-        /// The line being read when the failing batch was flushed.
+        /// The line being read when the failing batch was flushed (0, and
+        /// left out, when there is none).
+        #[serde(default, skip_serializing_if = "is_zero")]
         line: u64,
     },
     /// The import finished.
@@ -84,6 +113,10 @@ pub(crate) enum Progress {
         /// Global position of the batch's last record.
         gpos: i64,
     },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The lines of `input` without their `\n` (a final newline ends the last

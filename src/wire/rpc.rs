@@ -236,10 +236,18 @@ pub(crate) fn decode_category_infos(v: &Value) -> Result<Vec<CategoryInfo>> {
 /// `ns.create`'s `{"createdAt","namespace","token"}`.
 pub(crate) fn decode_created_namespace(v: &Value) -> Result<CreatedNamespace> {
     let what = "ns.create result";
-    let token =
-        Token::parse(str_field(v, "token", what)?).map_err(|_| unexpected("token", &json!("…")))?;
+    let namespace = str_field(v, "namespace", what)?.to_string();
+    // EventoDB mints `ns_<base64url(id)>_<hex>` even when the base64url
+    // form holds '_' (ids with '?', '>', '~', DEL), and then cannot parse it.
+    let token = Token::parse(str_field(v, "token", what)?).map_err(|_| {
+        Error::invalid(format!(
+            "namespace {namespace:?} was created, but its token does not parse, so the \
+             server will refuse it too (the base64url form of the id contains '_'); \
+             delete the namespace and use an id without '?', '>', '~' or DEL"
+        ))
+    })?;
     Ok(CreatedNamespace {
-        namespace: str_field(v, "namespace", what)?.to_string(),
+        namespace,
         token,
         created_at: time_field(v, "createdAt", what)?,
     })
@@ -287,6 +295,7 @@ pub(crate) use server::*;
 mod server {
     use super::*;
     use crate::time::{format_rfc3339_nanos, format_rfc3339_seconds};
+    use crate::wire::json::normalize_numbers;
 
     /// `{"globalPosition":G,"position":P}`.
     pub(crate) fn encode_write_result(r: &WriteResult) -> Value {
@@ -303,8 +312,14 @@ mod server {
         items.push(Value::String(m.message_type.clone()));
         items.push(m.position.into());
         items.push(m.global_position.into());
-        items.push(m.data.clone());
-        items.push(m.metadata.clone().unwrap_or(Value::Null));
+        // Stored data may hold integers beyond 2^53 (written through the
+        // embedded API); EventoDB reads data into float64s.
+        let mut data = m.data.clone();
+        normalize_numbers(&mut data);
+        items.push(data);
+        let mut metadata = m.metadata.clone().unwrap_or(Value::Null);
+        normalize_numbers(&mut metadata);
+        items.push(metadata);
         items.push(format_rfc3339_seconds(m.time).into());
         Value::Array(items)
     }

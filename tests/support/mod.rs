@@ -51,7 +51,8 @@ pub fn agent() -> ureq::Agent {
         .new_agent()
 }
 
-fn answer(mut response: ureq::http::Response<ureq::Body>) -> Answer {
+/// Reads a whole ureq response.
+pub fn answer(mut response: ureq::http::Response<ureq::Body>) -> Answer {
     let status = response.status().as_u16();
     let headers = response
         .headers()

@@ -18,7 +18,8 @@ use crate::wire::ndjson::{import_failure, ndjson_lines, Record};
 
 /// Records per transaction (and per progress line).
 pub(crate) const IMPORT_BATCH: usize = 1000;
-/// Longest line accepted (bufio.Scanner's limit in EventoDB).
+/// The buffer of EventoDB's line reader (a `bufio.Scanner`): a line must
+/// be shorter (it refuses a line that fills the buffer).
 const MAX_LINE: usize = 1024 * 1024;
 
 /// A message to import as it is.
@@ -43,6 +44,9 @@ pub(crate) enum ImportError {
         /// The global position of the row that collided.
         global_position: i64,
     },
+    /// The namespace is not registered (a server in test mode lets a token
+    /// of an unknown namespace in).
+    NamespaceNotFound,
     /// Anything else.
     Failed(Error),
 }
@@ -61,7 +65,8 @@ pub(crate) enum ImportOutcome {
         code: &'static str,
         /// EventoDB's message.
         message: String,
-        /// The line being read when the failing batch was flushed.
+        /// The line being read when the failing batch was flushed (for a
+        /// line too long to read: the lines read before it; 0 = none).
         line: u64,
     },
 }
@@ -73,8 +78,12 @@ fn parse_line(raw: &[u8], line_no: u64) -> std::result::Result<Option<ImportRow>
         message,
         line: line_no,
     };
-    if raw.len() > MAX_LINE {
-        return Err(fail("READ_ERROR", "bufio.Scanner: token too long".into()));
+    if raw.len() >= MAX_LINE {
+        return Err(ImportOutcome::Failed {
+            code: "READ_ERROR",
+            message: "error reading input: bufio.Scanner: token too long".into(),
+            line: line_no - 1,
+        });
     }
     let text = String::from_utf8_lossy(raw);
     let text = text.trim();
@@ -111,74 +120,86 @@ fn parse_line(raw: &[u8], line_no: u64) -> std::result::Result<Option<ImportRow>
     }))
 }
 
-impl EmbeddedStore {
-    /// Imports NDJSON `lines` (without their newlines) into this handle's
-    /// namespace in batches of 1000, as EventoDB's `/import` does; calls
-    /// `on_batch(imported so far, last global position)` after each full
-    /// batch.
-    pub(crate) fn import_lines<I>(
-        &self,
-        lines: I,
-        mut on_batch: impl FnMut(u64, i64),
-    ) -> ImportOutcome
-    where
-        I: IntoIterator<Item = std::io::Result<Vec<u8>>>,
-    {
-        let mut batch: Vec<ImportRow> = Vec::with_capacity(IMPORT_BATCH);
-        let mut imported = 0u64;
-        let mut line_no = 0u64;
-        let flush =
-            |batch: &mut Vec<ImportRow>, line: u64| -> std::result::Result<(), ImportOutcome> {
-                let result = self.import_rows(batch);
-                batch.clear();
-                result.map_err(|e| match e {
-                    ImportError::Exists { global_position } => ImportOutcome::Failed {
-                        code: "POSITION_EXISTS",
-                        message: format!("global position already exists: {global_position}"),
-                        line,
-                    },
-                    ImportError::Failed(e) => ImportOutcome::Failed {
-                        code: "IMPORT_FAILED",
-                        message: e.to_string(),
-                        line,
-                    },
-                })
-            };
-        for raw in lines {
-            line_no += 1;
-            let raw = match raw {
-                Ok(raw) => raw,
-                Err(e) => {
-                    return ImportOutcome::Failed {
-                        code: "READ_ERROR",
-                        message: e.to_string(),
-                        line: line_no,
+/// Reads NDJSON `lines` (without their newlines) in batches of 1000 and
+/// hands each batch to `insert`, as EventoDB's `/import` does; calls
+/// `on_batch(imported so far, last global position)` after each full batch.
+pub(crate) fn import_lines_into<I>(
+    lines: I,
+    mut on_batch: impl FnMut(u64, i64),
+    mut insert: impl FnMut(&[ImportRow]) -> std::result::Result<(), ImportError>,
+) -> ImportOutcome
+where
+    I: IntoIterator<Item = std::io::Result<Vec<u8>>>,
+{
+    let mut batch: Vec<ImportRow> = Vec::with_capacity(IMPORT_BATCH);
+    let mut imported = 0u64;
+    let mut line_no = 0u64;
+    let mut flush =
+        |batch: &mut Vec<ImportRow>, line: u64| -> std::result::Result<(), ImportOutcome> {
+            let result = insert(batch);
+            batch.clear();
+            result.map_err(|e| {
+                let (code, message) = match e {
+                    ImportError::Exists { global_position } => (
+                        "POSITION_EXISTS",
+                        format!("global position already exists: {global_position}"),
+                    ),
+                    ImportError::NamespaceNotFound => {
+                        ("IMPORT_FAILED", "namespace not found".to_string())
                     }
+                    ImportError::Failed(e) => ("IMPORT_FAILED", e.to_string()),
+                };
+                ImportOutcome::Failed {
+                    code,
+                    message,
+                    line,
                 }
-            };
-            match parse_line(&raw, line_no) {
-                Ok(Some(row)) => batch.push(row),
-                Ok(None) => continue,
-                Err(failed) => return failed,
-            }
-            if batch.len() == IMPORT_BATCH {
-                let last_gpos = batch.last().map_or(0, |r| r.global_position);
-                let count = batch.len() as u64;
-                if let Err(failed) = flush(&mut batch, line_no) {
-                    return failed;
+            })
+        };
+    for raw in lines {
+        line_no += 1;
+        let raw = match raw {
+            Ok(raw) => raw,
+            Err(e) => {
+                return ImportOutcome::Failed {
+                    code: "READ_ERROR",
+                    message: format!("error reading input: {e}"),
+                    line: line_no - 1,
                 }
-                imported += count;
-                on_batch(imported, last_gpos);
             }
+        };
+        match parse_line(&raw, line_no) {
+            Ok(Some(row)) => batch.push(row),
+            Ok(None) => continue,
+            Err(failed) => return failed,
         }
-        if !batch.is_empty() {
+        if batch.len() == IMPORT_BATCH {
+            let last_gpos = batch.last().map_or(0, |r| r.global_position);
             let count = batch.len() as u64;
             if let Err(failed) = flush(&mut batch, line_no) {
                 return failed;
             }
             imported += count;
+            on_batch(imported, last_gpos);
         }
-        ImportOutcome::Done { imported }
+    }
+    if !batch.is_empty() {
+        let count = batch.len() as u64;
+        if let Err(failed) = flush(&mut batch, line_no) {
+            return failed;
+        }
+        imported += count;
+    }
+    ImportOutcome::Done { imported }
+}
+
+impl EmbeddedStore {
+    /// [`import_lines_into`] this handle's namespace.
+    pub(crate) fn import_lines<I>(&self, lines: I, on_batch: impl FnMut(u64, i64)) -> ImportOutcome
+    where
+        I: IntoIterator<Item = std::io::Result<Vec<u8>>>,
+    {
+        import_lines_into(lines, on_batch, |rows| self.import_rows(rows))
     }
 
     /// Loads NDJSON records — EventoDB's export format, as written by
