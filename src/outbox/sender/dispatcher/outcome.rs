@@ -1,0 +1,118 @@
+//! A lane's report turned into what to write back — sent, retry later
+//! (this stream backs off, or the whole sender pauses while the store is
+//! unreachable), or dead letter — and into what the stream book must know.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::{ms, Dispatcher};
+use crate::outbox::config::AfterDeadLetter;
+use crate::outbox::sender::deliver::{FailureClass, Outcome};
+use crate::outbox::sender::lane::LaneResult;
+use crate::outbox::sender::queue::{Mark, OutboxRow};
+use crate::time::now_ms;
+
+impl Dispatcher {
+    /// Takes a lane's report into account.
+    pub(super) fn settle(&mut self, result: LaneResult) {
+        let LaneResult { lane, row, outcome } = result;
+        self.book.finish(&row);
+        self.router.done(lane, &row.stream);
+        let now = now_ms();
+        let mark = match outcome {
+            Outcome::Delivered { duplicate } => {
+                self.unreachable_streak = 0;
+                let row = *row;
+                Mark::Sent {
+                    seq: row.seq,
+                    created_at_ms: row.created_at_ms,
+                    duplicate,
+                    id: row.id,
+                    stream: row.stream,
+                }
+            }
+            Outcome::Skipped => {
+                self.book.block(&row.stream, row.seq, now);
+                Mark::Unclaim {
+                    seq: row.seq,
+                    attempts: row.attempts.saturating_sub(1),
+                    next_attempt_at_ms: row.next_attempt_at_ms,
+                }
+            }
+            Outcome::Failed { error, class } => self.failed(row, error.to_string(), class, now),
+        };
+        if self.pending.is_empty() {
+            self.pending_since = Some(Instant::now());
+        }
+        self.pending.push(mark);
+    }
+
+    pub(super) fn failed(
+        &mut self,
+        row: Box<OutboxRow>,
+        error: String,
+        class: FailureClass,
+        now: i64,
+    ) -> Mark {
+        log::debug!(
+            "outbox message {} on {} failed ({class:?}): {error}",
+            row.id,
+            row.stream
+        );
+        self.shared
+            .counters
+            .error(format!("delivering {} to {}: {error}", row.id, row.stream));
+        let first_failed_at_ms = row.first_failed_at_ms.unwrap_or(now);
+        let policy = self.config.retry_policy();
+        let failing_for = Duration::from_millis((now - first_failed_at_ms).max(0) as u64);
+        let error = match class {
+            FailureClass::Permanent => error,
+            _ if policy.gives_up(row.attempts, failing_for) => {
+                format!("gave up after {} attempts: {error}", row.attempts)
+            }
+            FailureClass::Unreachable => {
+                self.unreachable_streak += 1;
+                let pause = policy.jittered_delay_after(self.unreachable_streak);
+                self.pause_until = Some(Instant::now() + pause);
+                self.flags.paused.store(true, Ordering::Release);
+                self.book.block(&row.stream, row.seq, now);
+                return Mark::Retry {
+                    seq: row.seq,
+                    error,
+                    next_attempt_at_ms: now + ms(pause),
+                    first_failed_at_ms,
+                    id: row.id,
+                    stream: row.stream,
+                    attempts: row.attempts,
+                };
+            }
+            FailureClass::Transient => {
+                let next = now + ms(policy.jittered_delay_after(row.attempts));
+                self.book.block(&row.stream, row.seq, next);
+                return Mark::Retry {
+                    seq: row.seq,
+                    error,
+                    next_attempt_at_ms: next,
+                    first_failed_at_ms,
+                    id: row.id,
+                    stream: row.stream,
+                    attempts: row.attempts,
+                };
+            }
+        };
+        log::warn!(
+            "outbox message {} on {} dead-lettered: {error}",
+            row.id,
+            row.stream
+        );
+        match self.config.after_dead_letter_value() {
+            AfterDeadLetter::Continue => self.book.block(&row.stream, row.seq, now),
+            AfterDeadLetter::HoldStream => self.book.hold(&row.stream),
+        }
+        Mark::DeadLetter {
+            row,
+            error,
+            first_failed_at_ms,
+        }
+    }
+}
