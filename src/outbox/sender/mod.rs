@@ -20,6 +20,7 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
 use crate::store::MessageStore;
+use crate::time::Deadline;
 
 mod deliver;
 mod dispatcher;
@@ -243,7 +244,7 @@ impl SenderHandle {
     /// sender are noticed within the poll interval.
     pub fn wait_until_sent(&self, id: &str, timeout: Duration) -> Result<Delivery> {
         let progress = self.shared.progress.listen();
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         loop {
             let record = self.outbox.get(id)?;
             match record.state() {
@@ -265,7 +266,7 @@ impl SenderHandle {
     /// `timeout`; [`Error::Timeout`] otherwise.
     pub fn wait_until_drained(&self, timeout: Duration) -> Result<()> {
         let progress = self.shared.progress.listen();
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         loop {
             let status = self.outbox.status()?;
             if status.unsent == 0 {
@@ -283,10 +284,10 @@ impl SenderHandle {
     fn wait_for_progress(
         &self,
         progress: &Receiver<()>,
-        deadline: Instant,
+        deadline: Deadline,
         timeout_message: impl FnOnce() -> String,
     ) -> Result<()> {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.remaining();
         if left.is_zero() {
             return Err(Error::Timeout(timeout_message()));
         }
