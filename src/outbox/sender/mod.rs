@@ -14,7 +14,7 @@ use super::config::SenderConfig;
 use super::lease::Lease;
 use super::record::OutboxState;
 use super::stats::{Counters, Delivery, SenderHealth, SenderStats};
-use super::wake::WakeHub;
+use super::wake::{Listener, WakeHub};
 use super::writer::Outbox;
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -283,7 +283,7 @@ impl SenderHandle {
 
     fn wait_for_progress(
         &self,
-        progress: &Receiver<()>,
+        progress: &Listener,
         deadline: Deadline,
         timeout_message: impl FnOnce() -> String,
     ) -> Result<()> {

@@ -29,7 +29,7 @@ use crate::db::Db;
 use crate::hooks::{Component, Hooks};
 use crate::outbox::config::SenderConfig;
 use crate::outbox::lease::Lease;
-use crate::outbox::wake::WakeHub;
+use crate::outbox::wake::{Listener, WakeHub};
 use crate::time::now_ms;
 
 mod claim;
@@ -50,7 +50,7 @@ pub(crate) struct Dispatcher {
     pub(crate) namespace: String,
     pub(crate) config: SenderConfig,
     pub(crate) hub: Arc<WakeHub>,
-    pub(crate) wake: Receiver<()>,
+    pub(crate) wake: Listener,
     pub(crate) stop: Receiver<()>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) hooks: Hooks,
@@ -198,7 +198,7 @@ impl Dispatcher {
                     self.settle(result);
                 }
             }
-            recv(self.wake) -> _ => self.more_work = true,
+            recv(*self.wake) -> _ => self.more_work = true,
             recv(self.stop) -> _ => {}
             default(timeout) => {}
         }
