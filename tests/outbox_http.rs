@@ -197,3 +197,39 @@ fn with_the_server_stopped_writes_succeed_and_the_backlog_drains_after_restart()
     sender.shutdown();
     server.shutdown();
 }
+
+/// An outage is one pause, not one per message that failed in it: a sender
+/// with many streams in flight when the store went away must not back off
+/// as if each of them had been a separate failed probe (which, with a long
+/// maximum delay, would silence it for minutes after a brief outage).
+#[test]
+fn a_brief_outage_pauses_the_sender_briefly() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::new().data_dir(data.path())).unwrap();
+    let (addr, token) = (server.addr(), token(&server));
+    let dir = tempfile::tempdir().unwrap();
+    let kit = kit(dir.path(), http_store(&server.url(), &token));
+    // From 5 ms, doubling up to two minutes: a dozen doublings reach the
+    // test's deadline; probes during the outage below stay far from it.
+    let retry = RetryPolicy::new()
+        .initial_delay(Duration::from_millis(5))
+        .max_delay(Duration::from_secs(120));
+    let sender = kit.spawn_sender(common::fast().retry(retry)).unwrap();
+    common::wait_for("the lease", common::WAIT, || sender.health().active);
+
+    server.shutdown();
+    let ids = write_workload(&kit, 40, 1); // 40 streams in one claim
+    common::wait_for("failed attempts", common::WAIT, || {
+        sender.stats().unwrap().retried >= 1
+    });
+    let config = ServerConfig::new()
+        .port(addr.port())
+        .data_dir(data.path())
+        .token(token.clone());
+    let server = Server::start(config).unwrap();
+    sender.wait_until_drained(common::WAIT).unwrap();
+    assert_exactly_the_outbox(&kit, server.store());
+    assert_eq!(sender.stats().unwrap().sent, ids.len() as u64);
+    sender.shutdown();
+    server.shutdown();
+}

@@ -152,10 +152,14 @@ impl Dispatcher {
                     .pending_since
                     .is_some_and(|t| now >= t + self.config.flush_interval));
         // Claim a whole batch at a time (fewer, fuller transactions): once
-        // at most one batch is still in flight.
-        let claim = self.more_work
-            && self.pause_until.is_none()
-            && self.book.in_flight() + self.config.batch_size_value() <= self.max_in_flight();
+        // at most one batch is still in flight. After the store was
+        // unreachable, probe with one row until one is delivered.
+        let room = if self.unreachable_streak > 0 {
+            self.book.in_flight() == 0
+        } else {
+            self.book.in_flight() + self.config.batch_size_value() <= self.max_in_flight()
+        };
+        let claim = self.more_work && self.pause_until.is_none() && room;
         if db_ok && (flush_due || claim || now >= self.next_renew) {
             self.cycle(claim);
             return;

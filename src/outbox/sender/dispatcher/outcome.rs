@@ -47,6 +47,29 @@ impl Dispatcher {
         self.pending.push(mark);
     }
 
+    /// The store could not be reached: pauses the sender, or — when it is
+    /// pausing already — leaves the pause as it is. One outage is one
+    /// pause: rows that were on their way when it began (many streams, many
+    /// lanes) fail with it, and must not each count as another failed probe.
+    /// The backoff grows with the probes that fail after a pause. Returns
+    /// the time left until the pause ends.
+    fn pause_for_unreachable_store(&mut self) -> Duration {
+        let end = match self.pause_until {
+            Some(end) => end,
+            None => {
+                self.unreachable_streak += 1;
+                let pause = self
+                    .config
+                    .retry_policy()
+                    .jittered_delay_after(self.unreachable_streak);
+                self.flags.paused.store(true, Ordering::Release);
+                *self.pause_until.insert(Instant::now() + pause)
+            }
+        };
+        end.saturating_duration_since(Instant::now())
+    }
+
+    /// A failed attempt: the mark to write back, and the stream's wait.
     pub(super) fn failed(
         &mut self,
         row: Box<OutboxRow>,
@@ -71,10 +94,7 @@ impl Dispatcher {
                 format!("gave up after {} attempts: {error}", row.attempts)
             }
             FailureClass::Unreachable => {
-                self.unreachable_streak += 1;
-                let pause = policy.jittered_delay_after(self.unreachable_streak);
-                self.pause_until = Some(Instant::now() + pause);
-                self.flags.paused.store(true, Ordering::Release);
+                let pause = self.pause_for_unreachable_store();
                 self.book.block(&row.stream, row.seq, now);
                 return Mark::Retry {
                     seq: row.seq,
