@@ -113,6 +113,7 @@ pub(crate) fn spawn(
         next_poll: now,
         next_renew: now,
         next_retention: now,
+        origin: now,
         config: config.clone(),
     };
     let ended = NotRunningOnExit(Arc::clone(&shared));

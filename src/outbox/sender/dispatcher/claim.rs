@@ -11,7 +11,6 @@ use crate::error::Result;
 use crate::outbox::sender::lane::LaneMsg;
 use crate::outbox::sender::queue::{self, Mark, OutboxRow};
 use crate::outbox::sender::streams::ScanPlan;
-use crate::time::now_ms;
 
 /// Rows looked at per query while scanning.
 const SCAN_PAGE: usize = 500;
@@ -82,11 +81,11 @@ impl Dispatcher {
     fn transact(&mut self, marks: &[Mark], claim: Option<usize>) -> Result<Option<Claimed>> {
         let mut conn = self.db.connection()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let now = now_ms();
-        if !self.lease.renew(&tx, now)? {
+        let now = self.now();
+        if !self.lease.renew(&tx, now.wall_ms)? {
             return Ok(None);
         }
-        queue::apply(&tx, &self.namespace, marks, now)?;
+        queue::apply(&tx, &self.namespace, marks, now.wall_ms)?;
         let mut plan = None;
         let mut rows = Vec::new();
         let mut exhausted = true;
@@ -102,7 +101,7 @@ impl Dispatcher {
                 let end = page.len() < page_size;
                 for row in page {
                     looked += 1;
-                    if scan.consider(&self.book, &row, now) {
+                    if scan.consider(&self.book, &row, &now) {
                         rows.push(row);
                         if rows.len() >= limit {
                             break 'pages;
@@ -117,7 +116,7 @@ impl Dispatcher {
                     break;
                 }
             }
-            queue::record_attempts(&tx, &mut rows, now, self.config.retry_policy())?;
+            queue::record_attempts(&tx, &mut rows, now.wall_ms, self.config.retry_policy())?;
             plan = Some(scan);
         }
         tx.commit()?;

@@ -50,7 +50,7 @@ impl Dispatcher {
         });
         match loaded {
             Ok((held, count)) => {
-                self.book.set_held(held, now_ms());
+                self.book.set_held(held, self.now().book_ms);
                 self.watch.set_dead_letters(count);
             }
             Err(e) => self

@@ -22,7 +22,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 use super::lane::{Lane, LaneFlags, LaneMsg, LaneResult, LaneRouter};
 use super::queue::Mark;
-use super::streams::StreamBook;
+use super::streams::{Now, StreamBook};
 use super::watch::ChangeWatch;
 use super::Shared;
 use crate::db::Db;
@@ -77,6 +77,8 @@ pub(crate) struct Dispatcher {
     pub(crate) next_poll: Instant,
     pub(crate) next_renew: Instant,
     pub(crate) next_retention: Instant,
+    /// Where the stream book's monotonic clock starts.
+    pub(crate) origin: Instant,
 }
 
 impl Dispatcher {
@@ -86,6 +88,12 @@ impl Dispatcher {
 
     fn max_in_flight(&self) -> usize {
         (self.config.batch_size_value() * 2).max(self.lanes.len())
+    }
+
+    /// The time on the book's clock and on the wall clock.
+    fn now(&self) -> Now {
+        let max_wait = self.config.retry_policy().max_delay_value();
+        Now::at(self.origin, now_ms(), max_wait)
     }
 
     fn renew_every(&self) -> Duration {
@@ -130,7 +138,7 @@ impl Dispatcher {
             self.more_work = true;
         }
         if self.pause_until.is_none() {
-            for stream in self.book.resume_due(now_ms()) {
+            for stream in self.book.resume_due(self.now().book_ms) {
                 // The lane that saw it fail may not be the one it goes to next.
                 for lane in &self.lanes {
                     let _ = lane.tx.send(LaneMsg::Resume(stream.clone()));
@@ -190,7 +198,7 @@ impl Dispatcher {
             Some(t) => deadline = deadline.min(t),
             None => {
                 if let Some(at) = self.book.next_resume_ms() {
-                    let wait = Duration::from_millis((at - now_ms()).max(0) as u64);
+                    let wait = Duration::from_millis((at - self.now().book_ms).max(0) as u64);
                     deadline = deadline.min(now + wait);
                 }
             }

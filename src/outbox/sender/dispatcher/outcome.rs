@@ -10,7 +10,7 @@ use crate::outbox::config::AfterDeadLetter;
 use crate::outbox::sender::deliver::{FailureClass, Outcome};
 use crate::outbox::sender::lane::LaneResult;
 use crate::outbox::sender::queue::{Mark, OutboxRow};
-use crate::time::now_ms;
+use crate::outbox::sender::streams::Now;
 
 impl Dispatcher {
     /// Takes a lane's report into account.
@@ -18,7 +18,7 @@ impl Dispatcher {
         let LaneResult { lane, row, outcome } = result;
         self.book.finish(&row);
         self.router.done(lane, &row.stream);
-        let now = now_ms();
+        let now = self.now();
         let mark = match outcome {
             Outcome::Delivered { duplicate } => {
                 self.unreachable_streak = 0;
@@ -32,7 +32,7 @@ impl Dispatcher {
                 }
             }
             Outcome::Skipped => {
-                self.book.block(&row.stream, row.seq, now);
+                self.book.block(&row.stream, row.seq, now.book_ms);
                 Mark::Unclaim {
                     seq: row.seq,
                     attempts: row.attempts.saturating_sub(1),
@@ -75,7 +75,7 @@ impl Dispatcher {
         row: Box<OutboxRow>,
         error: String,
         class: FailureClass,
-        now: i64,
+        now: Now,
     ) -> Mark {
         log::debug!(
             "outbox message {} on {} failed ({class:?}): {error}",
@@ -85,9 +85,9 @@ impl Dispatcher {
         self.shared
             .counters
             .error(format!("delivering {} to {}: {error}", row.id, row.stream));
-        let first_failed_at_ms = row.first_failed_at_ms.unwrap_or(now);
+        let first_failed_at_ms = row.first_failed_at_ms.unwrap_or(now.wall_ms);
         let policy = self.config.retry_policy();
-        let failing_for = Duration::from_millis((now - first_failed_at_ms).max(0) as u64);
+        let failing_for = Duration::from_millis((now.wall_ms - first_failed_at_ms).max(0) as u64);
         let error = match class {
             FailureClass::Permanent => error,
             _ if policy.gives_up(row.attempts, failing_for) => {
@@ -95,11 +95,11 @@ impl Dispatcher {
             }
             FailureClass::Unreachable => {
                 let pause = self.pause_for_unreachable_store();
-                self.book.block(&row.stream, row.seq, now);
+                self.book.block(&row.stream, row.seq, now.book_ms);
                 return Mark::Retry {
                     seq: row.seq,
                     error,
-                    next_attempt_at_ms: now + ms(pause),
+                    next_attempt_at_ms: now.wall_ms + ms(pause),
                     first_failed_at_ms,
                     id: row.id,
                     stream: row.stream,
@@ -107,12 +107,12 @@ impl Dispatcher {
                 };
             }
             FailureClass::Transient => {
-                let next = now + ms(policy.jittered_delay_after(row.attempts));
-                self.book.block(&row.stream, row.seq, next);
+                let delay = policy.jittered_delay_after(row.attempts);
+                self.book.block(&row.stream, row.seq, now.after(delay));
                 return Mark::Retry {
                     seq: row.seq,
                     error,
-                    next_attempt_at_ms: next,
+                    next_attempt_at_ms: now.wall_ms + ms(delay),
                     first_failed_at_ms,
                     id: row.id,
                     stream: row.stream,
@@ -126,7 +126,7 @@ impl Dispatcher {
             row.stream
         );
         match self.config.after_dead_letter_value() {
-            AfterDeadLetter::Continue => self.book.block(&row.stream, row.seq, now),
+            AfterDeadLetter::Continue => self.book.block(&row.stream, row.seq, now.book_ms),
             AfterDeadLetter::HoldStream => self.book.hold(&row.stream),
         }
         Mark::DeadLetter {
