@@ -88,38 +88,36 @@ impl Dispatcher {
         let first_failed_at_ms = row.first_failed_at_ms.unwrap_or(now.wall_ms);
         let policy = self.config.retry_policy();
         let failing_for = Duration::from_millis((now.wall_ms - first_failed_at_ms).max(0) as u64);
-        let error = match class {
-            FailureClass::Permanent => error,
+        let mut error = error;
+        let retry_in = match class {
+            FailureClass::Permanent => None,
             _ if policy.gives_up(row.attempts, failing_for) => {
-                format!("gave up after {} attempts: {error}", row.attempts)
+                error = format!("gave up after {} attempts: {error}", row.attempts);
+                None
             }
             FailureClass::Unreachable => {
+                // The stream goes on with the others when the pause ends.
                 let pause = self.pause_for_unreachable_store();
                 self.book.block(&row.stream, row.seq, now.book_ms);
-                return Mark::Retry {
-                    seq: row.seq,
-                    error,
-                    next_attempt_at_ms: now.wall_ms + ms(pause),
-                    first_failed_at_ms,
-                    id: row.id,
-                    stream: row.stream,
-                    attempts: row.attempts,
-                };
+                Some(pause)
             }
             FailureClass::Transient => {
                 let delay = policy.jittered_delay_after(row.attempts);
                 self.book.block(&row.stream, row.seq, now.after(delay));
-                return Mark::Retry {
-                    seq: row.seq,
-                    error,
-                    next_attempt_at_ms: now.wall_ms + ms(delay),
-                    first_failed_at_ms,
-                    id: row.id,
-                    stream: row.stream,
-                    attempts: row.attempts,
-                };
+                Some(delay)
             }
         };
+        if let Some(delay) = retry_in {
+            return Mark::Retry {
+                seq: row.seq,
+                error,
+                next_attempt_at_ms: now.wall_ms + ms(delay),
+                first_failed_at_ms,
+                id: row.id,
+                stream: row.stream,
+                attempts: row.attempts,
+            };
+        }
         log::warn!(
             "outbox message {} on {} dead-lettered: {error}",
             row.id,
