@@ -8,7 +8,7 @@
 //! place and one schedule for retention.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -20,7 +20,7 @@ use crate::kit::Kit;
 use crate::metrics::units;
 use crate::outbox::prune_sent;
 use crate::periodic::{Periodic, StopFlag};
-use crate::time::now_ms;
+use crate::time::{now_ms, Deadline};
 
 /// What the cleanup deletes, and how often it runs.
 ///
@@ -227,7 +227,7 @@ impl CleanupHandle {
     ///
     /// Errors: [`Error::Timeout`]; [`Error::Shutdown`] when the thread ended.
     pub fn wait_for_runs(&self, runs: u64, timeout: Duration) -> Result<CleanupReport> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         let mut progress = self.state.lock();
         loop {
             if progress.runs >= runs {
@@ -238,7 +238,7 @@ impl CleanupHandle {
             if self.thread.is_finished() {
                 return Err(Error::Shutdown);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.remaining();
             if left.is_zero() {
                 return Err(Error::Timeout(format!(
                     "{} cleanup passes, not {runs}, within {timeout:?}",

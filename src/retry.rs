@@ -104,6 +104,11 @@ impl RetryPolicy {
         self
     }
 
+    /// The longest delay between attempts.
+    pub(crate) fn max_delay_value(&self) -> Duration {
+        self.max_delay
+    }
+
     /// The configured attempt limit.
     pub fn attempt_limit(&self) -> Option<u32> {
         self.max_attempts

@@ -1,6 +1,6 @@
 //! Timestamps: milliseconds internally, RFC 3339 UTC on the wire.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 
@@ -26,6 +26,25 @@ pub(crate) fn from_ms(ms: i64) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(ms as u64)
     } else {
         UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+    }
+}
+
+/// The end of a wait of some timeout; a timeout too long to add to
+/// [`Instant::now`] (`Duration::MAX`, say: "no limit") never ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline(Option<Instant>);
+
+impl Deadline {
+    /// `timeout` from now.
+    pub(crate) fn after(timeout: Duration) -> Self {
+        Deadline(Instant::now().checked_add(timeout))
+    }
+
+    /// Time left (zero once passed; `Duration::MAX` for a wait without end).
+    pub(crate) fn remaining(&self) -> Duration {
+        self.0.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        })
     }
 }
 

@@ -464,3 +464,16 @@ fn threads_end_when_the_handle_is_dropped() {
         "shutdown joins the subscription's thread"
     );
 }
+
+#[test]
+fn waiting_for_a_position_without_a_time_limit_is_allowed() {
+    let (kit, _dir) = kit();
+    let last = write_many(&kit, "order", 2, 3);
+    let consumer = kit
+        .consumer("order", "a")
+        .spawn(|msg, tx| record_effect("a", msg, tx))
+        .unwrap();
+    // `Duration::MAX` is how a caller says "no time limit".
+    consumer.wait_for_position(last, Duration::MAX).unwrap();
+    consumer.shutdown();
+}

@@ -558,3 +558,21 @@ fn an_in_memory_kit_delivers_too() {
     assert_eq!(sender.stats().unwrap().sent, ids.len() as u64);
     sender.shutdown();
 }
+
+#[test]
+fn waiting_without_a_time_limit_is_allowed() {
+    let t = common::kit();
+    let sender = t.kit.spawn_sender(common::fast()).unwrap();
+    let id = t
+        .kit
+        .outbox()
+        .write("a-1", &NewMessage::new("T", json!({})))
+        .unwrap();
+    // `Duration::MAX` is how a caller says "no time limit".
+    assert_eq!(
+        sender.wait_until_sent(&id, Duration::MAX).unwrap(),
+        Delivery::Sent
+    );
+    sender.wait_until_drained(Duration::MAX).unwrap();
+    sender.shutdown();
+}

@@ -88,6 +88,31 @@ fn assert_exactly_the_outbox(kit: &Kit, server_store: &dyn MessageStore) {
     }
 }
 
+/// A server whose data lives in a directory of its own, so that it can be
+/// stopped and started again on the same port, with the same token.
+struct Restartable {
+    data: tempfile::TempDir,
+    port: u16,
+    token: String,
+}
+
+impl Restartable {
+    fn start() -> (Restartable, Server) {
+        let data = tempfile::tempdir().unwrap();
+        let server = Server::start(ServerConfig::new().data_dir(data.path())).unwrap();
+        let (port, token) = (server.addr().port(), token(&server));
+        (Restartable { data, port, token }, server)
+    }
+
+    fn restart(&self) -> Server {
+        let config = ServerConfig::new()
+            .port(self.port)
+            .data_dir(self.data.path())
+            .token(self.token.clone());
+        Server::start(config).unwrap()
+    }
+}
+
 fn fast_retry() -> RetryPolicy {
     RetryPolicy::new()
         .initial_delay(Duration::from_millis(5))
@@ -164,11 +189,9 @@ fn faults_on_the_wire_lose_nothing_and_double_nothing() {
 
 #[test]
 fn with_the_server_stopped_writes_succeed_and_the_backlog_drains_after_restart() {
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start(ServerConfig::new().data_dir(data.path())).unwrap();
-    let (addr, token) = (server.addr(), token(&server));
+    let (site, server) = Restartable::start();
     let dir = tempfile::tempdir().unwrap();
-    let kit = kit(dir.path(), http_store(&server.url(), &token));
+    let kit = kit(dir.path(), http_store(&server.url(), &site.token));
     let sender = kit
         .spawn_sender(common::fast().retry(fast_retry()).concurrency(2))
         .unwrap();
@@ -183,17 +206,43 @@ fn with_the_server_stopped_writes_succeed_and_the_backlog_drains_after_restart()
     assert!(sender.health().last_error.is_some());
     assert!(kit.outbox().status().unwrap().unsent > 0);
 
-    let config = ServerConfig::new()
-        .port(addr.port())
-        .data_dir(data.path())
-        .token(token.clone());
-    let server = Server::start(config).unwrap();
+    let server = site.restart();
     sender.wait_until_drained(common::WAIT).unwrap();
     assert_exactly_the_outbox(&kit, server.store());
     assert_eq!(
         sender.stats().unwrap().sent,
         (before.len() + during.len()) as u64
     );
+    sender.shutdown();
+    server.shutdown();
+}
+
+/// An outage is one pause, not one per message that failed in it: a sender
+/// with many streams in flight when the store went away must not back off
+/// as if each of them had been a separate failed probe (which, with a long
+/// maximum delay, would silence it for minutes after a brief outage).
+#[test]
+fn a_brief_outage_pauses_the_sender_briefly() {
+    let (site, server) = Restartable::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kit = kit(dir.path(), http_store(&server.url(), &site.token));
+    // From 5 ms, doubling up to two minutes: a dozen doublings reach the
+    // test's deadline; probes during the outage below stay far from it.
+    let retry = RetryPolicy::new()
+        .initial_delay(Duration::from_millis(5))
+        .max_delay(Duration::from_secs(120));
+    let sender = kit.spawn_sender(common::fast().retry(retry)).unwrap();
+    common::wait_for("the lease", common::WAIT, || sender.health().active);
+
+    server.shutdown();
+    let ids = write_workload(&kit, 40, 1); // 40 streams in one claim
+    common::wait_for("failed attempts", common::WAIT, || {
+        sender.stats().unwrap().retried >= 1
+    });
+    let server = site.restart();
+    sender.wait_until_drained(common::WAIT).unwrap();
+    assert_exactly_the_outbox(&kit, server.store());
+    assert_eq!(sender.stats().unwrap().sent, ids.len() as u64);
     sender.shutdown();
     server.shutdown();
 }

@@ -3,10 +3,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::metrics::{Histogram, LatencySummary, RateMeter};
+use crate::time::Deadline;
 
 /// A snapshot of a consumer's counters (see [`ConsumerHandle::stats`](super::ConsumerHandle::stats)).
 #[derive(Debug, Clone, PartialEq)]
@@ -291,7 +292,7 @@ impl Shared {
     /// Waits until the position reaches `position`, the consumer halts or
     /// stops, or `timeout` passes.
     pub(crate) fn wait_for_position(&self, position: i64, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         let mut s = self.lock();
         loop {
             if s.position >= position {
@@ -307,7 +308,7 @@ impl Shared {
             if s.stopped {
                 return Err(Error::Shutdown);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.remaining();
             if left.is_zero() {
                 return Err(Error::Timeout(format!(
                     "consumer reached position {}, not {position}, within {timeout:?}",

@@ -7,8 +7,13 @@
 //! the same transaction as every claim and every "mark sent", so a sender
 //! that lost its lease (paused too long, say) never writes on the new
 //! holder's behalf.
+//!
+//! Expiry is a wall-clock time, which a clock set back makes lie far ahead.
+//! So a would-be holder also watches the row on its own monotonic clock: a
+//! holder that has not renewed for its lease duration is gone, whatever the
+//! stored expiry says.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -23,6 +28,26 @@ pub(crate) struct Lease {
     duration_ms: i64,
     /// The fencing token while held.
     token: Option<i64>,
+    /// Someone else's lease row as last seen, and since when it has not
+    /// changed (on the monotonic clock).
+    watched: Option<(Observed, Instant)>,
+}
+
+/// Another holder's lease row, as a would-be holder sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Observed {
+    holder: String,
+    token: i64,
+    expires_at: i64,
+    renewed_at: i64,
+}
+
+impl Observed {
+    /// The holder's lease duration (what it renews by), at least 1 ms.
+    fn duration(&self) -> Duration {
+        let ms = self.expires_at.saturating_sub(self.renewed_at).max(1);
+        Duration::from_millis(ms as u64)
+    }
 }
 
 fn millis(d: Duration) -> i64 {
@@ -36,6 +61,7 @@ impl Lease {
             holder,
             duration_ms: millis(duration).max(1),
             token: None,
+            watched: None,
         }
     }
 
@@ -54,14 +80,24 @@ impl Lease {
         self.token
     }
 
-    /// Takes the lease if it is free or expired (or already ours), inside
-    /// the caller's `BEGIN IMMEDIATE` transaction. Returns whether it is held.
+    /// Takes the lease if it is free, expired, silent (not renewed for its
+    /// duration, as this would-be holder has watched it) or already ours,
+    /// inside the caller's `BEGIN IMMEDIATE` transaction. Returns whether it
+    /// is held.
     pub(crate) fn try_acquire(&mut self, tx: &Connection, now_ms: i64) -> Result<bool> {
-        let current: Option<(String, i64, i64)> = tx
+        let current = tx
             .prepare_cached(
-                "SELECT holder, fencing_token, expires_at FROM evento_leases WHERE name = ?1",
+                "SELECT holder, fencing_token, expires_at, renewed_at
+                   FROM evento_leases WHERE name = ?1",
             )?
-            .query_row([&self.name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_row([&self.name], |r| {
+                Ok(Observed {
+                    holder: r.get(0)?,
+                    token: r.get(1)?,
+                    expires_at: r.get(2)?,
+                    renewed_at: r.get(3)?,
+                })
+            })
             .optional()?;
         let expires = now_ms.saturating_add(self.duration_ms);
         let token = match current {
@@ -74,11 +110,11 @@ impl Lease {
                 .execute(params![self.name, self.holder, expires, now_ms])?;
                 1
             }
-            Some((holder, token, _)) if holder == self.holder && Some(token) == self.token => {
+            Some(row) if row.holder == self.holder && Some(row.token) == self.token => {
                 self.renew(tx, now_ms)?;
-                token
+                row.token
             }
-            Some((_, token, expires_at)) if expires_at <= now_ms => {
+            Some(row) if row.expires_at <= now_ms || self.silent(&row) => {
                 tx.prepare_cached(
                     "UPDATE evento_leases
                         SET holder = ?2, fencing_token = ?3, expires_at = ?4,
@@ -88,11 +124,11 @@ impl Lease {
                 .execute(params![
                     self.name,
                     self.holder,
-                    token + 1,
+                    row.token + 1,
                     expires,
                     now_ms
                 ])?;
-                token + 1
+                row.token + 1
             }
             Some(_) => {
                 self.token = None;
@@ -100,7 +136,20 @@ impl Lease {
             }
         };
         self.token = Some(token);
+        self.watched = None;
         Ok(true)
+    }
+
+    /// Whether the lease row `observed` has stayed the same for a whole
+    /// lease duration of its holder, by the monotonic clock.
+    fn silent(&mut self, observed: &Observed) -> bool {
+        match &self.watched {
+            Some((seen, since)) if seen == observed => since.elapsed() >= observed.duration(),
+            _ => {
+                self.watched = Some((observed.clone(), Instant::now()));
+                false
+            }
+        }
     }
 
     /// Extends the lease if this holder still has it (same holder, same

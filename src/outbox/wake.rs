@@ -1,8 +1,9 @@
 //! Wake-ups: a commit that adds outbox rows (or a requeue) signals the
 //! senders at once, over crossbeam channels.
 
+use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use rusqlite::Connection;
@@ -12,10 +13,13 @@ use crate::error::Result;
 /// A broadcast of "something changed" to any number of listeners.
 ///
 /// Each listener has a channel of capacity one, so a burst of notifications
-/// collapses into one pending wake-up and `notify` never blocks.
+/// collapses into one pending wake-up and `notify` never blocks. Listeners
+/// that went away are forgotten at the next `notify` or `listen`, so waiters
+/// that come and go while nothing happens leave nothing behind.
 #[derive(Debug, Default)]
 pub(crate) struct WakeHub {
-    listeners: Mutex<Vec<Sender<()>>>,
+    /// Each listener's channel, and a token that is dead once it is dropped.
+    listeners: Mutex<Vec<(Sender<()>, Weak<()>)>>,
     /// Bumped when rows behind a sender's scan position may have become
     /// sendable again (dead letters requeued).
     rescans: AtomicU64,
@@ -24,11 +28,16 @@ pub(crate) struct WakeHub {
 impl WakeHub {
     /// Wakes every listener (listeners that went away are forgotten).
     pub(crate) fn notify(&self) {
-        let mut listeners = self
-            .listeners
+        self.lock().retain(|(tx, alive)| {
+            alive.strong_count() > 0
+                && !matches!(tx.try_send(()), Err(TrySendError::Disconnected(())))
+        });
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<(Sender<()>, Weak<()>)>> {
+        self.listeners
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        listeners.retain(|l| !matches!(l.try_send(()), Err(TrySendError::Disconnected(()))));
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Asks senders to scan the whole outbox again, and wakes them.
@@ -42,14 +51,30 @@ impl WakeHub {
         self.rescans.load(Ordering::Acquire)
     }
 
-    /// A new listener; dropping the receiver unsubscribes it.
-    pub(crate) fn listen(&self) -> Receiver<()> {
+    /// A new listener; dropping it unsubscribes it.
+    pub(crate) fn listen(&self) -> Listener {
         let (tx, rx) = bounded(1);
-        self.listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(tx);
-        rx
+        let alive = Arc::new(());
+        let mut listeners = self.lock();
+        listeners.retain(|(_, alive)| alive.strong_count() > 0);
+        listeners.push((tx, Arc::downgrade(&alive)));
+        Listener { rx, _alive: alive }
+    }
+}
+
+/// The wake-ups of one listener of a [`WakeHub`]: a receiver (through
+/// `Deref`) that unsubscribes when dropped.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    rx: Receiver<()>,
+    _alive: Arc<()>,
+}
+
+impl Deref for Listener {
+    type Target = Receiver<()>;
+
+    fn deref(&self) -> &Receiver<()> {
+        &self.rx
     }
 }
 
@@ -95,6 +120,20 @@ mod tests {
         hub.notify();
         assert_eq!(hub.listeners.lock().unwrap().len(), 1);
         assert!(a.recv_timeout(Duration::from_secs(1)).is_ok());
+    }
+
+    #[test]
+    fn listeners_that_went_away_are_forgotten_without_a_notification() {
+        // Waiters that give up while nothing happens (say, `wait_until_sent`
+        // called again and again while the store is offline) must not pile up.
+        let hub = WakeHub::default();
+        let live = hub.listen();
+        for _ in 0..1000 {
+            drop(hub.listen());
+        }
+        assert!(hub.listeners.lock().unwrap().len() <= 2);
+        hub.notify();
+        assert!(live.try_recv().is_ok(), "the live listener is still woken");
     }
 
     #[test]

@@ -14,12 +14,13 @@ use super::config::SenderConfig;
 use super::lease::Lease;
 use super::record::OutboxState;
 use super::stats::{Counters, Delivery, SenderHealth, SenderStats};
-use super::wake::WakeHub;
+use super::wake::{Listener, WakeHub};
 use super::writer::Outbox;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
 use crate::store::MessageStore;
+use crate::time::Deadline;
 
 mod deliver;
 mod dispatcher;
@@ -112,6 +113,7 @@ pub(crate) fn spawn(
         next_poll: now,
         next_renew: now,
         next_retention: now,
+        origin: now,
         config: config.clone(),
     };
     let ended = NotRunningOnExit(Arc::clone(&shared));
@@ -243,7 +245,7 @@ impl SenderHandle {
     /// sender are noticed within the poll interval.
     pub fn wait_until_sent(&self, id: &str, timeout: Duration) -> Result<Delivery> {
         let progress = self.shared.progress.listen();
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         loop {
             let record = self.outbox.get(id)?;
             match record.state() {
@@ -265,7 +267,7 @@ impl SenderHandle {
     /// `timeout`; [`Error::Timeout`] otherwise.
     pub fn wait_until_drained(&self, timeout: Duration) -> Result<()> {
         let progress = self.shared.progress.listen();
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         loop {
             let status = self.outbox.status()?;
             if status.unsent == 0 {
@@ -282,11 +284,11 @@ impl SenderHandle {
 
     fn wait_for_progress(
         &self,
-        progress: &Receiver<()>,
-        deadline: Instant,
+        progress: &Listener,
+        deadline: Deadline,
         timeout_message: impl FnOnce() -> String,
     ) -> Result<()> {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.remaining();
         if left.is_zero() {
             return Err(Error::Timeout(timeout_message()));
         }

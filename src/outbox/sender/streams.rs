@@ -7,16 +7,63 @@
 //! rows is handed out until that row is settled, and the stream is resumed
 //! (scan rewound to its first open row) only when none of its rows is in
 //! flight any more.
+//!
+//! The book keeps time on a monotonic clock ([`Now::book_ms`]), so a wall
+//! clock that jumps does not stretch a wait. Times stored in the outbox are
+//! wall-clock times; one further ahead than the longest retry delay cannot
+//! have been meant (it was stored before the wall clock went back) and counts
+//! as due.
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use super::queue::OutboxRow;
+
+/// The time, on both clocks the sender deals with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Now {
+    /// Milliseconds on the book's monotonic clock.
+    pub(crate) book_ms: i64,
+    /// Unix milliseconds: the clock of times stored in the outbox.
+    pub(crate) wall_ms: i64,
+    /// The longest wait a stored time may impose (the retry policy's
+    /// maximum delay).
+    pub(crate) max_wait_ms: i64,
+}
+
+impl Now {
+    /// The time now, with the book's clock counted from `origin`.
+    pub(crate) fn at(origin: Instant, wall_ms: i64, max_wait: Duration) -> Self {
+        Now {
+            book_ms: millis(origin.elapsed()),
+            wall_ms,
+            max_wait_ms: millis(max_wait),
+        }
+    }
+
+    /// Book time `delay` from now.
+    pub(crate) fn after(&self, delay: Duration) -> i64 {
+        self.book_ms.saturating_add(millis(delay))
+    }
+
+    /// Until when (book time) to wait for `stored_ms`, a time stored in the
+    /// outbox; `None` when it is due — it has passed, or it lies further
+    /// ahead than any wait the sender sets (the wall clock went back since).
+    pub(crate) fn wait_for_stored(&self, stored_ms: i64) -> Option<i64> {
+        let ahead = stored_ms.saturating_sub(self.wall_ms);
+        (ahead > 0 && ahead <= self.max_wait_ms).then(|| self.book_ms + ahead)
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Blocked {
     /// The stream's first row that was not delivered.
     head: i64,
-    /// Not resumed before this time (Unix ms).
+    /// Not resumed before this time (book ms).
     until_ms: i64,
 }
 
@@ -65,8 +112,8 @@ impl StreamBook {
         }
     }
 
-    /// `stream` waits from row `seq` on, until `until_ms` (and until none of
-    /// its rows is in flight).
+    /// `stream` waits from row `seq` on, until `until_ms` (book ms) and
+    /// until none of its rows is in flight.
     pub(crate) fn block(&mut self, stream: &str, seq: i64, until_ms: i64) {
         match self.blocked.get_mut(stream) {
             Some(b) => {
@@ -119,7 +166,7 @@ impl StreamBook {
         due
     }
 
-    /// When the next blocked stream may resume (Unix ms). Streams with rows
+    /// When the next blocked stream may resume (book ms). Streams with rows
     /// in flight are left out: a lane's report wakes the dispatcher anyway.
     pub(crate) fn next_resume_ms(&self) -> Option<i64> {
         self.blocked
@@ -164,7 +211,7 @@ impl ScanPlan {
     }
 
     /// Whether `row`, next in commit order, may be sent now.
-    pub(crate) fn consider(&mut self, book: &StreamBook, row: &OutboxRow, now_ms: i64) -> bool {
+    pub(crate) fn consider(&mut self, book: &StreamBook, row: &OutboxRow, now: &Now) -> bool {
         self.cursor = self.cursor.max(row.seq);
         if book.in_flight.contains(&row.seq) {
             return false;
@@ -176,13 +223,13 @@ impl ScanPlan {
         {
             return false;
         }
-        if let Some(next) = row.next_attempt_at_ms.filter(|&t| t > now_ms) {
+        if let Some(until_ms) = row.next_attempt_at_ms.and_then(|t| now.wait_for_stored(t)) {
             // The stream's first open row is not due yet: the stream waits.
             self.blocked.insert(
                 stream.to_string(),
                 Blocked {
                     head: row.seq,
-                    until_ms: next,
+                    until_ms,
                 },
             );
             return false;
@@ -212,12 +259,21 @@ mod tests {
         }
     }
 
+    /// `now` on both clocks (tests: the same numbers), waits up to a minute.
+    fn at(now: i64) -> Now {
+        Now {
+            book_ms: now,
+            wall_ms: now,
+            max_wait_ms: 60_000,
+        }
+    }
+
     fn scan(book: &mut StreamBook, rows: &[OutboxRow], now: i64) -> Vec<i64> {
         let mut plan = book.plan();
         let start = plan.cursor();
         let taken: Vec<OutboxRow> = rows
             .iter()
-            .filter(|r| r.seq > start && plan.consider(book, r, now))
+            .filter(|r| r.seq > start && plan.consider(book, r, &at(now)))
             .cloned()
             .collect();
         book.commit(&plan, &taken);
@@ -243,6 +299,30 @@ mod tests {
         assert_eq!(book.cursor(), 0, "rewound to a-1's head");
         let rows_after = [row(1, "a-1", None), row(3, "a-1", None)];
         assert_eq!(scan(&mut book, &rows_after, 500), [1, 3]);
+    }
+
+    #[test]
+    fn stored_times_are_waited_for_on_the_book_clock_unless_impossibly_far() {
+        let mut book = StreamBook::default();
+        // Wall clock at 10 000 000; the book's clock started at 0. One retry
+        // time is due in 200 ms; the other was stored an hour "ahead" (before
+        // the wall clock went back an hour), beyond any delay of the policy.
+        let now = Now {
+            book_ms: 0,
+            wall_ms: 10_000_000,
+            max_wait_ms: 1_000,
+        };
+        let rows = [
+            row(1, "a-1", Some(10_000_200)),
+            row(2, "b-1", Some(10_000_000 + 3_600_000)),
+        ];
+        let mut plan = book.plan();
+        let taken: Vec<bool> = rows.iter().map(|r| plan.consider(&book, r, &now)).collect();
+        assert_eq!(taken, [false, true], "b-1 is due, not an hour later");
+        book.commit(&plan, &rows[1..]);
+        assert_eq!(book.next_resume_ms(), Some(200));
+        assert!(book.resume_due(199).is_empty());
+        assert_eq!(book.resume_due(200), ["a-1"]);
     }
 
     #[test]

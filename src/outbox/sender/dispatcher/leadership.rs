@@ -1,0 +1,81 @@
+//! Becoming and ceasing to be the active sender: standing by until the
+//! lease is free, starting afresh on taking it, letting go of everything in
+//! flight on losing it.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::select;
+
+use super::Dispatcher;
+use crate::outbox::sender::lane::LaneMsg;
+use crate::time::now_ms;
+
+impl Dispatcher {
+    /// Tries to take the lease; waits a fifth of the lease duration (or
+    /// until told to stop) when another sender holds it.
+    pub(super) fn stand_by(&mut self) {
+        let acquired = self.db.write(|tx| self.lease.try_acquire(tx, now_ms()));
+        match acquired {
+            Ok(true) => return self.took_lease(),
+            Ok(false) => {}
+            Err(e) => self
+                .shared
+                .counters
+                .error(format!("taking the sender lease: {e}")),
+        }
+        let wait = (self.config.lease_duration_value() / 5).max(Duration::from_millis(5));
+        select! {
+            recv(self.stop) -> _ => {}
+            default(wait) => {}
+        }
+        // Wake-ups meant for the active sender are of no use here.
+        while self.wake.try_recv().is_ok() {}
+    }
+
+    /// Starts afresh as the active sender: every stream open again, the
+    /// whole outbox to scan, dead letters reloaded.
+    pub(super) fn took_lease(&mut self) {
+        log::info!(
+            "outbox sender {} took the lease {} (fencing token {:?})",
+            self.lease.holder(),
+            self.lease.name(),
+            self.lease.token()
+        );
+        self.shared.counters.active.store(true, Ordering::Release);
+        self.book.reset();
+        for lane in &self.lanes {
+            let _ = lane.tx.send(LaneMsg::ResumeAll);
+        }
+        self.flags.halted.store(false, Ordering::Release);
+        self.flags.paused.store(false, Ordering::Release);
+        self.pause_until = None;
+        self.unreachable_streak = 0;
+        self.rescans_seen = self.hub.rescan_generation();
+        self.reload_dead_letters();
+        self.more_work = true;
+        let now = Instant::now();
+        self.next_renew = now + self.renew_every();
+        self.next_poll = now + self.config.poll_interval_value();
+        self.next_retention = now;
+    }
+
+    /// Someone else holds the lease now: drop everything in flight (their
+    /// sender will resend it; the store recognises the ids) and stand by.
+    pub(super) fn lost_lease(&mut self) {
+        log::warn!(
+            "outbox sender {} lost the lease {}",
+            self.lease.holder(),
+            self.lease.name()
+        );
+        self.shared.counters.active.store(false, Ordering::Release);
+        self.shared
+            .counters
+            .error("lost the sender lease to another sender");
+        self.lease.forget();
+        let _ = self.drain_lanes();
+        self.pending.clear();
+        self.pending_since = None;
+        self.book.reset();
+    }
+}
