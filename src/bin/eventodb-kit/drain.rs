@@ -77,7 +77,7 @@ pub fn run(args: DrainArgs) -> CliResult {
     });
     let sender = kit.spawn_sender(config)?;
     let mut progress = Progress::new("drain", Some(before.unsent), "messages");
-    let deadline = Instant::now() + args.timeout;
+    let deadline = crate::far_deadline(args.timeout);
     let mut total = before.unsent;
     let mut interrupted = false;
     let drained = loop {

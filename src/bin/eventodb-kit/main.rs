@@ -202,6 +202,14 @@ const COMMANDS: &[&str] = &[
     "import",
 ];
 
+/// `timeout` from now; a timeout too long to add (a `--timeout` meaning
+/// "forever") gives a deadline a century away instead of a panic.
+fn far_deadline(timeout: std::time::Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -223,7 +223,7 @@ fn follow(
     let start = plan.new_position;
     let span = (target - start).max(1) as u64;
     let mut progress = Progress::new("replay", Some(span), "positions");
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::far_deadline(timeout);
     loop {
         let position = kit
             .checkpoints()

@@ -2,7 +2,9 @@
 
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::time::Deadline;
 
 /// Where an SSE connection (a subscription or the watch hub) stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -131,13 +133,13 @@ impl ConnectionStatus {
         timeout: Duration,
         mut condition: impl FnMut(&ConnectionSnapshot) -> bool,
     ) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         let mut guard = self.lock();
         loop {
             if condition(&guard) {
                 return true;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.remaining();
             if left.is_zero() {
                 return false;
             }
@@ -177,5 +179,14 @@ mod tests {
         status.stopped(None);
         assert_eq!(status.state(), ConnectionState::Stopped);
         assert_eq!(status.snapshot().last_error.as_deref(), Some("refused"));
+    }
+
+    #[test]
+    fn a_wait_without_limit_is_allowed() {
+        let status = ConnectionStatus::new();
+        let s2 = status.clone();
+        let t = std::thread::spawn(move || s2.connected());
+        assert!(status.wait_for_state(ConnectionState::Connected, Duration::MAX));
+        t.join().unwrap();
     }
 }
