@@ -477,3 +477,33 @@ fn waiting_for_a_position_without_a_time_limit_is_allowed() {
     consumer.wait_for_position(last, Duration::MAX).unwrap();
     consumer.shutdown();
 }
+
+#[test]
+fn a_slow_batch_commits_as_it_goes() {
+    let (kit, _dir) = kit();
+    let last = write_many(&kit, "order", 1, 3);
+    // The handler holds message 2 until the test says so.
+    let (reached_tx, reached_rx) = unbounded();
+    let (go_tx, go_rx) = unbounded::<()>();
+    let consumer = kit
+        .consumer("order", "slow")
+        .max_transaction_time(Duration::ZERO)
+        .spawn(move |msg, tx| {
+            if msg.global_position == 2 {
+                reached_tx.send(()).unwrap();
+                go_rx.recv_timeout(DEADLINE).unwrap();
+            }
+            record_effect("slow", msg, tx)
+        })
+        .unwrap();
+    reached_rx.recv_timeout(DEADLINE).unwrap();
+    // Message 1 was committed although its batch is not finished: the write
+    // lock is not held across the whole batch.
+    let saved = kit.checkpoints().get("order", "slow").unwrap().unwrap();
+    assert_eq!(saved.position, 1);
+    assert_eq!(effects(&kit, "slow"), [1]);
+    go_tx.send(()).unwrap();
+    consumer.wait_for_position(last, DEADLINE).unwrap();
+    assert_eq!(effects(&kit, "slow"), [1, 2, 3]);
+    consumer.shutdown();
+}

@@ -97,6 +97,19 @@ impl ConsumerBuilder {
         self
     }
 
+    /// How long one transaction may run handlers before it commits what it
+    /// has done and the rest of the batch goes on in a new one. The
+    /// transaction holds the database's write lock, so this bounds how long
+    /// the application's own writes (the outbox among them) wait for a
+    /// consumer with slow handlers: about this long plus one handler's run.
+    /// `Duration::ZERO` commits after every message (slower, but never holds
+    /// the lock across two handlers).
+    /// Defaults to 100 ms.
+    pub fn max_transaction_time(mut self, limit: Duration) -> Self {
+        self.config.max_transaction_time = limit;
+        self
+    }
+
     /// The first global position a fresh consumer handles (one with no saved
     /// position); ignored once a position is saved. Defaults to 1 (the
     /// beginning).

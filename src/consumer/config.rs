@@ -25,6 +25,10 @@ pub enum FailurePolicy {
     Stop,
 }
 
+/// How long a batch transaction may hold the database's write lock before it
+/// commits what it has done (see `ConsumerBuilder::max_transaction_time`).
+pub(crate) const DEFAULT_MAX_TRANSACTION_TIME: Duration = Duration::from_millis(100);
+
 /// Settings of one consumer; see [`ConsumerBuilder`](super::ConsumerBuilder).
 #[derive(Clone)]
 pub(crate) struct ConsumerConfig {
@@ -39,6 +43,7 @@ pub(crate) struct ConsumerConfig {
     pub(crate) failure_policy: FailurePolicy,
     pub(crate) retry_permanent_errors: bool,
     pub(crate) processed_retention: Option<Duration>,
+    pub(crate) max_transaction_time: Duration,
     /// How often a consumer prunes its processed records (crate-private knob).
     pub(crate) retention_interval: Duration,
     /// Backoff while the store or the local database fails (crate-private knob).
@@ -66,6 +71,7 @@ impl ConsumerConfig {
             failure_policy: d.failure_policy,
             retry_permanent_errors: d.retry_permanent_errors,
             processed_retention: d.processed_retention,
+            max_transaction_time: DEFAULT_MAX_TRANSACTION_TIME,
             retention_interval: Duration::from_secs(3600),
             io_retry: RetryPolicy::new()
                 .initial_delay(Duration::from_millis(100))
@@ -88,6 +94,7 @@ impl fmt::Debug for ConsumerConfig {
             .field("failure_policy", &self.failure_policy)
             .field("retry_permanent_errors", &self.retry_permanent_errors)
             .field("processed_retention", &self.processed_retention)
+            .field("max_transaction_time", &self.max_transaction_time)
             .finish()
     }
 }

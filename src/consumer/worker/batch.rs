@@ -15,7 +15,8 @@ use super::{Flow, Worker};
 
 /// How a batch transaction ended.
 enum BatchEnd {
-    /// Every message was handled or passed over.
+    /// Every message was handled or passed over, or the transaction's time
+    /// ran out after at least one (the caller goes on with the rest).
     Done,
     /// The handler failed on the first message not consumed.
     Failed(Failure),
@@ -70,6 +71,7 @@ impl Worker {
     fn run_batch(&mut self, messages: &[Message]) -> Result<(usize, BatchEnd)> {
         let mut conn = self.db.connection()?;
         let tx = conn.transaction()?;
+        let began = Instant::now();
         let mut counts = BatchCounts::default();
         let mut last = None;
         let mut end = BatchEnd::Done;
@@ -82,6 +84,11 @@ impl Worker {
             for message in messages {
                 if self.shared.stopping() {
                     end = BatchEnd::Interrupted;
+                    break;
+                }
+                // Commit what is done before the write lock is held too long;
+                // the caller goes on with the rest in a new transaction.
+                if consumed > 0 && began.elapsed() >= self.config.max_transaction_time {
                     break;
                 }
                 if !self.filter.accepts(message) {
