@@ -61,6 +61,24 @@ fn percentile_ms(samples: &mut [Duration], q: f64) -> f64 {
     samples[i].as_secs_f64() * 1000.0
 }
 
+/// Reads the whole of `category` with `category.get`, batch by batch (the
+/// raw side of the consumer figures); returns how many messages it read.
+fn read_category(kit: &Kit, category: &str) -> usize {
+    let mut position = 1;
+    let mut read = 0usize;
+    loop {
+        let batch = kit
+            .store()
+            .get_category(category, &CategoryQuery::new().position(position))
+            .unwrap();
+        match batch.last() {
+            Some(m) => position = m.global_position + 1,
+            None => return read,
+        }
+        read += batch.len();
+    }
+}
+
 fn payload(n: i64) -> serde_json::Value {
     json!({ "amount": n, "currency": "EUR", "note": "monthly savings transfer" })
 }
@@ -83,19 +101,7 @@ fn throughput(report: &mut Report, kit: &Kit) {
     // Raw: read the whole category with category.get, batch by batch.
     let limit = best_of(3, || {
         let start = Instant::now();
-        let mut position = 1;
-        let mut read = 0usize;
-        loop {
-            let batch = kit
-                .store()
-                .get_category("account", &CategoryQuery::new().position(position))
-                .unwrap();
-            match batch.last() {
-                Some(m) => position = m.global_position + 1,
-                None => break,
-            }
-            read += batch.len();
-        }
+        let read = read_category(kit, "account");
         read as f64 / start.elapsed().as_secs_f64()
     });
 

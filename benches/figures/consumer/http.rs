@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::unbounded;
 use eventodb_kit::server::{Server, ServerConfig};
-use eventodb_kit::{
-    CategoryQuery, ConnectionState, Error, Kit, MessageStore, NewMessage, WriteOptions,
-};
+use eventodb_kit::{ConnectionState, Error, Kit, MessageStore, NewMessage, WriteOptions};
 
 use super::{payload, percentile_ms, LATENCY_SAMPLES, MESSAGES, STREAMS};
 use crate::report::Report;
@@ -62,19 +60,7 @@ fn throughput(report: &mut Report, kit: &Kit, server: &Server) {
     // Raw: read the whole category with category.get through HttpStore.
     let read_all = || {
         let start = Instant::now();
-        let mut position = 1;
-        let mut read = 0usize;
-        loop {
-            let batch = kit
-                .store()
-                .get_category("account", &CategoryQuery::new().position(position))
-                .unwrap();
-            match batch.last() {
-                Some(m) => position = m.global_position + 1,
-                None => break,
-            }
-            read += batch.len();
-        }
+        let read = super::read_category(kit, "account");
         assert_eq!(read as i64, HTTP_MESSAGES);
         read as f64 / start.elapsed().as_secs_f64()
     };
