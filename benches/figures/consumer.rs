@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::unbounded;
-use eventodb_kit::{CategoryQuery, Error, Kit, NewMessage, WriteOptions};
+use eventodb_kit::{CategoryQuery, Error, Kit, MessageStore, NewMessage, WriteOptions};
 use serde_json::json;
 
 use crate::report::{best_of, Report};
@@ -79,24 +79,27 @@ fn read_category(kit: &Kit, category: &str) -> usize {
     }
 }
 
+/// Writes `count` `Deposited` messages round-robin over the `account`
+/// streams of `store`; returns the last global position.
+fn write_accounts(store: &dyn MessageStore, count: i64) -> i64 {
+    let mut last = 0;
+    for n in 0..count {
+        let msg = NewMessage::new("Deposited", payload(n));
+        let stream = format!("account-{}", n % STREAMS);
+        last = store
+            .write(&stream, &msg, &WriteOptions::new())
+            .unwrap()
+            .global_position;
+    }
+    last
+}
+
 fn payload(n: i64) -> serde_json::Value {
     json!({ "amount": n, "currency": "EUR", "note": "monthly savings transfer" })
 }
 
 fn throughput(report: &mut Report, kit: &Kit) {
-    let mut last = 0;
-    for n in 0..MESSAGES {
-        let msg = NewMessage::new("Deposited", payload(n));
-        last = kit
-            .store()
-            .write(
-                &format!("account-{}", n % STREAMS),
-                &msg,
-                &WriteOptions::new(),
-            )
-            .unwrap()
-            .global_position;
-    }
+    let last = write_accounts(kit.store().as_ref(), MESSAGES);
 
     // Raw: read the whole category with category.get, batch by batch.
     let limit = best_of(3, || {

@@ -221,7 +221,13 @@ fn deliver_backlog(dir: &Path, lanes: usize, round: usize) -> f64 {
         .store(store)
         .build()
         .unwrap();
-    let last = fill(&kit, DELIVERY_ROWS);
+    drain_rate(&kit, DELIVERY_ROWS, lanes)
+}
+
+/// Fills `kit`'s outbox with `rows` messages, then times a sender with
+/// `lanes` lanes delivering them all; messages per second.
+pub fn drain_rate(kit: &Kit, rows: usize, lanes: usize) -> f64 {
+    let last = fill(kit, rows);
     let start = Instant::now();
     let sender = kit
         .spawn_sender(SenderConfig::new().concurrency(lanes))
@@ -232,7 +238,7 @@ fn deliver_backlog(dir: &Path, lanes: usize, round: usize) -> f64 {
     sender.wait_until_drained(Duration::from_secs(600)).unwrap();
     let elapsed = start.elapsed();
     sender.shutdown();
-    DELIVERY_ROWS as f64 / elapsed.as_secs_f64()
+    rows as f64 / elapsed.as_secs_f64()
 }
 
 /// The raw limit: the same messages, with their ids, written straight to a

@@ -6,14 +6,13 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use eventodb_kit::outbox::SenderConfig;
 use eventodb_kit::server::{Server, ServerConfig};
 use eventodb_kit::Kit;
 use serde_json::json;
 
-use crate::outbox::{best_of_pair, fill, message, STREAMS};
+use crate::outbox::{best_of_pair, drain_rate, message, STREAMS};
 use crate::report::Report;
 
 const ROWS: usize = 5_000;
@@ -46,19 +45,9 @@ fn deliver_backlog(dir: &Path, lanes: usize, round: usize) -> f64 {
         .store(server.http_store().unwrap())
         .build()
         .unwrap();
-    let last = fill(&kit, ROWS);
-    let start = Instant::now();
-    let sender = kit
-        .spawn_sender(SenderConfig::new().concurrency(lanes))
-        .unwrap();
-    let _ = sender
-        .wait_until_sent(&last, Duration::from_secs(600))
-        .unwrap();
-    sender.wait_until_drained(Duration::from_secs(600)).unwrap();
-    let elapsed = start.elapsed();
-    sender.shutdown();
+    let rate = drain_rate(&kit, ROWS, lanes);
     server.shutdown();
-    ROWS as f64 / elapsed.as_secs_f64()
+    rate
 }
 
 /// The raw limit: `lanes` threads posting `stream.write` with ureq (encode,

@@ -11,7 +11,7 @@ use crossbeam_channel::unbounded;
 use eventodb_kit::server::{Server, ServerConfig};
 use eventodb_kit::{ConnectionState, Error, Kit, MessageStore, NewMessage, WriteOptions};
 
-use super::{payload, percentile_ms, LATENCY_SAMPLES, MESSAGES, STREAMS};
+use super::{percentile_ms, LATENCY_SAMPLES, MESSAGES};
 use crate::report::Report;
 
 pub fn run(report: &mut Report) {
@@ -39,19 +39,7 @@ const ROUNDS: usize = 5;
 fn throughput(report: &mut Report, kit: &Kit, server: &Server) {
     // Written straight into the server's store: only reading is measured.
     let started = Instant::now();
-    let mut last = 0;
-    for n in 0..HTTP_MESSAGES {
-        let msg = NewMessage::new("Deposited", payload(n));
-        last = server
-            .store()
-            .write(
-                &format!("account-{}", n % STREAMS),
-                &msg,
-                &WriteOptions::new(),
-            )
-            .unwrap()
-            .global_position;
-    }
+    let last = super::write_accounts(server.store(), HTTP_MESSAGES);
     println!(
         "({HTTP_MESSAGES} messages written in {:?})",
         started.elapsed()
