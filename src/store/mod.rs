@@ -87,10 +87,12 @@ use crate::message::{Message, NewMessage, WriteOptions, WriteResult};
 pub mod embedded;
 pub mod http;
 pub mod ndjson;
+pub mod pipeline;
 mod url;
 
 pub use embedded::EmbeddedStore;
 pub use http::HttpStore;
+pub use pipeline::{PipelinedAnswer, PipelinedWrite, WriteItem, WritePipeline};
 pub use url::StoreUrl;
 
 /// Default `batchSize` of `stream.get` and `category.get`.
@@ -118,6 +120,46 @@ pub trait MessageStore: Send + Sync + fmt::Debug {
         message: &NewMessage,
         options: &WriteOptions,
     ) -> Result<WriteResult>;
+
+    /// `stream.write` for several messages, each on its own: one result per
+    /// item, in order. Items do not depend on each other — one failing
+    /// (a conflict, a duplicate id, invalid input) leaves the others as they
+    /// would be alone; there is no atomicity across items.
+    ///
+    /// The default writes them one after the other with
+    /// [`MessageStore::write`]; stores override it to do better (one
+    /// transaction for [`EmbeddedStore`], pipelined requests for
+    /// [`HttpStore`]).
+    ///
+    /// ```
+    /// use eventodb_kit::store::WriteItem;
+    /// use eventodb_kit::{EmbeddedStore, Error, MessageStore, NewMessage, WriteOptions};
+    /// use serde_json::json;
+    ///
+    /// let store = EmbeddedStore::open_in_memory()?;
+    /// let results = store.write_many(&[
+    ///     WriteItem::new("account-1", NewMessage::new("Opened", json!({})), WriteOptions::new()),
+    ///     WriteItem::new("account-1", NewMessage::new("Closed", json!({})), WriteOptions::new().expected_version(7)),
+    ///     WriteItem::new("account-1", NewMessage::new("Reopened", json!({})), WriteOptions::new()),
+    /// ]);
+    /// assert_eq!(results[0].as_ref().unwrap().position, 0);
+    /// assert!(matches!(results[1], Err(Error::Conflict { .. })));
+    /// assert_eq!(results[2].as_ref().unwrap().position, 1);
+    /// # Ok::<(), eventodb_kit::Error>(())
+    /// ```
+    fn write_many(&self, items: &[WriteItem]) -> Vec<Result<WriteResult>> {
+        items
+            .iter()
+            .map(|i| self.write(&i.stream, &i.message, &i.options))
+            .collect()
+    }
+
+    /// The store's own [`WritePipeline`], if it has one (e.g. HTTP/1.1
+    /// pipelining); `Ok(None)` by default, and [`WritePipeline::open`] then
+    /// batches writes into [`MessageStore::write_many`] calls instead.
+    fn open_pipeline(&self) -> Result<Option<WritePipeline>> {
+        Ok(None)
+    }
 
     /// `stream.get`: messages of one stream in stream order.
     fn get_stream(&self, stream: &str, query: &StreamQuery) -> Result<Vec<Message>>;
