@@ -151,12 +151,15 @@ impl fmt::Display for TransportErrorKind {
 }
 
 impl Error {
-    /// Whether retrying the same operation later can succeed.
+    /// Whether retrying the same operation later can succeed: every error
+    /// whose [`disposition`](Error::disposition) is not
+    /// [`DeadLetter`](crate::Disposition::DeadLetter).
     ///
-    /// Transient: transport failures (except an unusable URL), store errors
-    /// with a 5xx status, a busy or locked database, pool time-outs and
-    /// [`Error::Timeout`]. Everything else — conflicts, invalid input, auth,
-    /// not found, duplicate ids — fails the same way every time.
+    /// Transient: the link or the store as a whole (transport failures,
+    /// time-outs, 408, 429, 502–504, 401/403 — a token can be fixed), other
+    /// 5xx, a busy, full or failing database, pool time-outs, a shutdown.
+    /// Not transient: invalid input, conflicts, duplicate ids, not found,
+    /// JSON that does not decode, a constraint violation.
     ///
     /// ```
     /// use eventodb_kit::Error;
@@ -164,23 +167,7 @@ impl Error {
     /// assert!(Error::Timeout("read".into()).is_transient());
     /// ```
     pub fn is_transient(&self) -> bool {
-        match self {
-            Error::Transport { kind, .. } => *kind != TransportErrorKind::InvalidUrl,
-            Error::Store { status, .. } => *status >= 500,
-            Error::Db(e) => matches!(
-                e.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-            ),
-            Error::Pool(_) | Error::Timeout(_) | Error::Io(_) => true,
-            Error::Conflict { .. }
-            | Error::DuplicateId { .. }
-            | Error::NotFound(_)
-            | Error::Auth { .. }
-            | Error::InvalidInput(_)
-            | Error::Json(_)
-            | Error::Shutdown
-            | Error::Handler { .. } => false,
-        }
+        !matches!(self.disposition(), crate::Disposition::DeadLetter)
     }
 
     pub(crate) fn invalid(msg: impl Into<String>) -> Self {
@@ -211,7 +198,7 @@ mod tests {
             kind: TransportErrorKind::InvalidUrl,
             message: "x".into(),
         };
-        assert!(!bad_url.is_transient());
+        assert!(bad_url.is_transient(), "a configuration can be fixed");
         assert!(Error::backend("boom").is_transient());
         let conflict = Error::Conflict {
             stream: "a-1".into(),

@@ -86,8 +86,11 @@
 //!
 //! ## Errors
 //!
-//! Every fallible call returns [`Result`] with the one [`Error`] enum; use
-//! [`Error::is_transient`] to decide whether a retry can help.
+//! Every fallible call returns [`Result`] with the one [`Error`] enum;
+//! [`Error::disposition`] says what to do about one — pause (the link, the
+//! token or the store as a whole), retry (this message, maybe not next
+//! time) or dead-letter (this message, for good) — and
+//! [`Error::is_transient`] whether a retry can help at all.
 //!
 //! ## A real EventoDB
 //!
@@ -133,6 +136,7 @@ pub mod cloudevents;
 pub mod consumer;
 pub mod consumer_group;
 pub mod db;
+pub mod disposition;
 pub mod dlq;
 mod env;
 pub mod error;
@@ -163,6 +167,7 @@ pub use consumer::{
 };
 pub use consumer_group::ConsumerGroup;
 pub use db::{Db, DbOptions, Synchronous};
+pub use disposition::{Disposition, PauseReason};
 pub use dlq::{DeadLetter, DeadLetterFilter, DeadLetterSource, Dlq};
 pub use error::{Error, Result, TransportErrorKind};
 pub use health::{HealthStatus, KitHealth};

@@ -64,7 +64,11 @@ fn namespace_administration() {
     ));
     match tenant.stream_version("a-1") {
         Err(e @ Error::Auth { status: 403, .. }) => {
-            assert!(!e.is_transient());
+            assert_eq!(
+                e.disposition(),
+                eventodb_kit::Disposition::Pause(eventodb_kit::PauseReason::AuthRefused),
+                "a refused token pauses, it does not dead-letter"
+            );
             assert!(!e.to_string().contains(&created.token.expose_secret()[20..]));
         }
         other => panic!("a deleted namespace's token is refused, got {other:?}"),

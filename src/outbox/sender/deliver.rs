@@ -40,13 +40,11 @@ pub(crate) enum Outcome {
 /// Sorts an error of [`MessageStore::write`].
 pub(crate) fn classify(error: &Error) -> FailureClass {
     match error {
-        Error::Transport { .. } | Error::Timeout(_) | Error::Io(_) => {
-            if error.is_transient() {
-                FailureClass::Unreachable
-            } else {
-                FailureClass::Permanent
-            }
-        }
+        Error::Transport {
+            kind: crate::error::TransportErrorKind::InvalidUrl,
+            ..
+        } => FailureClass::Permanent,
+        Error::Transport { .. } | Error::Timeout(_) | Error::Io(_) => FailureClass::Unreachable,
         Error::Conflict { .. }
         | Error::InvalidInput(_)
         | Error::Auth { .. }
