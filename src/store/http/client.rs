@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -25,15 +26,28 @@ pub(crate) struct CallContext<'a> {
     pub(crate) id: Option<&'a str>,
 }
 
-/// Timeouts and pool size of the agents.
+/// The `User-Agent` of every request.
+pub(crate) const USER_AGENT: &str = concat!("eventodb-kit/", env!("CARGO_PKG_VERSION"));
+
+/// Timeouts and pool size of the agents, and the TLS settings of the
+/// store's own (pipelined) connections.
 #[derive(Debug, Clone)]
 pub(crate) struct AgentSettings {
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
     pub(crate) max_idle_connections: usize,
+    /// The rustls configuration of pipelined connections; `None`: ureq's
+    /// default verification ([`super::tls::default_config`]).
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl AgentSettings {
+    /// The TLS configuration pipelined connections use (the seam where a
+    /// store's custom CAs, client certificate or verifier come in).
+    pub(crate) fn rustls_config(&self) -> Arc<rustls::ClientConfig> {
+        super::tls::client_config(self.tls.as_ref())
+    }
+
     /// The agent for RPC calls: reads time out, connections are reused.
     fn rpc_agent(&self) -> Agent {
         Agent::config_builder()
@@ -44,7 +58,7 @@ impl AgentSettings {
             .timeout_per_write(Some(self.read_timeout))
             .max_idle_connections(self.max_idle_connections)
             .max_idle_connections_per_host(self.max_idle_connections)
-            .user_agent(concat!("eventodb-kit/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .build()
             .new_agent()
     }
@@ -57,7 +71,7 @@ impl AgentSettings {
             .no_delay(true)
             .timeout_connect(Some(self.connect_timeout))
             .max_idle_connections(0)
-            .user_agent(concat!("eventodb-kit/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .build()
             .new_agent()
     }
@@ -149,13 +163,7 @@ impl Client {
             .map_err(transport_error)?;
         let status = response.status().as_u16();
         let bytes = read_body(response)?;
-        if !(200..300).contains(&status) {
-            return Err(answer_error(status, &bytes, ctx));
-        }
-        serde_json::from_slice(&bytes).map_err(|e| Error::Transport {
-            kind: TransportErrorKind::Protocol,
-            message: format!("the store's answer to {method} is not JSON: {e}"),
-        })
+        decode_answer(method, status, &bytes, ctx)
     }
 
     /// `GET {base}{path}` without credentials (`/health`, `/version`).
@@ -200,6 +208,23 @@ pub(crate) fn read_body(response: ureq::http::Response<ureq::Body>) -> Result<Ve
         .read_to_end(&mut bytes)
         .map_err(|e| io_transport_error(&e))?;
     Ok(bytes)
+}
+
+/// The result of an RPC answer with `status` and `body` (the one mapping of
+/// ureq calls and pipelined writes).
+pub(crate) fn decode_answer(
+    method: &str,
+    status: u16,
+    body: &[u8],
+    ctx: CallContext<'_>,
+) -> Result<Value> {
+    if !(200..300).contains(&status) {
+        return Err(answer_error(status, body, ctx));
+    }
+    serde_json::from_slice(body).map_err(|e| Error::Transport {
+        kind: TransportErrorKind::Protocol,
+        message: format!("the store's answer to {method} is not JSON: {e}"),
+    })
 }
 
 /// Maps a non-2xx answer to the kit's error.

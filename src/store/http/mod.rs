@@ -1,5 +1,6 @@
 //! [`HttpStore`]: the [`MessageStore`] of a real EventoDB server (or of
-//! `eventodb-kit serve`), over HTTP with ureq.
+//! `eventodb-kit serve`), over HTTP with ureq — and, for writes kept in
+//! flight, over its own pipelined HTTP/1.1 connections.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -8,27 +9,35 @@ use std::time::Duration;
 use crossbeam_channel::bounded;
 use serde_json::Value;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::message::{Message, NewMessage, WriteOptions, WriteResult};
 use crate::retry::RetryPolicy;
 use crate::store::{
     CategoryInfo, CategoryQuery, MessageStore, StreamInfo, StreamListQuery, StreamQuery,
-    SubscribeTarget, Subscription,
+    SubscribeTarget, Subscription, WriteItem, WritePipeline,
 };
 use crate::token::Token;
 use crate::wire::rpc;
 
 mod admin;
 mod client;
+mod connection;
 mod hub;
+mod pipeline;
+mod pipelining;
+mod response;
 mod sse;
 mod status;
+mod tls;
 
 pub use admin::{ImportSummary, SystemHealth};
+pub use pipelining::Pipelining;
 pub use status::{ConnectionSnapshot, ConnectionState, ConnectionStatus};
 
 use client::{AgentSettings, CallContext, Client};
+use connection::{ConnectSettings, RpcTarget};
 use hub::Hub;
+use pipelining::PipeliningState;
 use sse::{Endpoint, OnRefusal, PokeSink, SseWorker};
 
 /// Pokes a subscription may have pending (as many as a replay, plus room
@@ -74,6 +83,10 @@ struct Inner {
     client: Client,
     reconnect: RetryPolicy,
     hub: Mutex<Option<Hub>>,
+    /// Shared with clones and `with_token` stores (same server).
+    pipelining: Arc<PipeliningState>,
+    /// The pipeline `write_many` keeps between calls.
+    idle_pipeline: Mutex<Option<WritePipeline>>,
 }
 
 impl fmt::Debug for HttpStore {
@@ -94,6 +107,7 @@ pub struct HttpStoreBuilder {
     read_timeout: Duration,
     max_idle_connections: usize,
     reconnect: RetryPolicy,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl fmt::Debug for HttpStoreBuilder {
@@ -119,7 +133,16 @@ impl HttpStoreBuilder {
             reconnect: RetryPolicy::new()
                 .initial_delay(Duration::from_secs(1))
                 .max_delay(Duration::from_secs(30)),
+            tls: None,
         }
+    }
+
+    /// The rustls configuration of the store's pipelined connections
+    /// (tests: a self-signed CA). Defaults to ureq's verification.
+    #[cfg(test)]
+    pub(crate) fn rustls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
     }
 
     /// Longest wait for a TCP (and TLS) connection. Defaults to 5 s.
@@ -159,9 +182,11 @@ impl HttpStoreBuilder {
             connect_timeout: self.connect_timeout,
             read_timeout: self.read_timeout,
             max_idle_connections: self.max_idle_connections,
+            tls: self.tls,
         };
         let client = Client::new(&self.url, token, settings)?;
-        Ok(HttpStore::from_client(client, self.reconnect))
+        let pipelining = Arc::new(PipeliningState::new(client.base()));
+        Ok(HttpStore::from_client(client, self.reconnect, pipelining))
     }
 }
 
@@ -191,21 +216,118 @@ impl HttpStore {
         HttpStoreBuilder::new(url, token)
     }
 
-    fn from_client(client: Client, reconnect: RetryPolicy) -> HttpStore {
+    fn from_client(
+        client: Client,
+        reconnect: RetryPolicy,
+        pipelining: Arc<PipeliningState>,
+    ) -> HttpStore {
         HttpStore {
             inner: Arc::new(Inner {
                 client,
                 reconnect: reconnect.forever(),
                 hub: Mutex::new(None),
+                pipelining,
+                idle_pipeline: Mutex::new(None),
             }),
         }
     }
 
     /// The same server and settings, acting on the namespace of `token`
-    /// (shares the connection pool; has its own watch hub).
+    /// (shares the connection pool and what was learned about pipelining;
+    /// has its own watch hub).
     pub fn with_token(&self, token: &Token) -> HttpStore {
         let client = self.inner.client.with_token(token.clone());
-        Self::from_client(client, self.inner.reconnect.clone())
+        Self::from_client(
+            client,
+            self.inner.reconnect.clone(),
+            Arc::clone(&self.inner.pipelining),
+        )
+    }
+
+    /// Whether this store's [`WritePipeline`]s keep several writes in
+    /// flight on a connection, or fell back to one at a time because the
+    /// server (or a proxy in front of it) does not answer pipelined
+    /// requests. Shared by the store's clones; see
+    /// [`MessageStore::open_pipeline`](#method.open_pipeline) for the signs.
+    ///
+    /// ```
+    /// use eventodb_kit::store::http::Pipelining;
+    /// use eventodb_kit::HttpStore;
+    ///
+    /// let token = format!("ns_ZGVmYXVsdA_{}", "0".repeat(64));
+    /// let store = HttpStore::new("http://127.0.0.1:8080", &token)?;
+    /// assert_eq!(store.pipelining(), Pipelining::On);
+    /// # Ok::<(), eventodb_kit::Error>(())
+    /// ```
+    pub fn pipelining(&self) -> Pipelining {
+        self.inner.pipelining.pipelining()
+    }
+
+    /// A new pipeline (no connection before its first write).
+    fn new_pipeline(&self) -> Result<WritePipeline> {
+        let client = &self.inner.client;
+        let settings = client.settings();
+        let target = pipeline::Target {
+            rpc: RpcTarget::parse(client.base())?,
+            authorization: client.authorization().to_string(),
+            connect: ConnectSettings {
+                connect_timeout: settings.connect_timeout,
+                write_timeout: settings.read_timeout,
+                tls: settings.rustls_config(),
+            },
+            read_timeout: settings.read_timeout,
+        };
+        pipeline::open(Arc::new(target), Arc::clone(&self.inner.pipelining))
+    }
+
+    /// Writes `items` through one pipeline — the one kept from the last
+    /// call, or a new one — and keeps it for the next call.
+    fn write_pipelined(&self, items: &[WriteItem]) -> Vec<Result<WriteResult>> {
+        let kept = self
+            .inner
+            .idle_pipeline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let pipeline = match kept.map_or_else(|| self.new_pipeline(), Ok) {
+            Ok(pipeline) => pipeline,
+            Err(e) => {
+                let message = e.to_string();
+                return items
+                    .iter()
+                    .map(|_| Err(shared_error(&e, &message)))
+                    .collect();
+            }
+        };
+        let mut results = Vec::with_capacity(items.len());
+        let mut sent = 0;
+        for (tag, item) in (0u64..).zip(items) {
+            if pipeline.send(tag, item.clone()).is_err() {
+                break;
+            }
+            sent += 1;
+            // Take what is answered already, so answers do not pile up.
+            results.extend(pipeline.answers().try_iter().map(|a| a.result));
+        }
+        while results.len() < sent {
+            match pipeline.answers().recv() {
+                Ok(answer) => results.push(answer.result),
+                Err(_) => break,
+            }
+        }
+        let complete = results.len() == items.len();
+        results.resize_with(items.len(), || Err(Error::Shutdown));
+        if complete {
+            let mut slot = self
+                .inner
+                .idle_pipeline
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if slot.is_none() {
+                *slot = Some(pipeline);
+            }
+        }
+        results
     }
 
     /// The server's base URL.
@@ -315,6 +437,20 @@ impl HttpStore {
     }
 }
 
+/// `e` again for another item (errors are not `Clone`).
+fn shared_error(e: &Error, message: &str) -> Error {
+    match e {
+        Error::Transport { kind, message } => Error::Transport {
+            kind: *kind,
+            message: message.clone(),
+        },
+        _ => Error::Transport {
+            kind: crate::TransportErrorKind::Other,
+            message: message.to_string(),
+        },
+    }
+}
+
 /// A subscription of an [`HttpStore`] with its connection state.
 #[derive(Debug)]
 pub struct SseSubscription {
@@ -358,6 +494,68 @@ impl MessageStore for HttpStore {
         let args = rpc::write_args(stream, message, options);
         let v = self.inner.client.rpc("stream.write", args, ctx)?;
         rpc::decode_write_result(&v)
+    }
+
+    /// Pipelined on one connection (HTTP/1.1): all the requests are
+    /// written back to back and the answers read in order, so the items
+    /// cost about one round trip instead of one each. Each result is what
+    /// [`write`](MessageStore::write) would return for the item, except
+    /// that a broken connection leaves the outcome of the items sent on it
+    /// unknown (a `Transport` error of kind `ConnectionReset` or `Timeout`;
+    /// see [`open_pipeline`](#method.open_pipeline)). The store keeps the
+    /// pipeline (and its connection) for the next call; a call made while
+    /// another runs opens its own. One item is written with `write`.
+    fn write_many(&self, items: &[WriteItem]) -> Vec<Result<WriteResult>> {
+        if items.len() <= 1 {
+            return items
+                .iter()
+                .map(|i| self.write(&i.stream, &i.message, &i.options))
+                .collect();
+        }
+        self.write_pipelined(items)
+    }
+
+    /// HTTP/1.1 pipelining of `stream.write` requests: two threads
+    /// (`eventodb-pipe-write`, `eventodb-pipe-read`) and one keep-alive
+    /// connection at a time, opened at the first write (plain or TLS, with
+    /// the store's connect timeout). Writes queued together leave in one
+    /// socket write; each answer is mapped exactly as
+    /// [`write`](MessageStore::write) maps it and comes back in order. Every
+    /// write sent gets exactly one answer while the pipeline lives;
+    /// dropping it stops and joins both threads (at most the connect
+    /// timeout when a connection is being opened).
+    ///
+    /// When things go wrong:
+    ///
+    /// - **The connection breaks** (closed, reset, no answer for the read
+    ///   timeout): each write sent on it and not answered gets
+    ///   `Err(Error::Transport { kind: ConnectionReset | Timeout, .. })` —
+    ///   its outcome is unknown, it may or may not be stored (resending it
+    ///   with the same id is safe). Writes not sent yet go out on a new
+    ///   connection.
+    /// - **The server answers with `Connection: close`** (or HTTP/1.0
+    ///   without keep-alive): it processed nothing sent after that request
+    ///   (RFC 9112 §9.6), so the writes after it are sent again on a new
+    ///   connection, without an error.
+    /// - **Connecting fails** (refused, timeout, DNS, TLS): that write and
+    ///   every write queued at that moment get the connect error; the next
+    ///   write tries again.
+    /// - **The server does not pipeline**: when it closes the connection
+    ///   after its first answer while more requests were outstanding, on
+    ///   two connections in a row; when it answers the first request and
+    ///   then nothing for the stall timeout (10 smoothed round trips,
+    ///   between 1 s and the read timeout) while others wait — those get
+    ///   unknown-outcome `Timeout` errors —; or when it answers with
+    ///   HTTP/1.0: every pipeline of the store (and of its clones) sends one
+    ///   write at a time from then on, on keep-alive connections.
+    ///   [`HttpStore::pipelining`] and [`WritePipeline::fallback`] say
+    ///   why, and the `eventodb_kit::store::http` log target says so once
+    ///   at warn.
+    ///
+    /// There is never more than one connection per pipeline, and never a
+    /// retry loop: a connection is opened only for writes waiting to go.
+    fn open_pipeline(&self) -> Result<Option<WritePipeline>> {
+        self.new_pipeline().map(Some)
     }
 
     fn get_stream(&self, stream: &str, query: &StreamQuery) -> Result<Vec<Message>> {
