@@ -279,3 +279,40 @@ fn a_refused_connection_fails_every_queued_write_at_once() {
     }
     assert_eq!(store.pipelining(), Pipelining::On);
 }
+
+#[test]
+fn a_server_that_closes_every_connection_at_once_fails_the_writes() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+    let closer = std::thread::spawn(move || {
+        let mut accepted = 0;
+        for socket in listener.incoming() {
+            if stopped.try_recv() != Err(crossbeam_channel::TryRecvError::Empty) {
+                break;
+            }
+            drop(socket);
+            accepted += 1;
+        }
+        accepted
+    });
+    let token = format!("ns_ZGVmYXVsdA_{}", "0".repeat(64));
+    let store = HttpStore::new(&url, &token).unwrap();
+    let pipeline = store.open_pipeline().unwrap().unwrap();
+    let results = through(&pipeline, &items("closed-1", 30));
+    for result in &results {
+        assert_eq!(
+            kind(result),
+            Some(TransportErrorKind::ConnectionReset),
+            "{result:?}"
+        );
+    }
+    drop(pipeline);
+    drop(stop);
+    let _ = std::net::TcpStream::connect(url.trim_start_matches("http://"));
+    let accepted = closer.join().unwrap();
+    assert!(
+        accepted <= 31,
+        "one connection per batch at most, got {accepted}"
+    );
+}

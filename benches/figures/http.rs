@@ -14,6 +14,10 @@
 //! cost when they are not handled.
 //!
 //! `http_poke_latency_ms`: write → SSE poke through `HttpStore`.
+//!
+//! `http_write_pipelined`: 1000 writes through `HttpStore::write_many`
+//! (HTTP/1.1 pipelining on one connection) next to the same writes made one
+//! per round trip with `HttpStore::write`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,6 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use eventodb_kit::server::{Server, ServerConfig};
+use eventodb_kit::store::WriteItem;
 use eventodb_kit::{
     CategoryQuery, EmbeddedStore, HttpStore, MessageStore, NewMessage, SubscribeTarget,
     WriteOptions,
@@ -50,6 +55,7 @@ pub fn run(report: &mut Report) {
         let storage = best_of(2, || kit_writes(&embedded, threads));
         report.ratio(&format!("http_write_{threads}_vs_storage"), kit, storage);
     }
+    write_pipelined(report, &store);
     category_get_30kb(report, &store);
     poke_latency(report, &store);
     drop(store);
@@ -125,6 +131,41 @@ fn raw_writes(addr: SocketAddr, threads: usize) -> f64 {
         let _: serde_json::Value =
             serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap();
     })
+}
+
+/// Writes/s of 1000 writes in one `write_many` (pipelined) vs the same
+/// writes one `write` at a time.
+fn write_pipelined(report: &mut Report, store: &HttpStore) {
+    const WRITES: u64 = 1000;
+    let writes: Vec<WriteItem> = (0..WRITES)
+        .map(|i| {
+            WriteItem::new(
+                format!("piped-{}", i % STREAMS),
+                NewMessage::new("Deposited", payload()),
+                WriteOptions::new(),
+            )
+        })
+        .collect();
+    // Warm-up: the pipeline and ureq's pooled connection are open.
+    assert!(store.write_many(&writes[..10]).iter().all(|r| r.is_ok()));
+    store
+        .write(&writes[0].stream, &writes[0].message, &writes[0].options)
+        .unwrap();
+    let pipelined = best_of(3, || {
+        let start = Instant::now();
+        let results = store.write_many(&writes);
+        let elapsed = start.elapsed();
+        assert!(results.iter().all(|r| r.is_ok()));
+        WRITES as f64 / elapsed.as_secs_f64()
+    });
+    let sequential = best_of(3, || {
+        let start = Instant::now();
+        for w in &writes {
+            store.write(&w.stream, &w.message, &w.options).unwrap();
+        }
+        WRITES as f64 / start.elapsed().as_secs_f64()
+    });
+    report.ratio("http_write_pipelined", pipelined, sequential);
 }
 
 fn category_get_30kb(report: &mut Report, store: &HttpStore) {

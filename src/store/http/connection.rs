@@ -217,8 +217,9 @@ pub(crate) fn connect(target: &RpcTarget, settings: &ConnectSettings) -> Result<
             socket: tcp.try_clone().map_err(io)?,
             tls,
             wants_write,
-            cipher: Vec::new(),
+            cipher: vec![0; 32 * 1024].into_boxed_slice(),
             cipher_at: 0,
+            cipher_len: 0,
         },
         socket: tcp,
     })
@@ -369,9 +370,11 @@ pub(crate) struct Reader {
     socket: TcpStream,
     tls: Option<Arc<Mutex<ClientConnection>>>,
     wants_write: Arc<AtomicBool>,
-    /// Ciphertext read from the socket and not yet given to rustls.
-    cipher: Vec<u8>,
+    /// Ciphertext read from the socket; `cipher_at..cipher_len` is not
+    /// yet given to rustls.
+    cipher: Box<[u8]>,
     cipher_at: usize,
+    cipher_len: usize,
 }
 
 impl Reader {
@@ -397,8 +400,8 @@ impl Read for Reader {
                     Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                     Err(e) => return Err(e),
                 }
-                if self.cipher_at < self.cipher.len() {
-                    let mut pending = &self.cipher[self.cipher_at..];
+                if self.cipher_at < self.cipher_len {
+                    let mut pending = &self.cipher[self.cipher_at..self.cipher_len];
                     let taken = conn.read_tls(&mut pending)?;
                     if taken == 0 {
                         // close_notify came: nothing more will be read.
@@ -414,16 +417,10 @@ impl Read for Reader {
                 }
             }
             // Outside the lock: the writer may encrypt meanwhile.
-            self.cipher.resize(32 * 1024, 0);
             self.cipher_at = 0;
-            let n = match self.socket.read(&mut self.cipher) {
-                Ok(n) => n,
-                Err(e) => {
-                    self.cipher.clear();
-                    return Err(e);
-                }
-            };
-            self.cipher.truncate(n);
+            self.cipher_len = 0;
+            let n = self.socket.read(&mut self.cipher)?;
+            self.cipher_len = n;
             if n == 0 {
                 let mut conn = lock(&tls);
                 let _ = conn.read_tls(&mut io::empty());

@@ -48,7 +48,7 @@ const SUBSCRIPTION_CAPACITY: usize = 2048;
 ///
 /// The namespace is the token's: every call acts on it. One ureq agent is
 /// shared by all calls (and clones), so connections are reused; requests
-/// are sent with `TCP_NODELAY`. Errors map to [`Error`](crate::Error):
+/// are sent with `TCP_NODELAY`. Errors map to [`Error`]:
 /// version conflicts to `Conflict`, "id already exists" (SQLite and Postgres
 /// backends) to `DuplicateId`, 401/403 to `Auth`, 400 to `InvalidInput`,
 /// unknown namespaces to `NotFound`, other answers to `Store`, and network
@@ -74,6 +74,13 @@ const SUBSCRIPTION_CAPACITY: usize = 2048;
 /// of the store is dropped. Both reconnect with exponential backoff and
 /// jitter ([`HttpStoreBuilder::reconnect_policy`]); their state is visible
 /// through [`HttpStore::watch_status`] and [`SseSubscription::status`].
+///
+/// Pipelined writes ([`MessageStore::open_pipeline`](#method.open_pipeline),
+/// [`MessageStore::write_many`](#method.write_many)) use the store's own
+/// HTTP/1.1 connections, not the agent's: a pipeline has a writer thread
+/// and, while connected, a reader thread, both joined when it is dropped.
+/// `write_many` keeps one pipeline between calls, dropped with the last
+/// clone of the store.
 #[derive(Clone)]
 pub struct HttpStore {
     inner: Arc<Inner>,
@@ -174,7 +181,7 @@ impl HttpStoreBuilder {
 
     /// Checks the URL and the token and builds the store (no request is sent).
     ///
-    /// Errors: [`Error::InvalidInput`](crate::Error::InvalidInput) for a URL
+    /// Errors: [`Error::InvalidInput`] for a URL
     /// that is not `http(s)://host…` or a token that does not parse.
     pub fn build(self) -> Result<HttpStore> {
         let token = Token::parse(&self.token)?;

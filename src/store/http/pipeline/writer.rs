@@ -158,10 +158,27 @@ impl WriterThread {
         let count = batch.len();
         {
             let mut line = live.line.lock();
-            if line.end.is_some() {
-                // Ended meanwhile: these go out on the next connection.
+            if let Some(end) = &line.end {
+                // Ended meanwhile: these go out on the next connection —
+                // unless this one ended before anything was sent on it (a
+                // server that closes every connection at once), which is a
+                // failure to connect, not a reason to try again at once.
+                let refused = (!live.has_sent).then(|| match end {
+                    End::Broken { kind, message } => Error::Transport {
+                        kind: *kind,
+                        message: message.clone(),
+                    },
+                    _ => Error::Transport {
+                        kind: TransportErrorKind::ConnectionReset,
+                        message: "the store closed the connection".into(),
+                    },
+                });
+                drop(line);
                 for write in batch.into_iter().rev() {
                     self.pending.push_front(write);
+                }
+                if let Some(e) = refused {
+                    self.fail_queued(&e);
                 }
                 return;
             }
