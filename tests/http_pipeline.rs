@@ -1,8 +1,9 @@
 //! HTTP/1.1 pipelining of `HttpStore` writes against a real `serve`: order
 //! and ids over a thousand writes, answers identical to `write`'s, and what
 //! happens with servers that do not pipeline (close after each answer,
-//! answer one and go silent), a connection dropped mid-window, and a store
-//! that refuses connections.
+//! answer one and go silent, HTTP/1.0), a connection dropped mid-window, a
+//! server that closes every connection at once, and a store that refuses
+//! connections.
 #![cfg(feature = "server")]
 
 mod pipeline_support;
@@ -182,6 +183,24 @@ fn a_server_that_closes_after_each_answer_still_gets_everything() {
     assert!(pipeline.fallback().is_some());
     // Clones share what was learned.
     assert_ne!(store.clone().pipelining(), Pipelining::On);
+}
+
+#[test]
+fn an_http10_server_gets_everything_one_write_at_a_time() {
+    let server = Server::start(ServerConfig::new()).unwrap();
+    let front = Front::start(server.addr(), Behaviour::Http10);
+    let store = store_at(&server, &front.url());
+    let writes = items("old-1", 10);
+    let results = store.write_many(&writes);
+    for (n, result) in results.iter().enumerate() {
+        assert_eq!(result.as_ref().unwrap().position, n as i64, "{result:?}");
+    }
+    assert_eq!(stored_ids(server.store(), "old-1"), ids(&writes));
+    assert_eq!(front.forwarded(), 10);
+    match store.pipelining() {
+        Pipelining::OneAtATime { reason } => assert!(reason.contains("HTTP/1.0"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -28,6 +28,8 @@ pub enum Behaviour {
     /// `answer` of them, then closes; later connections are served well
     /// (pipelined requests answered in order).
     DropAfter { read: usize, answer: usize },
+    /// An HTTP/1.0 server: one answer per connection, then it closes.
+    Http10,
 }
 
 struct Shared {
@@ -266,6 +268,16 @@ fn serve(shared: &Shared, mut socket: TcpStream, first: bool) -> std::io::Result
                 let (head, body) = forward(shared, &mut backend, &request);
                 respond(&mut socket, &head, &body, false)?;
             }
+            linger(&mut socket);
+        }
+        Behaviour::Http10 => {
+            if !read_requests(&mut socket, &mut buf, 1) {
+                return Ok(());
+            }
+            let request = take_request(&mut buf).unwrap();
+            let (head, body) = forward(shared, &mut backend, &request);
+            let head = head.replacen("HTTP/1.1", "HTTP/1.0", 1);
+            respond(&mut socket, &head, &body, false)?;
             linger(&mut socket);
         }
         Behaviour::DropAfter { .. } => loop {

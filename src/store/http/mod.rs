@@ -529,8 +529,9 @@ impl MessageStore for HttpStore {
     /// socket write; each answer is mapped exactly as
     /// [`write`](MessageStore::write) maps it and comes back in order. Every
     /// write sent gets exactly one answer while the pipeline lives;
-    /// dropping it stops and joins both threads (at most the connect
-    /// timeout when a connection is being opened).
+    /// dropping it shuts the connection down and joins both threads at
+    /// once (if a connection is being opened, once that attempt ends: at
+    /// most the connect timeout after name resolution).
     ///
     /// When things go wrong:
     ///
