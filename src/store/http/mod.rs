@@ -9,7 +9,7 @@ use std::time::Duration;
 use crossbeam_channel::bounded;
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::message::{Message, NewMessage, WriteOptions, WriteResult};
 use crate::retry::RetryPolicy;
 use crate::store::{
@@ -28,6 +28,7 @@ mod pipelining;
 mod response;
 mod sse;
 mod status;
+mod target;
 mod tls;
 
 pub use admin::{ImportSummary, SystemHealth};
@@ -35,7 +36,6 @@ pub use pipelining::Pipelining;
 pub use status::{ConnectionSnapshot, ConnectionState, ConnectionStatus};
 
 use client::{AgentSettings, CallContext, Client};
-use connection::{ConnectSettings, RpcTarget};
 use hub::Hub;
 use pipelining::PipeliningState;
 use sse::{Endpoint, OnRefusal, PokeSink, SseWorker};
@@ -48,7 +48,7 @@ const SUBSCRIPTION_CAPACITY: usize = 2048;
 ///
 /// The namespace is the token's: every call acts on it. One ureq agent is
 /// shared by all calls (and clones), so connections are reused; requests
-/// are sent with `TCP_NODELAY`. Errors map to [`Error`]:
+/// are sent with `TCP_NODELAY`. Errors map to [`Error`](crate::Error):
 /// version conflicts to `Conflict`, "id already exists" (SQLite and Postgres
 /// backends) to `DuplicateId`, 401/403 to `Auth`, 400 to `InvalidInput`,
 /// unknown namespaces to `NotFound`, other answers to `Store`, and network
@@ -181,7 +181,7 @@ impl HttpStoreBuilder {
 
     /// Checks the URL and the token and builds the store (no request is sent).
     ///
-    /// Errors: [`Error::InvalidInput`] for a URL
+    /// Errors: [`Error::InvalidInput`](crate::Error::InvalidInput) for a URL
     /// that is not `http(s)://host…` or a token that does not parse.
     pub fn build(self) -> Result<HttpStore> {
         let token = Token::parse(&self.token)?;
@@ -268,73 +268,6 @@ impl HttpStore {
     /// ```
     pub fn pipelining(&self) -> Pipelining {
         self.inner.pipelining.pipelining()
-    }
-
-    /// A new pipeline (no connection before its first write).
-    fn new_pipeline(&self) -> Result<WritePipeline> {
-        let client = &self.inner.client;
-        let settings = client.settings();
-        let target = pipeline::Target {
-            rpc: RpcTarget::parse(client.base())?,
-            authorization: client.authorization().to_string(),
-            connect: ConnectSettings {
-                connect_timeout: settings.connect_timeout,
-                write_timeout: settings.read_timeout,
-                tls: settings.rustls_config(),
-            },
-            read_timeout: settings.read_timeout,
-        };
-        pipeline::open(Arc::new(target), Arc::clone(&self.inner.pipelining))
-    }
-
-    /// Writes `items` through one pipeline — the one kept from the last
-    /// call, or a new one — and keeps it for the next call.
-    fn write_pipelined(&self, items: &[WriteItem]) -> Vec<Result<WriteResult>> {
-        let kept = self
-            .inner
-            .idle_pipeline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let pipeline = match kept.map_or_else(|| self.new_pipeline(), Ok) {
-            Ok(pipeline) => pipeline,
-            Err(e) => {
-                let message = e.to_string();
-                return items
-                    .iter()
-                    .map(|_| Err(shared_error(&e, &message)))
-                    .collect();
-            }
-        };
-        let mut results = Vec::with_capacity(items.len());
-        let mut sent = 0;
-        for (tag, item) in (0u64..).zip(items) {
-            if pipeline.send(tag, item.clone()).is_err() {
-                break;
-            }
-            sent += 1;
-            // Take what is answered already, so answers do not pile up.
-            results.extend(pipeline.answers().try_iter().map(|a| a.result));
-        }
-        while results.len() < sent {
-            match pipeline.answers().recv() {
-                Ok(answer) => results.push(answer.result),
-                Err(_) => break,
-            }
-        }
-        let complete = results.len() == items.len();
-        results.resize_with(items.len(), || Err(Error::Shutdown));
-        if complete {
-            let mut slot = self
-                .inner
-                .idle_pipeline
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if slot.is_none() {
-                *slot = Some(pipeline);
-            }
-        }
-        results
     }
 
     /// The server's base URL.
@@ -441,20 +374,6 @@ impl HttpStore {
             self.wait_first_attempt(hub.status());
         }
         Ok(f(hub))
-    }
-}
-
-/// `e` again for another item (errors are not `Clone`).
-fn shared_error(e: &Error, message: &str) -> Error {
-    match e {
-        Error::Transport { kind, message } => Error::Transport {
-            kind: *kind,
-            message: message.clone(),
-        },
-        _ => Error::Transport {
-            kind: crate::TransportErrorKind::Other,
-            message: message.to_string(),
-        },
     }
 }
 

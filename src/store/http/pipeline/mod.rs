@@ -28,6 +28,7 @@ use crate::message::WriteResult;
 use crate::store::http::client::{self, CallContext};
 use crate::store::http::connection::{ConnectSettings, Connection, RpcTarget};
 use crate::store::http::pipelining::PipeliningState;
+use crate::store::http::HttpStore;
 use crate::store::pipeline::{PipelinedWrite, WriteItem, WritePipeline, PIPELINE_CAPACITY};
 use crate::wire::rpc;
 
@@ -58,6 +59,87 @@ impl fmt::Debug for Target {
             .field("connect", &self.connect)
             .field("read_timeout", &self.read_timeout)
             .finish_non_exhaustive()
+    }
+}
+
+impl HttpStore {
+    /// A new pipeline (no connection before its first write).
+    pub(in crate::store::http) fn new_pipeline(&self) -> Result<WritePipeline> {
+        let client = &self.inner.client;
+        let settings = client.settings();
+        let target = Target {
+            rpc: RpcTarget::parse(client.base())?,
+            authorization: client.authorization().to_string(),
+            connect: ConnectSettings {
+                connect_timeout: settings.connect_timeout,
+                write_timeout: settings.read_timeout,
+                tls: settings.rustls_config(),
+            },
+            read_timeout: settings.read_timeout,
+        };
+        open(Arc::new(target), Arc::clone(&self.inner.pipelining))
+    }
+
+    /// Writes `items` through one pipeline — the one kept from the last
+    /// call, or a new one — and keeps it for the next call.
+    pub(in crate::store::http) fn write_pipelined(
+        &self,
+        items: &[WriteItem],
+    ) -> Vec<Result<WriteResult>> {
+        let kept = self
+            .inner
+            .idle_pipeline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let pipeline = match kept.map_or_else(|| self.new_pipeline(), Ok) {
+            Ok(pipeline) => pipeline,
+            // Only an unusable URL or a thread that cannot be spawned.
+            Err(e) => {
+                let (kind, message) = match e {
+                    Error::Transport { kind, message } => (kind, message),
+                    other => (TransportErrorKind::Other, other.to_string()),
+                };
+                return items
+                    .iter()
+                    .map(|_| {
+                        Err(Error::Transport {
+                            kind,
+                            message: message.clone(),
+                        })
+                    })
+                    .collect();
+            }
+        };
+        let mut results = Vec::with_capacity(items.len());
+        let mut sent = 0;
+        for (tag, item) in (0u64..).zip(items) {
+            if pipeline.send(tag, item.clone()).is_err() {
+                break;
+            }
+            sent += 1;
+            // Take what is answered already, so answers do not pile up.
+            results.extend(pipeline.answers().try_iter().map(|a| a.result));
+        }
+        while results.len() < sent {
+            match pipeline.answers().recv() {
+                Ok(answer) => results.push(answer.result),
+                Err(_) => break,
+            }
+        }
+        let complete = results.len() == items.len();
+        results.resize_with(items.len(), || Err(Error::Shutdown));
+        if complete {
+            let mut slot = self
+                .inner
+                .idle_pipeline
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if slot.is_none() {
+                *slot = Some(pipeline);
+            }
+        }
+        results
     }
 }
 
