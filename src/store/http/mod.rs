@@ -464,14 +464,16 @@ impl MessageStore for HttpStore {
     ///   without keep-alive): it processed nothing sent after that request
     ///   (RFC 9112 §9.6), so the writes after it are sent again on a new
     ///   connection, without an error.
-    /// - **Connecting fails** (refused, timeout, DNS, TLS): that write and
-    ///   every write queued at that moment get the connect error; the next
-    ///   write tries again.
+    /// - **Connecting fails** (refused, timeout, DNS, TLS — or the server
+    ///   closes a new connection before the first request went out): that
+    ///   write and every write queued at that moment get the error; the
+    ///   next write tries again.
     /// - **The server does not pipeline**: when it closes the connection
     ///   after its first answer while more requests were outstanding, on
     ///   two connections in a row; when it answers the first request and
     ///   then nothing for the stall timeout (10 smoothed round trips,
-    ///   between 1 s and the read timeout) while others wait — those get
+    ///   between 1 s and the read timeout; the read timeout before a round
+    ///   trip was measured) while others wait — those get
     ///   unknown-outcome `Timeout` errors —; or when it answers with
     ///   HTTP/1.0: every pipeline of the store (and of its clones) sends one
     ///   write at a time from then on, on keep-alive connections.
