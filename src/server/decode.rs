@@ -5,6 +5,8 @@
 
 use serde_json::Value;
 
+use crate::message::MAX_JSON_DEPTH;
+
 /// Parses `text` as Go would; `Err` holds Go's error text.
 pub(crate) fn parse(text: &str) -> Result<Value, String> {
     match serde_json::from_str(text) {
@@ -70,6 +72,17 @@ fn go_error_text(e: &serde_json::Error, text: &str) -> String {
     if e.is_eof() {
         return "unexpected end of JSON input".to_string();
     }
+    let message = e.to_string();
+    if message.starts_with("recursion limit exceeded") {
+        // Go's text for its own limit (10 000 levels), with ours: serde_json
+        // reads 127 levels, which leaves a message's data and metadata
+        // what every other entry point of the kit accepts.
+        return format!(
+            "exceeded max depth: a request may nest arrays and objects {} levels deep ({} within message.data and message.metadata)",
+            MAX_JSON_DEPTH + 2,
+            MAX_JSON_DEPTH
+        );
+    }
     // serde_json reports the 1-based line and byte column of the offending byte.
     let at = text
         .split_inclusive('\n')
@@ -83,7 +96,6 @@ fn go_error_text(e: &serde_json::Error, text: &str) -> String {
         at.checked_sub(n)
             .and_then(|i| text.as_bytes().get(i).copied())
     };
-    let message = e.to_string();
     let context = if message.starts_with("expected `:`") {
         "after object key".to_string()
     } else if message.starts_with("expected `,` or `}`") {
@@ -236,6 +248,22 @@ mod tests {
             text("[\"é\u{1}\"]"),
             "invalid character '\\x01' in string literal"
         );
+    }
+
+    #[test]
+    fn nesting_beyond_the_reader_is_refused_with_the_limit() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse(&deep(MAX_JSON_DEPTH + 2)).is_ok());
+        let m = parse(&deep(MAX_JSON_DEPTH + 3)).unwrap_err();
+        assert!(m.starts_with("exceeded max depth"), "{m}");
+        assert!(m.contains("125 within message.data"), "{m}");
+        // A megabyte of brackets stops at the limit: no stack overflow.
+        assert!(parse(&"[".repeat(1 << 20))
+            .unwrap_err()
+            .starts_with("exceeded"));
+        assert!(parse(&"{\"a\":".repeat(1 << 16))
+            .unwrap_err()
+            .starts_with("exceeded"));
     }
 
     #[test]

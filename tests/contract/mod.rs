@@ -52,6 +52,7 @@ macro_rules! contract_tests {
             subscribe_all_is_live_only,
             watch_category_wakes_on_new_writes,
             time_is_write_time,
+            nesting_depth_limit,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -776,4 +777,39 @@ pub fn time_is_write_time(store: &dyn MessageStore) {
     let after = SystemTime::now() + Duration::from_secs(2);
     let m = store.last_message("clock-1", None).unwrap().unwrap();
     assert!(m.time >= before && m.time <= after, "{:?}", m.time);
+}
+
+/// Data and metadata nested up to `MAX_JSON_DEPTH` levels are written and
+/// read back; one level more is refused with `InvalidInput` saying the
+/// limit, and nothing is stored.
+pub fn nesting_depth_limit(store: &dyn MessageStore) {
+    let limit = eventodb_kit::message::MAX_JSON_DEPTH;
+    let nested = |depth: usize| (1..depth).fold(json!({}), |v, _| json!({ "a": v }));
+    let deepest = nested(limit);
+    store
+        .write(
+            "nesting-1",
+            &msg("Deep", deepest.clone()).with_metadata(deepest.clone()),
+            &WriteOptions::new(),
+        )
+        .unwrap();
+    for m in [
+        msg("Deeper", nested(limit + 1)),
+        msg("Deeper", json!({})).with_metadata(nested(limit + 1)),
+    ] {
+        let e = invalid(store.write("nesting-1", &m, &WriteOptions::new()));
+        assert!(e.contains(&format!("{limit} levels")), "{e}");
+    }
+    let read = store.get_stream("nesting-1", &StreamQuery::new()).unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].data, deepest);
+    assert_eq!(read[0].metadata.as_ref(), Some(&deepest));
+    let in_category = store
+        .get_category("nesting", &CategoryQuery::new())
+        .unwrap();
+    assert_eq!(in_category[0].data, deepest);
+    assert_eq!(
+        store.last_message("nesting-1", None).unwrap().unwrap().data,
+        deepest
+    );
 }
