@@ -141,6 +141,31 @@ pub(super) fn append(
     Ok(result)
 }
 
+/// The canonical form of a UUID that [`check_uuid`] accepts: 36
+/// characters, lowercase, hyphenated (what EventoDB's Postgres backend
+/// stores and answers).
+pub(crate) fn canonical_uuid(s: &str) -> std::result::Result<String, String> {
+    check_uuid(s)?;
+    let core = match s.len() {
+        38 => &s[1..37],
+        45 => &s[9..],
+        _ => s,
+    };
+    let hex: String = core
+        .chars()
+        .filter(|c| *c != '-')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    ))
+}
+
 /// Go's `uuid.Parse` acceptance rules: 36-char canonical, 38-char `{…}`,
 /// 45-char `urn:uuid:…` or 32 hex digits; any version, any case.
 pub(crate) fn check_uuid(s: &str) -> std::result::Result<(), String> {
@@ -184,7 +209,23 @@ pub(crate) fn check_uuid(s: &str) -> std::result::Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_uuid;
+    use super::{canonical_uuid, check_uuid};
+
+    #[test]
+    fn canonical_forms() {
+        let canonical = "0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a87";
+        for form in [
+            canonical.to_string(),
+            canonical.to_uppercase(),
+            format!("{{{canonical}}}"),
+            format!("urn:uuid:{}", canonical.to_uppercase()),
+            format!("URN:UUID:{canonical}"),
+            canonical.replace('-', ""),
+        ] {
+            assert_eq!(canonical_uuid(&form).unwrap(), canonical, "{form}");
+        }
+        assert_eq!(canonical_uuid("abc").unwrap_err(), "invalid UUID length: 3");
+    }
 
     #[test]
     fn uuid_forms() {
