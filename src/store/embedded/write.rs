@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::message::{NewMessage, WriteOptions, WriteResult};
 use crate::store::check_stream_name;
 use crate::stream_name::category;
+use crate::wire::json::to_stored_text;
 
 /// A message ready to be inserted: positions decided, JSON encoded.
 pub(crate) struct Row<'a> {
@@ -105,8 +106,10 @@ pub(super) fn append(
             &generated
         }
     };
-    let data = serde_json::to_string(message.data())?;
-    let metadata = message.metadata().map(serde_json::to_string).transpose()?;
+    // Numbers as EventoDB stores them (float64s), so that this store reads
+    // back exactly what a read over HTTP gives.
+    let data = to_stored_text(message.data());
+    let metadata = message.metadata().map(to_stored_text);
 
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version = stream_version(&tx, namespace, stream)?;
