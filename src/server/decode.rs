@@ -120,6 +120,9 @@ fn go_error_text(e: &serde_json::Error, text: &str) -> String {
             Some(b'+' | b'-') if matches!(before(2), Some(b'e' | b'E')) => {
                 "in exponent of numeric literal"
             }
+            // A leading zero ends Go's number (`01` is `0` then `1`): the
+            // digit after it is the next token of the enclosing value.
+            Some(b'0') if !matches!(before(2), Some(b'0'..=b'9' | b'.')) => after_value(text, at),
             _ => "in numeric literal",
         }
         .to_string()
@@ -149,6 +152,36 @@ fn go_error_text(e: &serde_json::Error, text: &str) -> String {
         "looking for beginning of value".to_string()
     };
     format!("invalid character {} {context}", go_quote_char(found))
+}
+
+/// Go's context after a complete value that ends before byte `at`: in an
+/// object, an array, or at the top level.
+fn after_value(text: &str, at: usize) -> &'static str {
+    let (mut open, mut in_string, mut escaped) = (Vec::new(), false, false);
+    for &b in &text.as_bytes()[..at] {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => open.push(b),
+            b']' | b'}' => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    match open.last() {
+        Some(b'{') => "after object key:value pair",
+        Some(_) => "after array element",
+        None => "after top-level value",
+    }
 }
 
 /// `in literal true (expecting 'r')` for a misspelled `true`, `false` or `null`
@@ -232,6 +265,13 @@ mod tests {
             text("[\"\\u12x4\"]"),
             "invalid character 'x' in \\u hexadecimal character escape"
         );
+        assert_eq!(
+            text(r#"{"x":01}"#),
+            "invalid character '1' after object key:value pair"
+        );
+        assert_eq!(text("[-00]"), "invalid character '0' after array element");
+        assert_eq!(text("01"), "invalid character '1' after top-level value");
+        assert_eq!(text("[1.05x]"), "invalid character 'x' after array element");
         assert_eq!(
             text("[-1e400,2]"),
             "json: cannot unmarshal number -1e400 into Go value of type float64"
