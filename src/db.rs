@@ -117,7 +117,7 @@ impl DbOptions {
 
     /// How long taking a connection from the pool waits while every
     /// connection is in use, before it fails with
-    /// [`Error::Pool`](crate::Error::Pool) (a transient error). Opening a
+    /// [`Error::Pool`] (a transient error). Opening a
     /// file never waits this long: an unusable path fails at once. Defaults
     /// to 30 s.
     pub fn pool_timeout(mut self, timeout: Duration) -> Self {
@@ -304,7 +304,7 @@ impl Db {
     /// it to [`SCHEMA_VERSION`].
     ///
     /// A path that cannot work fails at once with
-    /// [`Error::InvalidInput`](crate::Error::InvalidInput) naming the path
+    /// [`Error::InvalidInput`] naming the path
     /// and the reason: an empty path or `:memory:` (a database in memory is
     /// [`Db::open_in_memory`]), a missing directory, a directory, a file
     /// that is not an SQLite database or that can only be read.
@@ -336,8 +336,8 @@ impl Db {
     /// the kit's tables — for tools that inspect an application's database,
     /// where a mistyped path must not silently create an empty one.
     ///
-    /// Errors: [`Error::NotFound`](crate::Error::NotFound) when there is no
-    /// such file; [`Error::InvalidInput`](crate::Error::InvalidInput) when the
+    /// Errors: [`Error::NotFound`] when there is no
+    /// such file; [`Error::InvalidInput`] when the
     /// file is not a kit database (never opened by a [`Kit`](crate::Kit)).
     ///
     /// ```

@@ -10,7 +10,7 @@ use bad_input_support::{
     invalid, nested_arrays, nested_object, outbox_still_delivers, too_deep, LIMIT,
 };
 use eventodb_kit::outbox::{OutboxEntry, OutboxFilter};
-use eventodb_kit::{Error, Kit, MessageStore, NewMessage, StreamQuery, WriteOptions};
+use eventodb_kit::{Error, Kit, NewMessage, StreamQuery, WriteOptions};
 use serde_json::json;
 
 fn kit() -> (Kit, tempfile::TempDir) {

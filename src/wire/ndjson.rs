@@ -222,8 +222,8 @@ mod tests {
         assert!(text_nested_deeper_than(br#"{"a":[1,{"b":[]}]}"#, 3));
         assert!(!text_nested_deeper_than(br#"{"a":"[[[[{{{{\"[[["}"#, 1));
         assert!(text_nested_deeper_than(br#"{"a\\":[["x"]]}"#, 2));
-        assert!(!record_too_deep(&vec![b'['; MAX_JSON_DEPTH + 1]));
-        assert!(record_too_deep(&vec![b'['; MAX_JSON_DEPTH + 2]));
+        assert!(!record_too_deep(&[b'['; MAX_JSON_DEPTH + 1]));
+        assert!(record_too_deep(&[b'['; MAX_JSON_DEPTH + 2]));
     }
 
     #[test]
