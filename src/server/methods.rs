@@ -12,7 +12,7 @@ use crate::store::{
     check_batch_size, CategoryQuery, EmbeddedStore, MessageStore, StreamListQuery, StreamQuery,
 };
 use crate::token::Token;
-use crate::wire::json::{normalize_numbers, truncate_to_i64};
+use crate::wire::json::truncate_to_i64;
 use crate::wire::rpc as enc;
 
 /// Runs `method` with `args` for `caller`.
@@ -132,7 +132,7 @@ fn stream_write(shared: &Shared, caller: &Caller, args: &[Value]) -> RpcResult {
         Some(t) if !t.is_empty() => t,
         _ => return Err(RpcError::invalid("message.type must be a non-empty string")),
     };
-    let mut data = match message.get("data") {
+    let data = match message.get("data") {
         Some(d @ Value::Object(_)) => d.clone(),
         _ => return Err(RpcError::invalid("message.data must be an object")),
     };
@@ -149,10 +149,9 @@ fn stream_write(shared: &Shared, caller: &Caller, args: &[Value]) -> RpcResult {
         "options.expectedVersion must be a number",
     )?;
 
-    normalize_numbers(&mut data);
+    // The store keeps data numbers as float64s, as EventoDB does.
     let mut new = NewMessage::new(message_type, data);
-    if let Some(mut m) = metadata {
-        normalize_numbers(&mut m);
+    if let Some(m) = metadata {
         new = new.with_metadata(m);
     }
     let mut write_options = WriteOptions::new();

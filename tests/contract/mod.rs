@@ -52,6 +52,8 @@ macro_rules! contract_tests {
             subscribe_all_is_live_only,
             watch_category_wakes_on_new_writes,
             time_is_write_time,
+            data_numbers_read_back_as_float64,
+            nesting_depth_limit,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -776,4 +778,91 @@ pub fn time_is_write_time(store: &dyn MessageStore) {
     let after = SystemTime::now() + Duration::from_secs(2);
     let m = store.last_message("clock-1", None).unwrap().unwrap();
     assert!(m.time >= before && m.time <= after, "{:?}", m.time);
+}
+
+/// Numbers in data and metadata read back as EventoDB gives them: its
+/// server decodes them into float64s, so integers beyond 2^53 are rounded
+/// and `5.0` is `5` — from the embedded store in-process as over HTTP.
+pub fn data_numbers_read_back_as_float64(store: &dyn MessageStore) {
+    let data = json!({
+        "small": 42,
+        "limit": 9_007_199_254_740_992u64,
+        "beyond": 9_007_199_254_740_993u64,
+        "negative": -9_007_199_254_740_993i64,
+        "huge": 12_345_678_901_234_567_890u64,
+        "max": u64::MAX,
+        "whole_float": 5.0,
+        "fraction": 0.1,
+        "tiny": 1e-7,
+        "large_float": 1e21,
+        "nested": [{ "id": 1_234_567_890_123_456_789u64 }],
+    });
+    let metadata = json!({ "sequence": 9_007_199_254_740_993u64 });
+    store
+        .write(
+            "numbers-1",
+            &msg("Numbers", data).with_metadata(metadata),
+            &WriteOptions::new(),
+        )
+        .unwrap();
+    let expected = json!({
+        "small": 42,
+        "limit": 9_007_199_254_740_992u64,
+        "beyond": 9_007_199_254_740_992u64,
+        "negative": -9_007_199_254_740_992i64,
+        "huge": 12_345_678_901_234_567_000u64,
+        "max": 18_446_744_073_709_552_000.0,
+        "whole_float": 5,
+        "fraction": 0.1,
+        "tiny": 1e-7,
+        "large_float": 1e21,
+        "nested": [{ "id": 1_234_567_890_123_456_800u64 }],
+    });
+    let read = store.get_stream("numbers-1", &StreamQuery::new()).unwrap();
+    assert_eq!(read[0].data, expected);
+    assert_eq!(
+        read[0].metadata,
+        Some(json!({ "sequence": 9_007_199_254_740_992u64 }))
+    );
+    let last = store.last_message("numbers-1", None).unwrap().unwrap();
+    assert_eq!(last.data, expected);
+    let in_category = store
+        .get_category("numbers", &CategoryQuery::new())
+        .unwrap();
+    assert_eq!(in_category[0].data, expected);
+}
+
+/// Data and metadata nested up to `MAX_JSON_DEPTH` levels are written and
+/// read back; one level more is refused with `InvalidInput` saying the
+/// limit, and nothing is stored.
+pub fn nesting_depth_limit(store: &dyn MessageStore) {
+    let limit = eventodb_kit::message::MAX_JSON_DEPTH;
+    let nested = |depth: usize| (1..depth).fold(json!({}), |v, _| json!({ "a": v }));
+    let deepest = nested(limit);
+    store
+        .write(
+            "nesting-1",
+            &msg("Deep", deepest.clone()).with_metadata(deepest.clone()),
+            &WriteOptions::new(),
+        )
+        .unwrap();
+    for m in [
+        msg("Deeper", nested(limit + 1)),
+        msg("Deeper", json!({})).with_metadata(nested(limit + 1)),
+    ] {
+        let e = invalid(store.write("nesting-1", &m, &WriteOptions::new()));
+        assert!(e.contains(&format!("{limit} levels")), "{e}");
+    }
+    let read = store.get_stream("nesting-1", &StreamQuery::new()).unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].data, deepest);
+    assert_eq!(read[0].metadata.as_ref(), Some(&deepest));
+    let in_category = store
+        .get_category("nesting", &CategoryQuery::new())
+        .unwrap();
+    assert_eq!(in_category[0].data, deepest);
+    assert_eq!(
+        store.last_message("nesting-1", None).unwrap().unwrap().data,
+        deepest
+    );
 }

@@ -97,6 +97,13 @@ impl EmbeddedStore {
     ///
     /// The file may be the kit's own database file or a separate one; the
     /// store's tables have their own schema version.
+    ///
+    /// A path that cannot work fails at once with
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) naming the path
+    /// and the reason (as [`Db::open`](crate::Db::open)): an empty path or
+    /// `:memory:` (in memory is [`EmbeddedStore::open_in_memory`]), a
+    /// missing directory, a directory, a file that is not an SQLite
+    /// database or that can only be read.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path, DbOptions::default())
     }
@@ -105,8 +112,7 @@ impl EmbeddedStore {
     /// reader pool size).
     pub fn open_with(path: impl AsRef<Path>, options: DbOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let mut writer = Connection::open(&path)?;
-        db::configure(&mut writer, &options)?;
+        let mut writer = db::open_connection(&path, &options)?;
         migrate::migrate_to(&mut writer, store_schema(), store_schema().latest())?;
         let readers = db::build_pool(
             SqliteConnectionManager::file(&path),

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::message::{NewMessage, WriteOptions, WriteResult};
 use crate::store::check_stream_name;
 use crate::stream_name::category;
+use crate::wire::json::to_stored_text;
 
 /// A message ready to be inserted: positions decided, JSON encoded.
 pub(crate) struct Row<'a> {
@@ -105,8 +106,10 @@ pub(super) fn append(
             &generated
         }
     };
-    let data = serde_json::to_string(message.data())?;
-    let metadata = message.metadata().map(serde_json::to_string).transpose()?;
+    // Numbers as EventoDB stores them (float64s), so that this store reads
+    // back exactly what a read over HTTP gives.
+    let data = to_stored_text(message.data());
+    let metadata = message.metadata().map(to_stored_text);
 
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version = stream_version(&tx, namespace, stream)?;
@@ -139,6 +142,31 @@ pub(super) fn append(
     )?;
     tx.commit()?;
     Ok(result)
+}
+
+/// The canonical form of a UUID that [`check_uuid`] accepts: 36
+/// characters, lowercase, hyphenated (what EventoDB's Postgres backend
+/// stores and answers).
+pub(crate) fn canonical_uuid(s: &str) -> std::result::Result<String, String> {
+    check_uuid(s)?;
+    let core = match s.len() {
+        38 => &s[1..37],
+        45 => &s[9..],
+        _ => s,
+    };
+    let hex: String = core
+        .chars()
+        .filter(|c| *c != '-')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    ))
 }
 
 /// Go's `uuid.Parse` acceptance rules: 36-char canonical, 38-char `{…}`,
@@ -184,7 +212,23 @@ pub(crate) fn check_uuid(s: &str) -> std::result::Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_uuid;
+    use super::{canonical_uuid, check_uuid};
+
+    #[test]
+    fn canonical_forms() {
+        let canonical = "0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a87";
+        for form in [
+            canonical.to_string(),
+            canonical.to_uppercase(),
+            format!("{{{canonical}}}"),
+            format!("urn:uuid:{}", canonical.to_uppercase()),
+            format!("URN:UUID:{canonical}"),
+            canonical.replace('-', ""),
+        ] {
+            assert_eq!(canonical_uuid(&form).unwrap(), canonical, "{form}");
+        }
+        assert_eq!(canonical_uuid("abc").unwrap_err(), "invalid UUID length: 3");
+    }
 
     #[test]
     fn uuid_forms() {

@@ -412,6 +412,11 @@ impl MessageStore for HttpStore {
         message: &NewMessage,
         options: &WriteOptions,
     ) -> Result<WriteResult> {
+        // Refused here with EventoDB's own messages, before a round trip —
+        // and data nested deeper than the kit reads back, which EventoDB
+        // itself would take.
+        crate::store::check_stream_name(stream)?;
+        message.validate()?;
         let ctx = CallContext {
             stream: Some(stream),
             expected_version: options.expected_version,
