@@ -4,8 +4,9 @@
 //! answers of the earlier ones are back) leaves requests waiting in the
 //! connection's buffer. When the request just read is a `POST /rpc`
 //! `stream.write` and the next complete requests in the buffer are too,
-//! they are answered together: each is authenticated, checked and counted
-//! on its own and keeps its own answer, the valid writes of one namespace
+//! they are answered together: each is authenticated (a call with the same
+//! credentials as the one before it in the batch shares that one's check),
+//! checked and counted on its own and keeps its own answer, the valid writes of one namespace
 //! in a row go through one [`EmbeddedStore::write_many`] (one transaction,
 //! a savepoint each), and the answers leave in order, in one socket write.
 //!
@@ -22,7 +23,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::http::{self, Request, Response};
-use super::router::{authenticate, error};
+use super::router::{authenticate, error, Caller};
 use super::{methods, rpc, Shared};
 use crate::store::{EmbeddedStore, MessageStore, WriteItem};
 
@@ -150,8 +151,20 @@ fn answer(shared: &Shared, calls: Vec<Call>, keep_alive: bool) -> Vec<u8> {
     // Consecutive writes of one namespace share a transaction; a refused
     // call between them writes nothing, so it does not split them.
     let mut run: Option<Run> = None;
+    // Pipelined calls usually carry the same credentials: the check made
+    // for one holds for the next identical one of the same batch.
+    let mut last_auth: Option<(Credentials<'_>, Result<Caller, Response>)> = None;
     for (index, call) in calls.iter().enumerate() {
-        match check(shared, call) {
+        let credentials = credentials(&call.request);
+        let auth = match &last_auth {
+            Some((previous, auth)) if *previous == credentials => auth.clone(),
+            _ => {
+                let auth = authenticate(shared, &call.request);
+                last_auth = Some((credentials, auth.clone()));
+                auth
+            }
+        };
+        match check(shared, call, auth) {
             Slot::Answered(response) => responses[index] = Some(response),
             Slot::Write { store, item } => {
                 if run
@@ -204,10 +217,18 @@ fn commit(shared: &Shared, run: Option<Run>, responses: &mut [Option<Response>])
     }
 }
 
-/// Authentication, the call's arguments and its namespace, as a lone call
-/// would check them.
-fn check(shared: &Shared, call: &Call) -> Slot {
-    let caller = match authenticate(shared, &call.request) {
+/// What authentication looks at: the query (its `token`) and the
+/// `Authorization` header.
+type Credentials<'a> = (&'a str, Option<&'a [u8]>);
+
+fn credentials(request: &Request) -> Credentials<'_> {
+    (&request.query, request.header("authorization"))
+}
+
+/// The call's authentication, its arguments and its namespace, as a lone
+/// call would check them.
+fn check(shared: &Shared, call: &Call, auth: Result<Caller, Response>) -> Slot {
+    let caller = match auth {
         Ok(caller) => caller,
         Err(denied) => return Slot::Answered(denied),
     };

@@ -124,12 +124,14 @@ pub(crate) fn check<'a>(
 }
 
 /// The rest of EventoDB's checks (the expected version) and the insert, on a
-/// connection inside a write transaction.
+/// connection inside a write transaction. `global_position` gives the
+/// namespace's next global position when the caller knows it.
 fn apply(
     conn: &Connection,
     namespace: &str,
     write: &Checked<'_>,
     time_ms: i64,
+    global_position: Option<i64>,
 ) -> Result<WriteResult> {
     let version = stream_version(conn, namespace, write.stream)?;
     if let Some(expected) = write.expected_version {
@@ -143,7 +145,10 @@ fn apply(
     }
     let result = WriteResult {
         position: version + 1,
-        global_position: next_global_position(conn, namespace)?,
+        global_position: match global_position {
+            Some(next) => next,
+            None => next_global_position(conn, namespace)?,
+        },
     };
     insert(
         conn,
@@ -174,7 +179,7 @@ pub(super) fn append(
 ) -> Result<WriteResult> {
     let write = check(stream, message, options)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let result = apply(&tx, namespace, &write, time_ms)?;
+    let result = apply(&tx, namespace, &write, time_ms, None)?;
     tx.commit()?;
     Ok(result)
 }
@@ -199,6 +204,7 @@ pub(super) fn append_many(
     let outcome = (|| {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(items.len());
+        let mut next_global = None;
         {
             let mut savepoint = tx.prepare_cached("SAVEPOINT evento_write")?;
             let mut release = tx.prepare_cached("RELEASE evento_write")?;
@@ -212,9 +218,14 @@ pub(super) fn append_many(
                     }
                 };
                 savepoint.execute([])?;
-                let outcome = apply(&tx, namespace, &write, now_ms());
-                if outcome.is_err() {
-                    rollback.execute([])?;
+                let outcome = apply(&tx, namespace, &write, now_ms(), next_global);
+                match &outcome {
+                    // Positions are MAX + 1 and nobody else writes inside
+                    // this transaction: the next one follows this one.
+                    Ok(written) => next_global = Some(written.global_position + 1),
+                    Err(_) => {
+                        rollback.execute([])?;
+                    }
                 }
                 release.execute([])?;
                 results.push(outcome);
