@@ -21,6 +21,16 @@
 //! # Ok::<(), eventodb_kit::Error>(())
 //! ```
 //!
+//! # Pipelining and limits
+//!
+//! Pipelined requests are answered in order, and the `stream.write` calls
+//! already waiting on a connection are committed in one transaction (each
+//! keeps its own authentication, validation and answer). A request head
+//! must arrive within [`ServerConfig::head_timeout`] and fit in 64 KiB; a
+//! request with two `Content-Length` headers is refused; when
+//! [`ServerConfig::max_connections`] are open, the connection that has
+//! waited longest for a request makes way for a new one.
+//!
 //! # Threads
 //!
 //! One acceptor thread and one thread per open connection (keep-alive
