@@ -305,7 +305,7 @@ mod tests {
         let head = http::read_head(&mut reader, shared.max_body)
             .unwrap()
             .unwrap();
-        let first = http::read_body(&mut reader, head, &mut Vec::new(), shared.max_body).unwrap();
+        let first = http::read_body(&mut reader, head, shared.max_body).unwrap();
         let served = match serve(shared, first, Instant::now(), &mut reader) {
             Served::Alone(_) => None,
             Served::Together {

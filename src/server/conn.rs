@@ -303,11 +303,14 @@ fn serve(shared: &Shared, socket: &Arc<TcpStream>, phase: &Phase, accepted: Inst
             // nothing of this request has run, and the socket is closed.
             return;
         }
-        let started = Instant::now();
-        let request = match http::read_body(&mut reader, head, &mut &**socket, shared.max_body) {
+        if head.wants_continue() && reader.get_mut().write_all(http::CONTINUE).is_err() {
+            return;
+        }
+        let request = match http::read_body(&mut reader, head, shared.max_body) {
             Ok(request) => request,
             Err(e) => return refuse(shared, socket, &mut reader, e),
         };
+        let started = Instant::now();
         let keep_alive = match batch::serve(shared, request, started, &mut reader) {
             Served::Together {
                 answers,

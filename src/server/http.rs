@@ -100,7 +100,12 @@ pub(crate) fn read_request<R: BufRead, W: Write>(
     max_body: usize,
 ) -> Result<Option<Request>, ReadError> {
     match read_head(reader, max_body)? {
-        Some(head) => read_body(reader, head, continue_to, max_body).map(Some),
+        Some(head) => {
+            if head.wants_continue() {
+                continue_to.write_all(CONTINUE)?;
+            }
+            read_body(reader, head, max_body).map(Some)
+        }
         None => Ok(None),
     }
 }
@@ -278,18 +283,23 @@ fn framing(request: &Request, max_body: usize) -> Result<Framing, ReadError> {
     })
 }
 
-/// Reads the body that `head` announces, first sending `100 Continue` to
-/// `continue_to` when the client asked for it.
-pub(crate) fn read_body<R: BufRead, W: Write>(
+/// The interim answer to `Expect: 100-continue`.
+pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+impl Head {
+    /// Whether the client waits for [`CONTINUE`] before it sends the body
+    /// (send it, then [`read_body`]).
+    pub(crate) fn wants_continue(&self) -> bool {
+        self.wants_continue
+    }
+}
+
+/// Reads the body that `head` announces.
+pub(crate) fn read_body<R: BufRead>(
     reader: &mut R,
     head: Head,
-    continue_to: &mut W,
     max_body: usize,
 ) -> Result<Request, ReadError> {
-    if head.wants_continue {
-        continue_to.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-        continue_to.flush()?;
-    }
     let mut request = head.request;
     match head.framing {
         Framing::None => {}
