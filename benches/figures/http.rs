@@ -18,6 +18,12 @@
 //! `http_write_pipelined`: 1000 writes through `HttpStore::write_many`
 //! (HTTP/1.1 pipelining on one connection) next to the same writes made one
 //! per round trip with `HttpStore::write`.
+//! `http_write_pipelined_raw`: `stream.write` requests/s to `serve` over one
+//! raw TCP connection, 100 pipelined at a time (sent in one write, then the
+//! 100 answers read), next to the same requests one per round trip on one
+//! connection — raw sockets on the client side both times, so it measures
+//! what the server gains from pipelining (answers in order, the waiting
+//! writes in one transaction). Above 1 is the gain.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -58,6 +64,8 @@ pub fn run(report: &mut Report) {
     write_pipelined(report, &store);
     category_get_30kb(report, &store);
     poke_latency(report, &store);
+    let token = server.default_token().unwrap().expose_secret().to_string();
+    pipelined_raw(report, server.addr(), &token);
     drop(store);
     server.shutdown();
 }
@@ -250,6 +258,82 @@ fn poke_latency(report: &mut Report, store: &HttpStore) {
             ("max", percentile_ms(&times, 1.0)),
         ],
     );
+}
+
+/// Requests in flight at once in `http_write_pipelined_raw`.
+const PIPELINE: usize = 100;
+
+fn pipelined_raw(report: &mut Report, addr: SocketAddr, token: &str) {
+    let requests: Vec<Vec<u8>> = (0..STREAMS)
+        .map(|n| {
+            let body = serde_json::to_string(&json!([
+                "stream.write",
+                format!("piped-{n}"),
+                { "type": "Deposited", "data": payload() }
+            ]))
+            .unwrap();
+            format!(
+                "POST /rpc HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        })
+        .collect();
+    let window: Vec<u8> = requests
+        .iter()
+        .cycle()
+        .take(PIPELINE)
+        .flatten()
+        .copied()
+        .collect();
+    let connect = || {
+        let socket = TcpStream::connect(addr).unwrap();
+        socket.set_nodelay(true).unwrap();
+        let reader = BufReader::new(socket.try_clone().unwrap());
+        (socket, reader)
+    };
+    let (mut socket, mut reader) = connect();
+    let pipelined = best_of(3, || {
+        crate::report::rate(BUDGET, PIPELINE as u64, || {
+            socket.write_all(&window).unwrap();
+            for _ in 0..PIPELINE {
+                read_write_answer(&mut reader);
+            }
+        })
+    });
+    let (mut socket, mut reader) = connect();
+    let mut n = 0;
+    let one_by_one = best_of(3, || {
+        crate::report::rate(BUDGET, 1, || {
+            n += 1;
+            socket.write_all(&requests[n % requests.len()]).unwrap();
+            read_write_answer(&mut reader);
+        })
+    });
+    report.ratio("http_write_pipelined_raw", pipelined, one_by_one);
+}
+
+/// Reads one `stream.write` answer and checks it is a success.
+fn read_write_answer(reader: &mut BufReader<TcpStream>) {
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
 }
 
 /// Durations of `n` runs of `op` (after 10 % warm-up runs).

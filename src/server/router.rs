@@ -102,7 +102,7 @@ pub(crate) fn error_body(status: u16, body: ErrorBody) -> Response {
 }
 
 /// Protocol §2.2, with test mode's relaxations (§2.4).
-fn authenticate(shared: &Shared, request: &Request) -> Result<Caller, Response> {
+pub(crate) fn authenticate(shared: &Shared, request: &Request) -> Result<Caller, Response> {
     let relaxed = shared.test_mode;
     let default = || Caller {
         namespace: DEFAULT_NAMESPACE.to_string(),

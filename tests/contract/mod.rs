@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, SystemTime};
 
+use eventodb_kit::store::WriteItem;
 use eventodb_kit::{
     CategoryQuery, ConsumerGroup, Error, Message, MessageStore, NewMessage, StreamListQuery,
-    StreamQuery, SubscribeTarget, WriteOptions,
+    StreamQuery, SubscribeTarget, WriteOptions, WriteResult,
 };
 use serde_json::{json, Value};
 
@@ -54,6 +55,12 @@ macro_rules! contract_tests {
             time_is_write_time,
             data_numbers_read_back_as_float64,
             nesting_depth_limit,
+            write_many_in_order,
+            write_many_empty,
+            write_many_duplicate_id_in_the_middle,
+            write_many_conflict_in_the_middle,
+            write_many_invalid_item_in_the_middle,
+            write_many_chains_expected_versions,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -864,5 +871,173 @@ pub fn nesting_depth_limit(store: &dyn MessageStore) {
     assert_eq!(
         store.last_message("nesting-1", None).unwrap().unwrap().data,
         deepest
+    );
+}
+
+// ----- write_many -----
+
+fn item(stream: &str, n: i64, options: WriteOptions) -> WriteItem {
+    WriteItem::new(stream, msg("Event", json!({ "n": n })), options)
+}
+
+/// The results that succeeded, as (position, global position).
+fn written(results: &[Result<WriteResult, Error>]) -> Vec<Option<(i64, i64)>> {
+    results
+        .iter()
+        .map(|r| r.as_ref().ok().map(|w| (w.position, w.global_position)))
+        .collect()
+}
+
+/// The global position the next write to the namespace gets.
+fn next_global(store: &dyn MessageStore) -> i64 {
+    store
+        .get_category("", &CategoryQuery::new().batch_size(-1))
+        .unwrap()
+        .last()
+        .map_or(1, |m| m.global_position + 1)
+}
+
+pub fn write_many_in_order(store: &dyn MessageStore) {
+    write(store, "many-1", 0);
+    let g = next_global(store);
+    let results = store.write_many(&[
+        item("many-1", 1, WriteOptions::new()),
+        item("many-2", 2, WriteOptions::new()),
+        item("many-1", 3, WriteOptions::new()),
+        item("many-3", 4, WriteOptions::new()),
+        item("many-1", 5, WriteOptions::new()),
+    ]);
+    assert_eq!(
+        written(&results),
+        [
+            Some((1, g)),
+            Some((0, g + 1)),
+            Some((2, g + 2)),
+            Some((0, g + 3)),
+            Some((3, g + 4)),
+        ],
+        "one result per item, in order"
+    );
+    let one = store.get_stream("many-1", &StreamQuery::new()).unwrap();
+    assert_eq!(ns(&one), [0, 1, 3, 5]);
+    let all = store.get_category("many", &CategoryQuery::new()).unwrap();
+    assert_eq!(ns(&all), [0, 1, 2, 3, 4, 5], "stored in the order given");
+}
+
+pub fn write_many_empty(store: &dyn MessageStore) {
+    assert!(store.write_many(&[]).is_empty());
+    assert_eq!(write(store, "empty-1", 0).global_position, 1);
+}
+
+pub fn write_many_duplicate_id_in_the_middle(store: &dyn MessageStore) {
+    let id = "0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a90";
+    let g = next_global(store);
+    let results = store.write_many(&[
+        item("dupm-1", 0, WriteOptions::new().id(id)),
+        item("dupm-2", 1, WriteOptions::new().id(id)),
+        item("dupm-2", 2, WriteOptions::new()),
+    ]);
+    assert_eq!(written(&results), [Some((0, g)), None, Some((0, g + 1))]);
+    match &results[1] {
+        Err(Error::DuplicateId { id: dup }) => assert_eq!(dup, id),
+        other => panic!("expected DuplicateId, got {other:?}"),
+    }
+    let two = store.get_stream("dupm-2", &StreamQuery::new()).unwrap();
+    assert_eq!(ns(&two), [2], "the duplicate left nothing behind");
+}
+
+pub fn write_many_conflict_in_the_middle(store: &dyn MessageStore) {
+    write(store, "conm-1", 0);
+    let g = next_global(store);
+    let results = store.write_many(&[
+        item("conm-2", 1, WriteOptions::new()),
+        item("conm-1", 2, WriteOptions::new().expected_version(7)),
+        item("conm-1", 3, WriteOptions::new()),
+    ]);
+    assert_eq!(written(&results), [Some((0, g)), None, Some((1, g + 1))]);
+    match &results[1] {
+        Err(Error::Conflict {
+            stream, expected, ..
+        }) => assert_eq!((stream.as_str(), *expected), ("conm-1", 7)),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let one = store.get_stream("conm-1", &StreamQuery::new()).unwrap();
+    assert_eq!(ns(&one), [0, 3]);
+}
+
+pub fn write_many_invalid_item_in_the_middle(store: &dyn MessageStore) {
+    let g = next_global(store);
+    let results = store.write_many(&[
+        item("badm-1", 0, WriteOptions::new()),
+        WriteItem::new("badm-1", msg("Event", json!([1])), WriteOptions::new()),
+        item("", 2, WriteOptions::new()),
+        item("badm-1", 3, WriteOptions::new()),
+    ]);
+    assert_eq!(
+        written(&results),
+        [Some((0, g)), None, None, Some((1, g + 1))]
+    );
+    let message = |r: &Result<WriteResult, Error>| match r {
+        Err(Error::InvalidInput(m)) => m.clone(),
+        other => panic!("expected InvalidInput, got {other:?}"),
+    };
+    assert_eq!(message(&results[1]), "message.data must be an object");
+    assert_eq!(
+        message(&results[2]),
+        "streamName must be a non-empty string"
+    );
+    let one = store.get_stream("badm-1", &StreamQuery::new()).unwrap();
+    assert_eq!(ns(&one), [0, 3]);
+}
+
+pub fn write_many_chains_expected_versions(store: &dyn MessageStore) {
+    write(store, "chain-1", 0);
+    // v, v + 1 in one call: both succeed.
+    let results = store.write_many(&[
+        item("chain-1", 1, WriteOptions::new().expected_version(0)),
+        item("chain-1", 2, WriteOptions::new().expected_version(1)),
+    ]);
+    let positions: Vec<_> = written(&results)
+        .into_iter()
+        .map(|w| w.map(|(p, _)| p))
+        .collect();
+    assert_eq!(positions, [Some(1), Some(2)]);
+    // The first fails (a conflict): the second, chained to it, conflicts too.
+    let results = store.write_many(&[
+        item("chain-1", 3, WriteOptions::new().expected_version(5)),
+        item("chain-1", 4, WriteOptions::new().expected_version(6)),
+    ]);
+    assert!(matches!(
+        results[0],
+        Err(Error::Conflict { expected: 5, .. })
+    ));
+    assert!(matches!(
+        results[1],
+        Err(Error::Conflict { expected: 6, .. })
+    ));
+    // The first fails otherwise (a taken id): the second conflicts.
+    let taken = store
+        .get_stream("chain-1", &StreamQuery::new())
+        .unwrap()
+        .remove(0)
+        .id;
+    let results = store.write_many(&[
+        item(
+            "chain-1",
+            5,
+            WriteOptions::new().id(&taken).expected_version(2),
+        ),
+        item("chain-1", 6, WriteOptions::new().expected_version(3)),
+    ]);
+    assert!(matches!(results[0], Err(Error::DuplicateId { .. })));
+    assert!(matches!(
+        results[1],
+        Err(Error::Conflict { expected: 3, .. })
+    ));
+    let all = store.get_stream("chain-1", &StreamQuery::new()).unwrap();
+    assert_eq!(
+        ns(&all),
+        [0, 1, 2],
+        "nothing of the failed chains was stored"
     );
 }

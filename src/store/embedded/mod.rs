@@ -15,7 +15,7 @@ use crate::migrate::{self, Schema};
 use crate::namespace::{CreatedNamespace, DeletedNamespace, NamespaceInfo, TokenCheck};
 use crate::store::{
     CategoryInfo, CategoryQuery, MessageStore, Poke, StreamInfo, StreamListQuery, StreamQuery,
-    SubscribeTarget, Subscription,
+    SubscribeTarget, Subscription, WriteItem,
 };
 use crate::time::now_ms;
 use crate::token::Token;
@@ -288,6 +288,28 @@ impl MessageStore for EmbeddedStore {
             },
         );
         Ok(result)
+    }
+
+    /// Every item in one transaction with a savepoint per item (see
+    /// [`MessageStore::write_many`]): one commit for the lot, and an item
+    /// that fails is undone alone, consuming no position.
+    fn write_many(&self, items: &[WriteItem]) -> Vec<Result<WriteResult>> {
+        let mut conn = self.writer();
+        let results = write::append_many(&mut conn, &self.namespace, items, now_ms);
+        // After the commit, under the writer lock, as `write` does.
+        for (item, result) in items.iter().zip(&results) {
+            if let Ok(written) = result {
+                self.shared.pokes.publish(
+                    &self.namespace,
+                    &Poke {
+                        stream: item.stream.clone(),
+                        position: written.position,
+                        global_position: written.global_position,
+                    },
+                );
+            }
+        }
+        results
     }
 
     fn get_stream(&self, stream: &str, query: &StreamQuery) -> Result<Vec<Message>> {
