@@ -572,8 +572,24 @@ impl Core {
         }
     }
 
-    /// Hands `seq` back to the outbox unsent: its attempt is given back.
+    /// Hands `seq` back to the outbox unsent (its attempt too), and with it
+    /// every row of its stream queued behind it — they must not overtake it.
     fn give_back(&mut self, seq: i64) {
+        let Some(stream) = self.rows.get(&seq).map(|o| o.row.stream.clone()) else {
+            return;
+        };
+        let behind: Vec<i64> = self
+            .streams
+            .get(&stream)
+            .map(|st| st.queue.range(seq + 1..).copied().collect())
+            .unwrap_or_default();
+        self.give_back_one(seq);
+        for later in behind {
+            self.give_back_one(later);
+        }
+    }
+
+    fn give_back_one(&mut self, seq: i64) {
         let Some(owned) = self.rows.remove(&seq) else {
             return;
         };
