@@ -162,7 +162,9 @@ fn faults_on_the_wire_lose_nothing_and_double_nothing() {
     let mut ids = Vec::new();
     for _ in 0..40 {
         ids.extend(write_workload(&kit, 6, 5));
-        sender.wait_until_drained(common::WAIT).unwrap();
+        if let Err(e) = sender.wait_until_drained(common::WAIT) {
+            panic!("{e}: {:#?} {:?}", sender.stats().unwrap(), proxy.counts());
+        }
         let all_kinds = proxy.counts().1.iter().all(|(_, n)| *n >= 3);
         if all_kinds && sender.stats().unwrap().already_delivered > 0 {
             break;

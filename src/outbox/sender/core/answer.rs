@@ -309,6 +309,7 @@ impl Core {
         };
         if let Some(st) = self.streams.get_mut(&owned.row.stream) {
             st.queue.remove(&seq);
+            st.dead_pending.insert(seq);
         }
         let stream = owned.row.stream.clone();
         let first_failed_at_ms = owned.row.first_failed_at_ms.unwrap_or(now.wall_ms);

@@ -74,12 +74,15 @@ pub(crate) struct Book {
     blocked: HashMap<String, Blocked>,
     /// Streams behind a dead letter (policy "hold").
     held: HashSet<String>,
+    /// Rewinds so far (a scan that began before one must not undo it).
+    rewinds: u64,
 }
 
 impl Book {
     /// Starts the next scan from the first unsent row.
     pub(crate) fn rewind_all(&mut self) {
         self.cursor = 0;
+        self.rewinds += 1;
     }
 
     /// Whether the scan skips `stream` (waiting, or held).
@@ -144,6 +147,7 @@ impl Book {
         for stream in &due {
             if let Some(b) = self.blocked.remove(stream) {
                 self.cursor = self.cursor.min(b.head - 1).max(0);
+                self.rewinds += 1;
             }
         }
         due.len()
@@ -161,14 +165,20 @@ impl Book {
 
     pub(crate) fn plan(&self) -> ScanPlan {
         ScanPlan {
+            rewinds: self.rewinds,
             cursor: self.cursor,
             blocked: HashMap::new(),
         }
     }
 
-    /// Applies a scan whose claim committed.
+    /// Applies a scan whose claim committed. A stream resumed while the
+    /// scan ran (the scan skipped its rows) keeps the rewind.
     pub(crate) fn commit(&mut self, plan: &ScanPlan) {
-        self.cursor = plan.cursor;
+        self.cursor = if self.rewinds == plan.rewinds {
+            plan.cursor
+        } else {
+            self.cursor.min(plan.cursor)
+        };
         for (stream, b) in &plan.blocked {
             self.block(stream, b.head, b.until_ms);
         }
@@ -179,6 +189,8 @@ impl Book {
 /// only once its claim transaction committed.
 #[derive(Debug)]
 pub(crate) struct ScanPlan {
+    /// The book's rewinds when the scan began.
+    rewinds: u64,
     cursor: i64,
     blocked: HashMap<String, Blocked>,
 }
@@ -300,6 +312,30 @@ mod tests {
         assert_eq!(book.resume_due(20, |s| s == "a-1"), 0, "rows still owned");
         assert_eq!(book.next_resume_ms(|s| s == "a-1"), None);
         assert_eq!(book.resume_due(20, |_| false), 1);
+    }
+
+    #[test]
+    fn a_rewind_while_a_scan_runs_is_kept() {
+        let mut book = Book::default();
+        let mut owned = HashSet::new();
+        let rows = [row(1, "a-1"), row(2, "b-1"), row(3, "b-1")];
+        book.block("a-1", 1, 10);
+        assert_eq!(scan(&mut book, &rows, &mut owned, 0), [2, 3]);
+        let mut plan = book.plan();
+        // The stream resumes between the scan's start and its commit.
+        assert_eq!(book.resume_due(10, |_| false), 1);
+        let now = at(10);
+        let later = [row(4, "b-1")];
+        for r in &later {
+            plan.consider(&book, r, false, &now);
+        }
+        book.commit(&plan);
+        owned.insert(4);
+        assert_eq!(
+            scan(&mut book, &rows, &mut owned, 10),
+            [1],
+            "a-1's row is scanned again"
+        );
     }
 
     #[test]

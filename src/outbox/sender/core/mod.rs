@@ -78,6 +78,8 @@ pub(crate) enum Event {
     },
     /// Writing these marks back failed; they are to be written again.
     MarksFailed(Vec<Mark>),
+    /// Marks were written back; among them the dead letters of these rows.
+    WrittenBack { dead_letters: Vec<i64> },
     /// The answer to a write.
     Answer {
         tag: Tag,
@@ -261,6 +263,7 @@ impl Core {
                 self.marks = marks;
                 self.marks_since.get_or_insert(now.book_ms);
             }
+            Event::WrittenBack { dead_letters } => self.written_back(&dead_letters),
             Event::Answer { tag, result } => self.answer(tag, result, now, &mut out),
             Event::Reconciled { stream, result } => self.reconciled(&stream, result, now, &mut out),
             Event::Probed { result } => self.probed(result, now, &mut out),
@@ -518,6 +521,23 @@ impl Core {
                 message: "the lane's pipeline stopped".into(),
             });
             self.answer(tag, result, now, out);
+        }
+    }
+
+    /// Dead letters are durable: their streams may go on.
+    fn written_back(&mut self, dead_letters: &[i64]) {
+        let mut streams = Vec::new();
+        for (name, st) in &mut self.streams {
+            let before = st.dead_pending.len();
+            for seq in dead_letters {
+                st.dead_pending.remove(seq);
+            }
+            if st.dead_pending.len() != before {
+                streams.push(name.clone());
+            }
+        }
+        for stream in streams {
+            self.touch(&stream);
         }
     }
 

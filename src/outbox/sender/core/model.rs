@@ -256,6 +256,9 @@ impl Sim {
         if self.rng.u8(..100) < 5 {
             return self.feed(Event::MarksFailed(marks));
         }
+        // As the dispatcher does: in one transaction the marks are written,
+        // then the scan runs; the core hears of both after the commit.
+        let dead_letters = dead_letter_seqs(&marks);
         self.apply(marks);
         let now = self.now();
         let mut plan = self.core.scan_plan();
@@ -283,6 +286,11 @@ impl Sim {
             stored.attempts = row.attempts;
             stored.next_attempt_at_ms = Some(self.wall_ms + backoff);
         }
+        // The transaction took a while: streams may come due meanwhile.
+        let took = self.rng.i64(0..15);
+        self.book_ms += took;
+        self.wall_ms += took;
+        self.feed(Event::WrittenBack { dead_letters });
         self.feed(Event::Claimed {
             plan,
             rows,
@@ -301,7 +309,13 @@ impl Sim {
         if !force && self.rng.u8(..100) < 5 {
             return self.feed(Event::MarksFailed(marks));
         }
+        self.apply_and_confirm(marks);
+    }
+
+    fn apply_and_confirm(&mut self, marks: Vec<Mark>) {
+        let dead_letters = dead_letter_seqs(&marks);
         self.apply(marks);
+        self.feed(Event::WrittenBack { dead_letters });
     }
 
     fn apply(&mut self, marks: Vec<Mark>) {
@@ -717,6 +731,16 @@ impl Sim {
             }
         }
     }
+}
+
+fn dead_letter_seqs(marks: &[Mark]) -> Vec<i64> {
+    marks
+        .iter()
+        .filter_map(|m| match m {
+            Mark::DeadLetter { row, .. } => Some(row.seq),
+            _ => None,
+        })
+        .collect()
 }
 
 fn refused() -> Error {

@@ -67,6 +67,11 @@ pub(crate) struct StreamState {
     /// Another writer appends to this stream: one row in flight at a time.
     pub(crate) shared: bool,
     pub(crate) reconcile: Reconcile,
+    /// Rows of this stream dead-lettered but not yet written back: nothing
+    /// later goes out before that is durable (else, after a crash, the row
+    /// would be tried again behind the rows that went on without it — and
+    /// an application's expected version might then hold).
+    pub(crate) dead_pending: BTreeSet<i64>,
     /// The key of the stream's entry in the core's ready set.
     pub(crate) ready_at: Option<i64>,
     /// The highest row delivered in this session and its position (a row
@@ -77,14 +82,17 @@ pub(crate) struct StreamState {
 impl StreamState {
     /// Whether the sender owns no row of the stream and waits for nothing.
     pub(crate) fn idle(&self) -> bool {
-        self.queue.is_empty() && self.in_flight.is_empty() && self.reconcile == Reconcile::None
+        self.queue.is_empty()
+            && self.in_flight.is_empty()
+            && self.reconcile == Reconcile::None
+            && self.dead_pending.is_empty()
     }
 
     /// The expected version for the stream's next row (whose own,
     /// application-set expected version is `own`), or `None` when it must
     /// wait for answers first.
     pub(crate) fn next_expectation(&self, own: Option<i64>) -> Option<Expectation> {
-        if self.broken || self.reconcile != Reconcile::None {
+        if self.broken || self.reconcile != Reconcile::None || !self.dead_pending.is_empty() {
             return None;
         }
         if self.in_flight.is_empty() {

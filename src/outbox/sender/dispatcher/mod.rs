@@ -129,7 +129,24 @@ impl Dispatcher {
         let mut events = vec![event];
         while let Some(event) = events.pop() {
             let now = self.now();
+            let trace = log::log_enabled!(log::Level::Trace);
+            if trace && !matches!(event, Event::Tick | Event::MoreWork) {
+                log::trace!("{} {event:?}", now.book_ms);
+            }
             let effects = self.core.handle(event, now);
+            if trace {
+                for e in &effects {
+                    match e {
+                        Effect::Send { lane, tag, item } => log::trace!(
+                            "  send lane {lane} tag {tag} {} {} expected {:?}",
+                            item.stream,
+                            item.options.id.as_deref().unwrap_or(""),
+                            item.options.expected_version
+                        ),
+                        other => log::trace!("  {other:?}"),
+                    }
+                }
+            }
             for effect in effects {
                 if let Some(follow_up) = self.carry_out(effect) {
                     events.push(follow_up);
