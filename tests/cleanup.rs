@@ -45,7 +45,7 @@ fn traffic(kit: &Kit, n: usize) {
     let consumer = kit
         .consumer("order", "audit")
         .processed_retention(None)
-        .spawn(|_m, _tx| Ok::<(), String>(()))
+        .spawn(|_m, _tx| Ok(()))
         .unwrap();
     consumer
         .wait_for_position(head.last().unwrap().global_position, common::WAIT)

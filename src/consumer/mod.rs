@@ -60,7 +60,7 @@
 //!
 //! let consumer = kit.consumer("order", "audit").spawn(|msg, tx| {
 //!     tx.execute("INSERT INTO seen (id) VALUES (?1)", [&msg.id])?;
-//!     Ok::<(), rusqlite::Error>(())
+//!     Ok(())
 //! })?;
 //! let written = kit.store().write(
 //!     "order-1",

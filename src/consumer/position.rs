@@ -3,10 +3,13 @@
 //! or to a time).
 //!
 //! A position is the global position of the last message a consumer has
-//! handled (or passed over); it fetches from position + 1. A processed record
-//! says that a consumer's handler ran for one event id, so a message seen
-//! again (after a position moved back, or by a second process with the same
-//! consumer id) is skipped without running the handler.
+//! handled (or passed over); it fetches from position + 1. Its row also
+//! gives the consumer an integer key (`consumer_key`, never reused), which
+//! names it in its processed records and its lease. A processed record
+//! (consumer key, global position) says that the consumer's handler ran for
+//! that message, so a message seen again (after a position moved back, or a
+//! requeued dead letter already handled) is skipped without running the
+//! handler.
 
 use std::time::{Duration, SystemTime};
 
@@ -101,27 +104,41 @@ pub(crate) fn load(conn: &Connection, key: &ConsumerKey) -> Result<Option<Checkp
 }
 
 /// Where a consumer starts: its saved position, or `start - 1` for a fresh
-/// one (saved now, with its group). Refuses a group that differs from the
-/// saved one. Records the consumer's correlation filter (for lag counts).
+/// one (saved now, with its group), and its consumer key. Refuses a group
+/// that differs from the saved one. Records the consumer's correlation
+/// filter (for lag counts).
 pub(crate) fn open(
     conn: &Connection,
     key: &ConsumerKey,
     start: i64,
     group: Option<ConsumerGroup>,
     correlation: Option<&str>,
-) -> Result<i64> {
+) -> Result<(i64, i64)> {
     let position = open_position(conn, key, start, group)?;
-    conn.prepare_cached(
-        "UPDATE evento_consumer_positions SET correlation = ?4
-         WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3",
-    )?
-    .execute(params![
-        key.namespace,
-        key.category,
-        key.consumer_id,
-        correlation
-    ])?;
-    Ok(position)
+    let consumer_key = conn
+        .prepare_cached(
+            "UPDATE evento_consumer_positions SET correlation = ?4
+             WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3
+             RETURNING consumer_key",
+        )?
+        .query_row(
+            params![key.namespace, key.category, key.consumer_id, correlation],
+            |r| r.get(0),
+        )?;
+    Ok((position, consumer_key))
+}
+
+/// The name of the lease of the consumer with key `consumer_key`.
+pub(crate) fn lease_name(consumer_key: i64) -> String {
+    format!("consumer:{consumer_key}")
+}
+
+/// The position saved for the consumer with key `consumer_key`.
+pub(crate) fn load_by_key(conn: &Connection, consumer_key: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT position FROM evento_consumer_positions WHERE consumer_key = ?1")?
+        .query_row([consumer_key], |r| r.get(0))
+        .optional()?)
 }
 
 fn open_position(
@@ -181,8 +198,31 @@ fn describe_group(group: Option<ConsumerGroup>) -> String {
     }
 }
 
-/// Moves a consumer's position (inside the caller's transaction).
-pub(crate) fn save(conn: &Connection, key: &ConsumerKey, position: i64) -> Result<()> {
+/// Moves a running consumer's position forward to `position` (never back:
+/// only an explicit [`set`] does that), inside the caller's transaction,
+/// and notes the time of the progress.
+///
+/// Errors: [`Error::NotFound`] when the position row is gone (the
+/// checkpoint was reset while the consumer ran).
+pub(crate) fn advance(conn: &Connection, consumer_key: i64, position: i64) -> Result<()> {
+    let updated = conn
+        .prepare_cached(
+            "UPDATE evento_consumer_positions
+                SET position = max(position, ?2), updated_at = ?3
+              WHERE consumer_key = ?1",
+        )?
+        .execute(params![consumer_key, position, now_ms()])?;
+    if updated == 0 {
+        return Err(Error::NotFound(format!(
+            "the position of consumer key {consumer_key} (its checkpoint was reset while it ran)"
+        )));
+    }
+    Ok(())
+}
+
+/// Sets a consumer's position to `position`, back or forward (inside the
+/// caller's transaction): for explicit moves of a checkpoint.
+pub(crate) fn set(conn: &Connection, key: &ConsumerKey, position: i64) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO evento_consumer_positions
            (namespace, category, consumer_id, position, updated_at)
@@ -200,36 +240,98 @@ pub(crate) fn save(conn: &Connection, key: &ConsumerKey, position: i64) -> Resul
     Ok(())
 }
 
-/// Writes one consumer's processed records; prepared once per batch, with
-/// the consumer's key and the time bound once (only the message's own
-/// values are bound per message).
-pub(crate) struct ProcessedRecords<'c> {
-    insert: rusqlite::CachedStatement<'c>,
+/// One transaction's processed records of a consumer: the ones already
+/// there for the messages it is about to handle (found with one range
+/// query, usually none), and the ones it adds, written with one statement
+/// before the commit.
+pub(crate) struct ProcessedRecords {
+    consumer_key: i64,
+    /// Already recorded global positions among the transaction's messages.
+    recorded: Vec<i64>,
+    /// Global positions handled in this transaction, in order.
+    handled: Vec<i64>,
 }
 
-impl<'c> ProcessedRecords<'c> {
-    pub(crate) fn prepare(conn: &'c Connection, key: &ConsumerKey) -> Result<Self> {
-        let mut insert = conn.prepare_cached(
+impl ProcessedRecords {
+    /// The records of `consumer_key` among global positions `from..=to`.
+    pub(crate) fn load(conn: &Connection, consumer_key: i64, from: i64, to: i64) -> Result<Self> {
+        let recorded = conn
+            .prepare_cached(
+                "SELECT global_position FROM evento_processed_events
+                  WHERE consumer_key = ?1 AND global_position BETWEEN ?2 AND ?3
+                  ORDER BY global_position",
+            )?
+            .query_map(params![consumer_key, from, to], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        Ok(ProcessedRecords {
+            consumer_key,
+            recorded,
+            handled: Vec::new(),
+        })
+    }
+
+    /// Whether the consumer had already handled `message` (before this
+    /// transaction).
+    pub(crate) fn contains(&self, message: &Message) -> bool {
+        !self.recorded.is_empty()
+            && self
+                .recorded
+                .binary_search(&message.global_position)
+                .is_ok()
+    }
+
+    /// Notes that the consumer handled `message` in this transaction.
+    pub(crate) fn add(&mut self, message: &Message) {
+        self.handled.push(message.global_position);
+    }
+
+    /// Writes the records added (inside the transaction, before its commit).
+    pub(crate) fn write(&mut self, conn: &Connection) -> Result<()> {
+        if self.handled.is_empty() {
+            return Ok(());
+        }
+        use std::fmt::Write as _;
+        let mut positions = String::with_capacity(self.handled.len() * 8 + 2);
+        positions.push('[');
+        for (i, gp) in self.handled.iter().enumerate() {
+            if i > 0 {
+                positions.push(',');
+            }
+            let _ = write!(positions, "{gp}");
+        }
+        positions.push(']');
+        conn.prepare_cached(
             "INSERT OR IGNORE INTO evento_processed_events
-               (namespace, category, consumer_id, event_id, event_type, global_position, processed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        insert.raw_bind_parameter(1, &key.namespace)?;
-        insert.raw_bind_parameter(2, &key.category)?;
-        insert.raw_bind_parameter(3, &key.consumer_id)?;
-        insert.raw_bind_parameter(7, now_ms())?;
-        Ok(ProcessedRecords { insert })
-    }
-
-    /// Records that the consumer handled `message`; `false` if it already had.
-    pub(crate) fn mark(&mut self, message: &Message) -> Result<bool> {
-        // Bindings survive each execution (a reset keeps them).
-        self.insert.raw_bind_parameter(4, &message.id)?;
-        self.insert.raw_bind_parameter(5, &message.message_type)?;
-        self.insert.raw_bind_parameter(6, message.global_position)?;
-        Ok(self.insert.raw_execute()? == 1)
+               (consumer_key, global_position, processed_at)
+             SELECT ?1, value, ?2 FROM json_each(?3)",
+        )?
+        .execute(params![self.consumer_key, now_ms(), positions])?;
+        self.handled.clear();
+        Ok(())
     }
 }
+
+/// Records that the consumer with key `consumer_key` handled `message`;
+/// `false` if it already had.
+pub(crate) fn mark_processed(
+    conn: &Connection,
+    consumer_key: i64,
+    message: &Message,
+) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO evento_processed_events
+               (consumer_key, global_position, processed_at)
+             VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![consumer_key, message.global_position, now_ms()])?
+        == 1)
+}
+
+/// SQL naming a consumer's key by its namespace (`?1`), category (`?2`) and
+/// id (`?3`).
+pub(crate) const KEY_OF: &str = "(SELECT consumer_key FROM evento_consumer_positions
+     WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3)";
 
 /// The position to resume from so that the first message fetched from
 /// `category` is the first one recorded at or after `time`.
@@ -337,7 +439,7 @@ impl Checkpoints {
         }
         let key = self.key(category, consumer_id);
         self.kit.db().write(|tx| {
-            save(tx, &key, position)?;
+            set(tx, &key, position)?;
             clear_group(tx, &key)
         })
     }
@@ -348,12 +450,13 @@ impl Checkpoints {
     pub fn reset(&self, category: &str, consumer_id: &str) -> Result<()> {
         let key = self.key(category, consumer_id);
         self.kit.db().write(|tx| {
+            forget_processed_after(tx, &key, 0)?;
             tx.execute(
                 "DELETE FROM evento_consumer_positions
                  WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3",
                 params![key.namespace, key.category, key.consumer_id],
             )?;
-            forget_processed_after(tx, &key, 0)
+            Ok(())
         })
     }
 
@@ -371,7 +474,7 @@ impl Checkpoints {
         }
         let key = self.key(category, consumer_id);
         self.kit.db().write(|tx| {
-            save(tx, &key, position)?;
+            set(tx, &key, position)?;
             clear_group(tx, &key)?;
             forget_processed_after(tx, &key, position)
         })
@@ -424,8 +527,10 @@ fn clear_group(conn: &Connection, key: &ConsumerKey) -> Result<()> {
 
 fn forget_processed_after(conn: &Connection, key: &ConsumerKey, position: i64) -> Result<()> {
     conn.execute(
-        "DELETE FROM evento_processed_events
-         WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3 AND global_position > ?4",
+        &format!(
+            "DELETE FROM evento_processed_events
+             WHERE consumer_key = {KEY_OF} AND global_position > ?4"
+        ),
         params![key.namespace, key.category, key.consumer_id, position],
     )?;
     Ok(())

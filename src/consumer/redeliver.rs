@@ -13,7 +13,7 @@ use crate::consumer_group::ConsumerGroup;
 use crate::error::{Error, Result};
 use crate::store::{CategoryQuery, MAX_BATCH_SIZE};
 
-use super::position::{load, ConsumerKey};
+use super::position::{load, ConsumerKey, KEY_OF};
 use super::Checkpoints;
 
 /// Most messages after the range that a plan reads from the store to find
@@ -121,9 +121,10 @@ impl Checkpoints {
         let (forgotten, kept) = self.kit.db().read(|c| {
             let count = |lo: i64, hi: i64| -> Result<u64> {
                 let n: i64 = c.query_row(
-                    "SELECT COUNT(*) FROM evento_processed_events
-                     WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3
-                       AND global_position BETWEEN ?4 AND ?5",
+                    &format!(
+                        "SELECT COUNT(*) FROM evento_processed_events
+                         WHERE consumer_key = {KEY_OF} AND global_position BETWEEN ?4 AND ?5"
+                    ),
                     params![key.namespace, key.category, key.consumer_id, lo, hi],
                     |r| r.get(0),
                 )?;
@@ -201,9 +202,10 @@ impl Checkpoints {
         plan.checked_through = checked_through;
         let (recorded, dead): (i64, i64) = self.kit.db().read(|c| {
             let recorded = c.query_row(
-                "SELECT COUNT(*) FROM evento_processed_events
-                 WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3
-                   AND global_position BETWEEN ?4 AND ?5",
+                &format!(
+                    "SELECT COUNT(*) FROM evento_processed_events
+                     WHERE consumer_key = {KEY_OF} AND global_position BETWEEN ?4 AND ?5"
+                ),
                 params![
                     key.namespace,
                     key.category,
@@ -258,9 +260,10 @@ impl Checkpoints {
                 )));
             }
             let deleted = tx.execute(
-                "DELETE FROM evento_processed_events
-                 WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3
-                   AND global_position BETWEEN ?4 AND ?5",
+                &format!(
+                    "DELETE FROM evento_processed_events
+                     WHERE consumer_key = {KEY_OF} AND global_position BETWEEN ?4 AND ?5"
+                ),
                 params![
                     key.namespace,
                     key.category,
@@ -314,7 +317,7 @@ impl Checkpoints {
     ///     let seen = Arc::clone(&seen);
     ///     let consumer = kit.consumer("order", "audit").spawn(move |msg, _tx| {
     ///         seen.lock().unwrap().push(msg.global_position);
-    ///         Ok::<(), std::convert::Infallible>(())
+    ///         Ok(())
     ///     })?;
     ///     consumer.wait_for_position(6, Duration::from_secs(10))?;
     ///     consumer.shutdown();
@@ -374,7 +377,7 @@ mod tests {
             .consumer("order", "audit")
             .spawn(move |msg, _tx| {
                 sink.lock().unwrap().push(msg.global_position);
-                Ok::<(), std::convert::Infallible>(())
+                Ok(())
             })
             .unwrap();
         consumer

@@ -207,7 +207,7 @@ impl Kit {
     ///
     /// let dir = tempfile::tempdir()?;
     /// let kit = Kit::builder().database(dir.path().join("app.db")).build()?;
-    /// let consumer = kit.consumer("order", "audit").spawn(|_msg, _tx| Ok::<(), String>(()))?;
+    /// let consumer = kit.consumer("order", "audit").spawn(|_msg, _tx| Ok(()))?;
     /// let w = kit.store().write("order-1", &NewMessage::new("Placed", serde_json::json!({})), &WriteOptions::new())?;
     /// consumer.wait_for_position(w.global_position, Duration::from_secs(10))?;
     ///
