@@ -104,6 +104,7 @@ pub use replay::{Replay, ReplayReport};
 pub use stats::{ConsumerHealth, ConsumerStats};
 pub use subscription::{MessageSubscription, SubscribeOptions};
 
+pub(crate) use position::lease_name as consumer_lease_name;
 pub(crate) use retention::delete_processed_before_until;
 pub(crate) use stats::Shared as ConsumerShared;
 

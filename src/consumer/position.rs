@@ -535,3 +535,37 @@ fn forget_processed_after(conn: &Connection, key: &ConsumerKey, position: i64) -
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+
+    #[test]
+    fn a_running_consumer_never_moves_its_position_back_only_an_explicit_set_does() {
+        let db = Db::open_in_memory().unwrap();
+        let key = ConsumerKey {
+            namespace: "default".into(),
+            category: "order".into(),
+            consumer_id: "ledger".into(),
+        };
+        let (_, id) = db.write(|tx| open(tx, &key, 1, None, None)).unwrap();
+        let position = |db: &Db| db.read(|c| load_by_key(c, id)).unwrap();
+        db.write(|tx| advance(tx, id, 10)).unwrap();
+        // A second worker that lagged behind (before leases made that
+        // impossible) saving its older position.
+        db.write(|tx| advance(tx, id, 4)).unwrap();
+        assert_eq!(position(&db), Some(10));
+        db.write(|tx| set(tx, &key, 4)).unwrap();
+        assert_eq!(position(&db), Some(4));
+        db.write(|tx| {
+            tx.execute("DELETE FROM evento_consumer_positions", [])?;
+            Ok(())
+        })
+        .unwrap();
+        assert!(matches!(
+            db.write(|tx| advance(tx, id, 11)),
+            Err(Error::NotFound(_))
+        ));
+    }
+}

@@ -79,6 +79,9 @@ pub(crate) fn spawn(kit: &Kit, start: Start) -> Result<ConsumerHandle> {
         next_renew: Instant::now(),
         paused_since: None,
     };
+    let mut query = CategoryQuery::new();
+    query.correlation = worker.config.correlation.clone();
+    query.consumer_group = worker.config.consumer_group;
     let name = format!("evento-consumer-{}", worker.key.consumer_id);
     let (category, consumer_id) = (worker.key.category.clone(), worker.key.consumer_id.clone());
     // On failure the fetcher (if started) ends: its batch receiver and stop
@@ -92,6 +95,8 @@ pub(crate) fn spawn(kit: &Kit, start: Start) -> Result<ConsumerHandle> {
         thread,
         category,
         consumer_id,
+        Arc::clone(kit.store()),
+        query,
     ))
 }
 
