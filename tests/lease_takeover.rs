@@ -12,7 +12,7 @@ mod consumer_support;
 use std::process::Child;
 use std::time::Duration;
 
-use eventodb_kit::outbox::SenderConfig;
+use eventodb_kit::outbox::{Delivery, SenderConfig};
 use eventodb_kit::{ConsumerHealth, Kit, NewMessage};
 use serde_json::json;
 
@@ -70,7 +70,7 @@ fn a_killed_senders_lease_is_taken_over_before_it_expires() {
         .kit
         .spawn_sender(SenderConfig::new().lease_duration(LEASE))
         .unwrap();
-    sender.wait_until_sent(&id, WAIT).unwrap();
+    assert_eq!(sender.wait_until_sent(&id, WAIT).unwrap(), Delivery::Sent);
     let lease = outbox.sender_lease().unwrap().unwrap();
     assert_eq!(lease.holder, sender.holder_id());
     assert_eq!(lease.fencing_token, 2);
