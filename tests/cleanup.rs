@@ -24,7 +24,10 @@ fn sent_rows(kit: &Kit) -> i64 {
 }
 
 fn processed_records(kit: &Kit) -> i64 {
-    count(kit, "SELECT COUNT(*) FROM evento_processed_events")
+    count(
+        kit,
+        "SELECT coalesce(sum(messages), 0) FROM evento_processed_events",
+    )
 }
 
 /// Delivers `n` outbox messages of category `order` and lets a consumer

@@ -220,11 +220,11 @@ fn retention_deletes_old_processed_records() {
     let count = || -> i64 {
         kit.db()
             .read(|c| {
-                Ok(
-                    c.query_row("SELECT COUNT(*) FROM evento_processed_events", [], |r| {
-                        r.get(0)
-                    })?,
-                )
+                Ok(c.query_row(
+                    "SELECT coalesce(sum(messages), 0) FROM evento_processed_events",
+                    [],
+                    |r| r.get(0),
+                )?)
             })
             .unwrap()
     };

@@ -204,8 +204,8 @@ fn version_3_keeps_positions_and_processed_records_and_goes_back() {
     let records = |db: &Db| -> Vec<(String, i64)> {
         db.read(|c| {
             let mut stmt = c.prepare(
-                "SELECT p.consumer_id, e.global_position FROM evento_processed_events e
-                   JOIN evento_consumer_positions p USING (consumer_key)
+                "SELECT p.consumer_id, e.first_position + j.value FROM evento_processed_events e
+                   JOIN evento_consumer_positions p USING (consumer_key), json_each(e.offsets) j
                   ORDER BY 1, 2",
             )?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;

@@ -20,6 +20,7 @@ use super::filter::{self, MessageFilter};
 use super::handle::ConsumerHandle;
 use super::handler;
 use super::position::{self, ConsumerKey};
+use super::processed;
 use super::retention;
 use super::worker;
 
@@ -322,9 +323,10 @@ impl ConsumerBuilder {
             )?;
         }
         let (start, group) = (self.config.start_position, self.config.consumer_group);
-        let (position, consumer_key, lease) = self.kit.db().write(|tx| {
+        let (position, consumer_key, lease, recorded_through) = self.kit.db().write(|tx| {
             let (position, consumer_key) =
                 position::open(tx, &key, start, group, self.config.correlation.as_deref())?;
+            let recorded_through = processed::recorded_through(tx, consumer_key)?;
             // Taken at once when free; otherwise the worker stands by.
             let mut lease = Lease::new(
                 position::lease_name(consumer_key),
@@ -332,7 +334,7 @@ impl ConsumerBuilder {
                 self.config.lease_duration,
             );
             lease.try_acquire(tx, now_ms())?;
-            Ok((position, consumer_key, lease))
+            Ok((position, consumer_key, lease, recorded_through))
         })?;
         worker::spawn(
             &self.kit,
@@ -344,6 +346,7 @@ impl ConsumerBuilder {
                 handler,
                 lease,
                 position,
+                recorded_through,
             },
         )
     }

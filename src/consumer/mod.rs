@@ -94,6 +94,7 @@ mod filter;
 mod handle;
 mod handler;
 mod position;
+mod processed;
 mod redeliver;
 mod replay;
 mod requeue;

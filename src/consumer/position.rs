@@ -5,11 +5,7 @@
 //! A position is the global position of the last message a consumer has
 //! handled (or passed over); it fetches from position + 1. Its row also
 //! gives the consumer an integer key (`consumer_key`, never reused), which
-//! names it in its processed records and its lease. A processed record
-//! (consumer key, global position) says that the consumer's handler ran for
-//! that message, so a message seen again (after a position moved back, or a
-//! requeued dead letter already handled) is skipped without running the
-//! handler.
+//! names it in its processed records (see `processed`) and its lease.
 
 use std::time::{Duration, SystemTime};
 
@@ -18,10 +14,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::consumer_group::ConsumerGroup;
 use crate::error::{Error, Result};
 use crate::kit::Kit;
-use crate::message::Message;
 use crate::store::{CategoryQuery, MessageStore};
 use crate::time::{from_ms, now_ms};
 
+use super::processed;
 use super::retention;
 
 /// Identifies one consumer's rows: namespace, category, consumer id.
@@ -240,94 +236,6 @@ pub(crate) fn set(conn: &Connection, key: &ConsumerKey, position: i64) -> Result
     Ok(())
 }
 
-/// One transaction's processed records of a consumer: the ones already
-/// there for the messages it is about to handle (found with one range
-/// query, usually none), and the ones it adds, written with one statement
-/// before the commit.
-pub(crate) struct ProcessedRecords {
-    consumer_key: i64,
-    /// Already recorded global positions among the transaction's messages.
-    recorded: Vec<i64>,
-    /// Global positions handled in this transaction, in order.
-    handled: Vec<i64>,
-}
-
-impl ProcessedRecords {
-    /// The records of `consumer_key` among global positions `from..=to`.
-    pub(crate) fn load(conn: &Connection, consumer_key: i64, from: i64, to: i64) -> Result<Self> {
-        let recorded = conn
-            .prepare_cached(
-                "SELECT global_position FROM evento_processed_events
-                  WHERE consumer_key = ?1 AND global_position BETWEEN ?2 AND ?3
-                  ORDER BY global_position",
-            )?
-            .query_map(params![consumer_key, from, to], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<i64>>>()?;
-        Ok(ProcessedRecords {
-            consumer_key,
-            recorded,
-            handled: Vec::new(),
-        })
-    }
-
-    /// Whether the consumer had already handled `message` (before this
-    /// transaction).
-    pub(crate) fn contains(&self, message: &Message) -> bool {
-        !self.recorded.is_empty()
-            && self
-                .recorded
-                .binary_search(&message.global_position)
-                .is_ok()
-    }
-
-    /// Notes that the consumer handled `message` in this transaction.
-    pub(crate) fn add(&mut self, message: &Message) {
-        self.handled.push(message.global_position);
-    }
-
-    /// Writes the records added (inside the transaction, before its commit).
-    pub(crate) fn write(&mut self, conn: &Connection) -> Result<()> {
-        if self.handled.is_empty() {
-            return Ok(());
-        }
-        use std::fmt::Write as _;
-        let mut positions = String::with_capacity(self.handled.len() * 8 + 2);
-        positions.push('[');
-        for (i, gp) in self.handled.iter().enumerate() {
-            if i > 0 {
-                positions.push(',');
-            }
-            let _ = write!(positions, "{gp}");
-        }
-        positions.push(']');
-        conn.prepare_cached(
-            "INSERT OR IGNORE INTO evento_processed_events
-               (consumer_key, global_position, processed_at)
-             SELECT ?1, value, ?2 FROM json_each(?3)",
-        )?
-        .execute(params![self.consumer_key, now_ms(), positions])?;
-        self.handled.clear();
-        Ok(())
-    }
-}
-
-/// Records that the consumer with key `consumer_key` handled `message`;
-/// `false` if it already had.
-pub(crate) fn mark_processed(
-    conn: &Connection,
-    consumer_key: i64,
-    message: &Message,
-) -> Result<bool> {
-    Ok(conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO evento_processed_events
-               (consumer_key, global_position, processed_at)
-             VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![consumer_key, message.global_position, now_ms()])?
-        == 1)
-}
-
 /// SQL naming a consumer's key by its namespace (`?1`), category (`?2`) and
 /// id (`?3`).
 pub(crate) const KEY_OF: &str = "(SELECT consumer_key FROM evento_consumer_positions
@@ -526,13 +434,17 @@ fn clear_group(conn: &Connection, key: &ConsumerKey) -> Result<()> {
 }
 
 fn forget_processed_after(conn: &Connection, key: &ConsumerKey, position: i64) -> Result<()> {
-    conn.execute(
-        &format!(
-            "DELETE FROM evento_processed_events
-             WHERE consumer_key = {KEY_OF} AND global_position > ?4"
-        ),
-        params![key.namespace, key.category, key.consumer_id, position],
-    )?;
+    let consumer_key: Option<i64> = conn
+        .query_row(
+            &format!("SELECT {KEY_OF}"),
+            params![key.namespace, key.category, key.consumer_id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    if let Some(consumer_key) = consumer_key {
+        processed::forget_between(conn, consumer_key, position.saturating_add(1), i64::MAX)?;
+    }
     Ok(())
 }
 

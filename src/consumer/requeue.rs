@@ -18,7 +18,8 @@ use crate::time::now_ms;
 use crate::write_scope::WriteScope;
 
 use super::handler::{self, BoxedHandler, Savepoints};
-use super::position::{mark_processed, ConsumerKey};
+use super::position::ConsumerKey;
+use super::processed;
 use super::stats::Shared;
 
 /// Runs the handler once on every requeued dead letter of this consumer,
@@ -28,6 +29,7 @@ pub(crate) fn run_requeued(
     db: &Db,
     key: &ConsumerKey,
     consumer_key: i64,
+    recorded_through: &mut i64,
     lease: &mut Lease,
     handler: &mut BoxedHandler,
     shared: &Shared,
@@ -69,7 +71,7 @@ pub(crate) fn run_requeued(
         let outcome = {
             let mut savepoints = Savepoints::prepare(&tx)?;
             let work = savepoints.begin()?;
-            if !mark_processed(&tx, consumer_key, &message)? {
+            if !processed::mark(&tx, consumer_key, &message, now_ms())? {
                 // Already handled (say, after a reset): the dead letter is moot.
                 work.keep()?;
                 None
@@ -91,6 +93,7 @@ pub(crate) fn run_requeued(
                 delete(&tx, id)?;
                 tx.commit()?;
                 scope.committed();
+                *recorded_through = (*recorded_through).max(message.global_position);
                 if outcome.is_some() {
                     shared.requeue_processed();
                     let took = started.elapsed();

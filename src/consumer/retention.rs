@@ -1,15 +1,16 @@
 //! Retention of processed-event records: deleting the ones older than an
 //! age.
 //!
-//! A consumer's records are keyed by its consumer key and the global
-//! position, and it records messages in position order, so its oldest
-//! records are at the start of its key range. Retention walks that range
-//! from the start and deletes records up to the first one younger than the
-//! cutoff — there is no time index for every handled message to pay for.
-//! (A record written out of order — a requeued dead letter handled later —
-//! holds back the older ones after it until it is old enough itself.)
-//! Deletes run in pages of [`PAGE`] rows, one short write transaction per
-//! page, so a large clean-up never holds the write lock for long.
+//! A consumer's record rows are keyed by its consumer key and their first
+//! global position, and it records messages in position order, so its
+//! oldest rows are at the start of its key range. Retention walks that range
+//! from the start and deletes rows up to the first one younger than the
+//! cutoff — there is no time index for every transaction to pay for. (A row
+//! written out of order — a requeued dead letter handled later — holds back
+//! the older ones after it until it is old enough itself.) Deletes run in
+//! pages of [`PAGE`] rows, one short write transaction per page, so a large
+//! clean-up never holds the write lock for long. Counts are of messages
+//! (a row records a transaction's worth).
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -18,11 +19,12 @@ use crate::error::Result;
 
 use super::position::ConsumerKey;
 
-/// Records deleted per write transaction.
+/// Record rows deleted per write transaction.
 const PAGE: i64 = 1000;
 
 /// Deletes processed records of `namespace` (of one consumer when `key` is
-/// given) processed at or before `cutoff_ms`; returns how many.
+/// given) processed at or before `cutoff_ms`; returns how many messages
+/// they recorded.
 pub(crate) fn delete_processed_before(
     db: &Db,
     namespace: &str,
@@ -56,16 +58,16 @@ pub(crate) fn delete_processed_before_until(
     })?;
     let mut total = 0;
     for consumer in consumers {
-        // Outside the write lock: where the records young enough to keep
-        // begin (the walk reads only the records it is about to delete).
+        // Outside the write lock: where the rows young enough to keep begin
+        // (the walk reads only the rows it is about to delete).
         let boundary = db.read(|c| first_young(c, consumer, cutoff_ms))?;
         loop {
-            let deleted = db.write(|tx| delete_page(tx, consumer, boundary))?;
-            total += deleted;
+            let (rows, messages) = db.write(|tx| delete_page(tx, consumer, boundary))?;
+            total += messages;
             if stop() {
                 return Ok(total);
             }
-            if (deleted as i64) < PAGE {
+            if rows < PAGE {
                 break;
             }
         }
@@ -73,32 +75,42 @@ pub(crate) fn delete_processed_before_until(
     Ok(total)
 }
 
-/// The lowest global position of `consumer`'s records younger than
-/// `cutoff_ms` (`i64::MAX` when there is none).
+/// The first position of `consumer`'s oldest row younger than `cutoff_ms`
+/// (`i64::MAX` when there is none).
 fn first_young(conn: &Connection, consumer: i64, cutoff_ms: i64) -> Result<i64> {
     Ok(conn
         .prepare_cached(
-            "SELECT global_position FROM evento_processed_events
+            "SELECT first_position FROM evento_processed_events
               WHERE consumer_key = ?1 AND processed_at > ?2
-              ORDER BY global_position LIMIT 1",
+              ORDER BY first_position LIMIT 1",
         )?
         .query_row(params![consumer, cutoff_ms], |r| r.get(0))
         .optional()?
         .unwrap_or(i64::MAX))
 }
 
-/// Deletes up to [`PAGE`] of `consumer`'s records below `boundary`, from
-/// the lowest position on.
-fn delete_page(conn: &Connection, consumer: i64, boundary: i64) -> Result<usize> {
-    Ok(conn
+/// Deletes up to [`PAGE`] of `consumer`'s rows below `boundary`, from the
+/// lowest position on; returns how many rows and how many messages they
+/// recorded.
+fn delete_page(conn: &Connection, consumer: i64, boundary: i64) -> Result<(i64, usize)> {
+    let (rows, messages, last): (i64, i64, Option<i64>) = conn
         .prepare_cached(
-            "DELETE FROM evento_processed_events
-              WHERE consumer_key = ?1 AND global_position < ?2 AND global_position <= coalesce(
-                (SELECT global_position FROM evento_processed_events
-                  WHERE consumer_key = ?1 AND global_position < ?2
-                  ORDER BY global_position LIMIT 1 OFFSET ?3 - 1), ?2)",
+            "SELECT count(*), coalesce(sum(messages), 0), max(first_position) FROM (
+               SELECT first_position, messages FROM evento_processed_events
+                WHERE consumer_key = ?1 AND first_position < ?2
+                ORDER BY first_position LIMIT ?3)",
         )?
-        .execute(params![consumer, boundary, PAGE])?)
+        .query_row(params![consumer, boundary, PAGE], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    if let Some(last) = last {
+        conn.prepare_cached(
+            "DELETE FROM evento_processed_events
+              WHERE consumer_key = ?1 AND first_position <= ?2",
+        )?
+        .execute(params![consumer, last])?;
+    }
+    Ok((rows, messages.max(0) as usize))
 }
 
 /// The cutoff for records older than `age`, in Unix milliseconds.
@@ -122,17 +134,14 @@ mod tests {
         (key, id)
     }
 
-    /// `n` records from position 1 on, the first `old` of them at time 100,
-    /// the rest at 1 100.
+    /// `n` records, one per position from 1 on (as a consumer handling one
+    /// message per transaction writes them), the first `old` of them at
+    /// time 100, the rest at 1 100.
     fn insert(db: &Db, consumer: i64, n: i64, old: i64) {
         db.write(|tx| {
-            let mut stmt = tx.prepare(
-                "INSERT INTO evento_processed_events (consumer_key, global_position, processed_at)
-                 VALUES (?1, ?2, ?3)",
-            )?;
             for gp in 1..=n {
                 let at = if gp <= old { 100 } else { 1_100 };
-                stmt.execute(params![consumer, gp, at])?;
+                crate::consumer::processed::record(tx, consumer, &[gp], at)?;
             }
             Ok(())
         })
@@ -141,11 +150,11 @@ mod tests {
 
     fn count(db: &Db) -> i64 {
         db.read(|c| {
-            Ok(
-                c.query_row("SELECT COUNT(*) FROM evento_processed_events", [], |r| {
-                    r.get(0)
-                })?,
-            )
+            Ok(c.query_row(
+                "SELECT coalesce(sum(messages), 0) FROM evento_processed_events",
+                [],
+                |r| r.get(0),
+            )?)
         })
         .unwrap()
     }
@@ -186,7 +195,7 @@ mod tests {
         // A requeued dead letter at position 2, handled late.
         db.write(|tx| {
             tx.execute(
-                "UPDATE evento_processed_events SET processed_at = 5000 WHERE global_position = 2",
+                "UPDATE evento_processed_events SET processed_at = 5000 WHERE first_position = 2",
                 [],
             )?;
             Ok(())

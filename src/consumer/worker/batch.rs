@@ -21,8 +21,10 @@ use crate::message::Message;
 use crate::write_scope::WriteScope;
 
 use crate::consumer::handler::{self, Failure, Savepoints};
-use crate::consumer::position::{self, ProcessedRecords};
+use crate::consumer::position;
+use crate::consumer::processed::ProcessedRecords;
 use crate::consumer::stats::BatchCounts;
+use crate::time::now_ms;
 
 use super::{Flow, Worker};
 
@@ -160,6 +162,7 @@ impl Worker {
         let mut records = ProcessedRecords::load(
             &tx,
             self.consumer_key,
+            self.recorded_through,
             first.global_position,
             last_message.global_position,
         )?;
@@ -212,12 +215,15 @@ impl Worker {
             self.handled.clear();
             return Ok((0, end));
         }
-        records.write(&tx)?;
+        let recorded = records.write(&tx, now_ms())?;
         if let Some(position) = last {
             position::advance(&tx, self.consumer_key, position)?;
         }
         tx.commit()?;
         scope.committed();
+        if let Some(gp) = recorded {
+            self.recorded_through = self.recorded_through.max(gp);
+        }
         self.shared.committed(last, counts);
         self.emit_handled(messages);
         Ok((consumed, end))

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::error::Result;
 use crate::time::now_ms;
 
-use crate::consumer::position;
+use crate::consumer::{position, processed};
 
 use super::{Flow, Worker};
 
@@ -71,18 +71,20 @@ impl Worker {
                 let (lease, consumer_key) = (&mut self.lease, self.consumer_key);
                 let attempt = self.db.write(|tx| {
                     let held = lease.try_acquire(tx, now_ms())?;
-                    Ok((held, position::load_by_key(tx, consumer_key)?))
+                    let recorded = processed::recorded_through(tx, consumer_key)?;
+                    Ok((held, position::load_by_key(tx, consumer_key)?, recorded))
                 });
                 match attempt {
-                    Ok((held, Some(position))) => {
+                    Ok((held, Some(position), recorded_through)) => {
                         self.shared.set_position(position);
                         self.shared.set_db_error(None);
                         if held {
+                            self.recorded_through = recorded_through;
                             self.took_lease();
                             return Some(position);
                         }
                     }
-                    Ok((_, None)) => {
+                    Ok((_, None, _)) => {
                         log::error!(
                             "consumer {:?} of {:?} stops: its checkpoint was reset while it ran",
                             self.key.consumer_id,

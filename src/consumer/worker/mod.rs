@@ -90,6 +90,10 @@ pub(crate) struct Worker {
     next_renew: Instant,
     /// Since when handler failures about the store pause the consumer.
     paused_since: Option<Instant>,
+    /// The highest position any of the consumer's processed records holds
+    /// (read on taking the lease; this worker is the only one adding to
+    /// them while it holds it).
+    recorded_through: i64,
 }
 
 impl Worker {
@@ -206,6 +210,7 @@ impl Worker {
                 &self.db,
                 &self.key,
                 self.consumer_key,
+                &mut self.recorded_through,
                 &mut self.lease,
                 &mut self.handler,
                 &self.shared,

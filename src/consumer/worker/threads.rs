@@ -35,6 +35,8 @@ pub(crate) struct Start {
     pub(crate) lease: Lease,
     /// The saved position.
     pub(crate) position: i64,
+    /// The highest position the consumer's processed records hold.
+    pub(crate) recorded_through: i64,
 }
 
 /// Starts the worker thread of a consumer; it starts its fetcher once it
@@ -78,6 +80,7 @@ pub(crate) fn spawn(kit: &Kit, start: Start) -> Result<ConsumerHandle> {
         retention_done: Some(Instant::now()),
         next_renew: Instant::now(),
         paused_since: None,
+        recorded_through: start.recorded_through,
     };
     let mut query = CategoryQuery::new();
     query.correlation = worker.config.correlation.clone();
