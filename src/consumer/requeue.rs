@@ -22,19 +22,31 @@ use super::position::ConsumerKey;
 use super::processed;
 use super::stats::Shared;
 
+/// The consumer whose requeued dead letters run: who it is, the lease it
+/// holds, and where its processed records reach.
+pub(crate) struct Holder<'a> {
+    pub(crate) key: &'a ConsumerKey,
+    pub(crate) consumer_key: i64,
+    pub(crate) lease: &'a mut Lease,
+    pub(crate) recorded_through: &'a mut i64,
+}
+
 /// Runs the handler once on every requeued dead letter of this consumer,
-/// each in a transaction that renews the consumer's `lease` first.
+/// each in a transaction that renews the consumer's lease first.
 /// Returns `false` when the lease is lost (another instance works now).
 pub(crate) fn run_requeued(
     db: &Db,
-    key: &ConsumerKey,
-    consumer_key: i64,
-    recorded_through: &mut i64,
-    lease: &mut Lease,
+    holder: Holder<'_>,
     handler: &mut BoxedHandler,
     shared: &Shared,
     hooks: &Hooks,
 ) -> Result<bool> {
+    let Holder {
+        key,
+        consumer_key,
+        lease,
+        recorded_through,
+    } = holder;
     let letters: Vec<(i64, String)> = db.read(|c| {
         let mut stmt = c.prepare_cached(
             "SELECT id, message FROM evento_dead_letters

@@ -208,10 +208,12 @@ impl Worker {
             self.requeue_checked = Some(now);
             match requeue::run_requeued(
                 &self.db,
-                &self.key,
-                self.consumer_key,
-                &mut self.recorded_through,
-                &mut self.lease,
+                requeue::Holder {
+                    key: &self.key,
+                    consumer_key: self.consumer_key,
+                    lease: &mut self.lease,
+                    recorded_through: &mut self.recorded_through,
+                },
                 &mut self.handler,
                 &self.shared,
                 &self.hooks,
