@@ -55,6 +55,9 @@ pub(crate) struct Lease {
     /// changed (on the monotonic clock).
     watched: Option<(Observed, Instant)>,
     lock: FileLock,
+    /// Whether the holder last seen claims the OS lock (so that a free lock
+    /// means it is gone); `true` until a row says otherwise.
+    holder_locks: bool,
 }
 
 /// The OS lock beside the database.
@@ -108,6 +111,7 @@ impl Lease {
             token: None,
             watched: None,
             lock: FileLock::Unopened,
+            holder_locks: true,
         }
     }
 
@@ -194,9 +198,9 @@ impl Lease {
     /// would-be holder's, so the next [`Lease::try_acquire`] takes over at
     /// once. A cheap system call, no database access; always `false`
     /// without a lock file (and before the first `try_acquire`, which finds
-    /// the file).
+    /// the file), and while the holder last seen works without the lock.
     pub(crate) fn holder_gone(&mut self) -> bool {
-        self.token.is_none() && self.take_lock()
+        self.token.is_none() && self.holder_locks && self.take_lock()
     }
 
     /// Takes the lease if it is free, expired, silent (not renewed for its
@@ -270,9 +274,10 @@ impl Lease {
                 ])?;
                 row.token + 1
             }
-            Some(_) => {
+            Some(row) => {
                 // The holder is alive (or works without a lock): leave the OS
                 // lock to it.
+                self.holder_locks = row.locked;
                 self.token = None;
                 self.drop_lock();
                 return Ok(false);
@@ -468,9 +473,10 @@ mod tests {
         assert!(db.write(|tx| a.try_acquire(tx, t0 + 20)).unwrap());
         assert!(!locked_column(&db));
         // A third would-be holder that gets the lock must not take a live
-        // lease whose row does not claim the lock.
+        // lease whose row does not claim the lock, nor keep probing it.
         b.forget();
         assert!(!db.write(|tx| c.try_acquire(tx, t0 + 30)).unwrap());
+        assert!(!c.holder_gone(), "a holder without the lock is not probed");
         // a picks the lock up with its next renewal.
         assert!(db.write(|tx| a.renew(tx, t0 + 40)).unwrap());
         assert!(locked_column(&db));
