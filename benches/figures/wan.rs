@@ -18,7 +18,7 @@ use crate::delay_proxy::DelayProxy;
 use crate::outbox::{best_of_pair, message};
 use crate::report::Report;
 
-const ROWS: usize = 10_000;
+const ROWS: usize = 50_000;
 const ONE_WAY: Duration = Duration::from_millis(25);
 
 pub fn run(report: &mut Report) {

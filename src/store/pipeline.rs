@@ -40,14 +40,11 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use crate::error::{Error, Result};
 use crate::message::{NewMessage, WriteOptions, WriteResult};
 use crate::store::MessageStore;
-
-/// Writes a [`WritePipeline`] accepts before [`WritePipeline::send`] blocks.
-pub const PIPELINE_CAPACITY: usize = 16_384;
 
 /// Most writes the batching pipeline hands to one
 /// [`MessageStore::write_many`] call.
@@ -187,7 +184,7 @@ impl WritePipeline {
     /// A pipeline over `store.write_many`: a thread takes every write queued
     /// (up to 1000) and writes them in one call.
     pub fn batching(store: Arc<dyn MessageStore>) -> Result<WritePipeline> {
-        let (requests, queue) = bounded::<PipelinedWrite>(PIPELINE_CAPACITY);
+        let (requests, queue) = unbounded::<PipelinedWrite>();
         let (answer_tx, answers) = unbounded();
         let thread = thread::Builder::new()
             .name("eventodb-writes".into())
@@ -200,8 +197,9 @@ impl WritePipeline {
         ))
     }
 
-    /// Queues a write; its answer comes with `tag`. Blocks while
-    /// [`PIPELINE_CAPACITY`] writes are queued.
+    /// Queues a write; its answer comes with `tag`. Never blocks: the
+    /// caller bounds how many writes it keeps in flight (the outbox sender's
+    /// window does).
     ///
     /// Errors: [`Error::Shutdown`] when the pipeline has stopped.
     pub fn send(&self, tag: u64, item: WriteItem) -> Result<()> {

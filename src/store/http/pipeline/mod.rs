@@ -29,7 +29,7 @@ use crate::store::http::client::{self, CallContext};
 use crate::store::http::connection::{ConnectSettings, Connection, RpcTarget};
 use crate::store::http::pipelining::PipeliningState;
 use crate::store::http::HttpStore;
-use crate::store::pipeline::{PipelinedWrite, WriteItem, WritePipeline, PIPELINE_CAPACITY};
+use crate::store::pipeline::{PipelinedWrite, WriteItem, WritePipeline};
 use crate::wire::rpc;
 
 mod reader;
@@ -147,7 +147,7 @@ impl HttpStore {
 /// with the other pipelines of the store through `store`. No connection is
 /// made before the first write.
 pub(crate) fn open(target: Arc<Target>, store: Arc<PipeliningState>) -> Result<WritePipeline> {
-    let (requests, queue) = bounded::<PipelinedWrite>(PIPELINE_CAPACITY);
+    let (requests, queue) = unbounded::<PipelinedWrite>();
     let (answer_tx, answers) = unbounded();
     let (stop, stop_rx) = bounded::<()>(0);
     let stopping = Arc::new(AtomicBool::new(false));
