@@ -78,6 +78,37 @@ fn a_killed_senders_lease_is_taken_over_before_it_expires() {
 }
 
 #[test]
+fn a_standing_by_sender_takes_over_from_a_killed_process_at_once() {
+    // A standby re-reads the lease row every fifth of its duration (here a
+    // minute, longer than the wait below): only noticing the holder's lock
+    // come free gets it there in time.
+    let lease = Duration::from_secs(300);
+    let t = common::kit();
+    let outbox = t.kit.outbox();
+    let mut child = KillOnDrop(common::spawn_child(ENTRY, "sender", &t.path()));
+    let holder = child.holder_prefix();
+    common::wait_for("the child to hold the sender lease", WAIT, || {
+        outbox.sender_lease().unwrap().is_some_and(|l| {
+            l.holder.starts_with(&holder) && l.is_held_at(std::time::SystemTime::now())
+        })
+    });
+    let standby = t
+        .kit
+        .spawn_sender(SenderConfig::new().lease_duration(lease))
+        .unwrap();
+    common::wait_for("the standby to stand by", WAIT, || {
+        standby.health().running && !standby.health().active
+    });
+    let id = outbox
+        .write("account-1", &NewMessage::new("Opened", json!({})))
+        .unwrap();
+    child.sigkill();
+    assert_eq!(standby.wait_until_sent(&id, WAIT).unwrap(), Delivery::Sent);
+    assert!(standby.health().active);
+    standby.shutdown();
+}
+
+#[test]
 fn a_standby_consumer_takes_over_from_a_killed_process_before_its_lease_expires() {
     let t = common::kit();
     let kit = &t.kit;

@@ -178,7 +178,6 @@ fn faults_on_the_wire_lose_nothing_and_double_nothing() {
     let stats = sender.stats().unwrap();
     assert_eq!(stats.sent, ids.len() as u64);
     assert_eq!(stats.dead_lettered, 0, "no fault is a reason to give up");
-    assert!(stats.retried > 0);
     assert!(
         stats.already_delivered > 0,
         "resends were recognised by their id"

@@ -50,10 +50,11 @@ fn threads_end_on_shutdown_and_on_drop() {
         .reopen()
         .spawn_sender(common::fast().concurrency(2))
         .unwrap();
-    // Dispatcher, checker and a pipeline thread per lane: 3 + 4.
-    wait_for_threads(7, "seven sender threads");
+    // Dispatcher, four checker threads and a pipeline thread per lane:
+    // 6 + 7.
+    wait_for_threads(13, "thirteen sender threads");
     drop(standby);
-    wait_for_threads(3, "the standby's threads to end");
+    wait_for_threads(6, "the standby's threads to end");
     drop(active);
     wait_for_threads(0, "the active sender's threads to end");
 }

@@ -15,6 +15,12 @@ mod consumer;
 mod delay_proxy;
 mod embedded;
 #[cfg(feature = "server")]
+#[allow(dead_code)]
+#[path = "../../tests/common/proxy.rs"]
+mod fault_proxy;
+#[cfg(feature = "server")]
+mod faults;
+#[cfg(feature = "server")]
 mod http;
 mod ops;
 mod outbox;
@@ -36,6 +42,8 @@ const GROUPS: &[Group] = &[
     ("outbox", outbox::run),
     #[cfg(feature = "server")]
     ("wan", wan::run),
+    #[cfg(feature = "server")]
+    ("faults", faults::run),
     ("ops", ops::run),
 ];
 

@@ -46,6 +46,13 @@ struct Shared {
     stop: AtomicBool,
     /// Faults per 100 requests.
     rate: AtomicU32,
+    /// The faults to choose from (all kinds unless narrowed).
+    kinds: Mutex<Vec<Fault>>,
+    /// Decides which requests fail and how (seeded: a run can be repeated).
+    rng: Mutex<Option<fastrand::Rng>>,
+    /// Serve one request per connection, then close (as a server or proxy
+    /// that does not pipeline).
+    one_per_connection: AtomicBool,
     requests: AtomicU64,
     faults: [AtomicU64; 6],
     /// Sockets of open connections, by connection, to close them on drop.
@@ -54,6 +61,20 @@ struct Shared {
 }
 
 impl Shared {
+    /// Whether the next request fails, and how.
+    fn draw(&self) -> Option<Fault> {
+        let rate = self.rate.load(Ordering::Acquire);
+        let kinds = self.kinds.lock().unwrap().clone();
+        let kinds = if kinds.is_empty() {
+            FAULTS.to_vec()
+        } else {
+            kinds
+        };
+        let mut rng = self.rng.lock().unwrap();
+        let rng = rng.get_or_insert_with(fastrand::Rng::new);
+        (rng.u32(0..100) < rate).then(|| kinds[rng.usize(..kinds.len())])
+    }
+
     fn track(&self, conn: u64, stream: &TcpStream) -> io::Result<()> {
         let clone = stream.try_clone()?;
         self.streams
@@ -112,6 +133,26 @@ impl Proxy {
     }
 
     /// Injects a fault into `percent` of the requests from now on (0 heals).
+    /// Draws faults from a generator seeded with `seed` (otherwise from a
+    /// random one), so that a run injects the same sequence of faults.
+    pub fn seed(&self, seed: u64) {
+        *self.shared.rng.lock().unwrap() = Some(fastrand::Rng::with_seed(seed));
+    }
+
+    /// From now on, forwards only the first request of each connection and
+    /// closes it after its answer (the rest of a pipelined window is never
+    /// seen by the server), as a server that does not pipeline does.
+    pub fn one_request_per_connection(&self) {
+        self.shared
+            .one_per_connection
+            .store(true, Ordering::Release);
+    }
+
+    /// Injects only these kinds of fault from now on.
+    pub fn only(&self, kinds: &[Fault]) {
+        *self.shared.kinds.lock().unwrap() = kinds.to_vec();
+    }
+
     pub fn set_fault_rate(&self, percent: u32) {
         self.shared.rate.store(percent, Ordering::Release);
     }
@@ -247,11 +288,21 @@ fn serve(
     shared.track(conn, &server)?;
     let server_reader = BufReader::new(server.try_clone()?);
     let (answers_tx, answers_rx) = crossbeam_channel::unbounded::<Answer>();
+    let one = shared.one_per_connection.load(Ordering::Acquire);
     let responder = {
         let shared = Arc::clone(shared);
         thread::Builder::new()
             .name("test-proxy-back".into())
             .spawn(move || {
+                if one {
+                    // One answer, then end our side; the client closes.
+                    let client_out = client.try_clone();
+                    let _ = respond_once(answers_rx, server_reader, client);
+                    if let Ok(c) = client_out {
+                        let _ = c.shutdown(Shutdown::Write);
+                    }
+                    return;
+                }
                 let _ = respond(conn, answers_rx, server_reader, client, &shared);
                 shared.close(conn);
             })?
@@ -270,8 +321,7 @@ fn forward(
 ) -> io::Result<()> {
     while let Some(request) = read_message(&mut client_reader)? {
         shared.requests.fetch_add(1, Ordering::Relaxed);
-        let fault = (fastrand::u32(0..100) < shared.rate.load(Ordering::Acquire))
-            .then(|| FAULTS[fastrand::usize(..FAULTS.len())]);
+        let fault = shared.draw();
         if let Some(f) = fault {
             let i = FAULTS.iter().position(|x| *x == f).unwrap();
             shared.faults[i].fetch_add(1, Ordering::Relaxed);
@@ -298,10 +348,31 @@ fn forward(
         if answers.send(answer).is_err() {
             return Ok(());
         }
+        if shared.one_per_connection.load(Ordering::Acquire) {
+            // The rest of the window is never forwarded: read and drop it
+            // until the client closes.
+            drop(answers);
+            let _ = io::copy(&mut client_reader, &mut io::sink());
+            return Ok(());
+        }
         if request.unframed {
             // Not a plain request/response exchange: stop interfering.
             pipe(client_reader, server_writer);
             return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Passes the first answer on, as is.
+fn respond_once(
+    answers: crossbeam_channel::Receiver<Answer>,
+    mut server_reader: BufReader<TcpStream>,
+    mut client_writer: TcpStream,
+) -> io::Result<()> {
+    if answers.recv().is_ok() {
+        if let Some(response) = read_message(&mut server_reader)? {
+            write_message(&mut client_writer, &response)?;
         }
     }
     Ok(())

@@ -1,6 +1,8 @@
-//! The sender's reads, on a thread of their own so that the dispatcher
+//! The sender's reads, on threads of their own so that the dispatcher
 //! never waits for the network: reading a stream's tail to settle rows in
-//! doubt, and probing whether a store that failed answers again.
+//! doubt, and probing whether a store that failed answers again. A few
+//! threads share the requests (after a connection broke, many streams may
+//! want a read at once; on a long link each read is a round trip).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,8 +18,13 @@ use crate::store::{MessageStore, StreamQuery, MAX_BATCH_SIZE};
 /// A read for the checker.
 #[derive(Debug)]
 pub(crate) enum Check {
-    /// The version of `stream` and its last `lookback` messages.
-    Reconcile { stream: String, lookback: usize },
+    /// The version of `stream` and its last `lookback` messages; `hint` is
+    /// its version as the sender last knew it.
+    Reconcile {
+        stream: String,
+        lookback: usize,
+        hint: Option<i64>,
+    },
     /// Whether the store answers an authenticated read.
     Probe { stream: String },
 }
@@ -34,12 +41,16 @@ pub(crate) enum Checked {
     },
 }
 
+/// Threads a checker runs.
+const THREADS: usize = 4;
+
 /// The running checker: requests in, results out.
 pub(crate) struct Checker {
     requests: Option<Sender<Check>>,
     pub(crate) results: Receiver<Checked>,
+    /// Disconnected once every thread has ended.
     done: Receiver<()>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Checker {
@@ -47,22 +58,28 @@ impl Checker {
         let (requests, queue) = unbounded::<Check>();
         let (results_tx, results) = unbounded();
         let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
-        let thread = thread::Builder::new()
-            .name("outbox-checker".into())
-            .spawn(move || {
-                let _done = done_tx;
-                for check in queue {
-                    let checked = run(&*store, check);
-                    if results_tx.send(checked).is_err() {
-                        return;
-                    }
-                }
-            })?;
+        let threads = (0..THREADS)
+            .map(|_| {
+                let (store, queue) = (Arc::clone(&store), queue.clone());
+                let (results_tx, done_tx) = (results_tx.clone(), done_tx.clone());
+                thread::Builder::new()
+                    .name("outbox-checker".into())
+                    .spawn(move || {
+                        let _done = done_tx;
+                        for check in queue {
+                            let checked = run(&*store, check);
+                            if results_tx.send(checked).is_err() {
+                                return;
+                            }
+                        }
+                    })
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Checker {
             requests: Some(requests),
             results,
             done,
-            thread: Some(thread),
+            threads,
         })
     }
 
@@ -72,13 +89,13 @@ impl Checker {
         }
     }
 
-    /// Stops the thread: joins it if it ends within `wait` (a read in
+    /// Stops the threads: joins them if they end within `wait` (a read in
     /// progress ends by the store's own time-outs; it is not waited for
     /// longer).
     pub(crate) fn stop(&mut self, wait: Duration) {
         self.requests.take();
         if let Err(RecvTimeoutError::Disconnected) = self.done.recv_timeout(wait) {
-            if let Some(thread) = self.thread.take() {
+            for thread in self.threads.drain(..) {
                 let _ = thread.join();
             }
         }
@@ -87,8 +104,12 @@ impl Checker {
 
 fn run(store: &dyn MessageStore, check: Check) -> Checked {
     match check {
-        Check::Reconcile { stream, lookback } => {
-            let result = read_tail(store, &stream, lookback);
+        Check::Reconcile {
+            stream,
+            lookback,
+            hint,
+        } => {
+            let result = read_tail(store, &stream, lookback, hint);
             Checked::Reconciled { stream, result }
         }
         Check::Probe { stream } => Checked::Probed {
@@ -97,14 +118,25 @@ fn run(store: &dyn MessageStore, check: Check) -> Checked {
     }
 }
 
-/// The stream's version and the ids and types of its last `lookback`
-/// messages (and any written since the version was read).
-fn read_tail(store: &dyn MessageStore, stream: &str, lookback: usize) -> Result<Reconciliation> {
-    let Some(version) = store.stream_version(stream)? else {
-        return Ok(Reconciliation::default());
+/// The stream's version and the ids and types of (at least) its last
+/// `lookback` messages. With a `hint` of its version, one read from
+/// `lookback` before it usually does (the stream's end is where the read
+/// ends); without one, the version is read first.
+fn read_tail(
+    store: &dyn MessageStore,
+    stream: &str,
+    lookback: usize,
+    hint: Option<i64>,
+) -> Result<Reconciliation> {
+    let version = match hint {
+        Some(v) => v,
+        None => match store.stream_version(stream)? {
+            Some(v) => v,
+            None => return Ok(Reconciliation::default()),
+        },
     };
     let mut found = Reconciliation {
-        version: Some(version),
+        version: hint.is_none().then_some(version),
         messages: HashMap::new(),
     };
     let mut position = (version + 1 - lookback as i64).max(0);
@@ -149,14 +181,17 @@ mod tests {
                 )
                 .unwrap();
         }
-        let tail = read_tail(&store, "a-1", 2).unwrap();
+        let tail = read_tail(&store, "a-1", 2, None).unwrap();
         assert_eq!(tail.version, Some(4));
         assert_eq!(tail.messages.len(), 2);
+        let hinted = read_tail(&store, "a-1", 2, Some(2)).unwrap();
+        assert_eq!(hinted.version, Some(4), "the read goes on to the end");
+        assert_eq!(hinted.messages.len(), 4);
         assert_eq!(
             tail.messages["0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a84"],
             ("T4".to_string(), 4)
         );
-        let empty = read_tail(&store, "b-1", 10).unwrap();
+        let empty = read_tail(&store, "b-1", 10, None).unwrap();
         assert_eq!(empty.version, None);
     }
 }

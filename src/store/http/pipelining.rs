@@ -8,8 +8,12 @@
 //! store's life:
 //!
 //! - it closes the connection after its first answer while more requests
-//!   were outstanding, on two connections in a row (the writes after the
-//!   close are sent again: the server processed none of them);
+//!   were outstanding: saying so (`Connection: close`) on two connections
+//!   in a row (the writes after it are sent again: the server processed
+//!   none of them), or without a word on eight in a row before any
+//!   connection ever answered two requests (once pipelining was seen to
+//!   work, connections that break are a flaky link, not a server that does
+//!   not pipeline);
 //! - it answers the first request on a connection and then nothing while
 //!   more are outstanding, for the *stall timeout*: ten smoothed round
 //!   trips, at least 1 s and at most the read timeout (the read timeout
@@ -27,6 +31,10 @@ use crate::store::pipeline::PipelineStatus;
 const MIN_STALL: Duration = Duration::from_secs(1);
 /// Round trips of silence that make a stall.
 const STALL_RTTS: u32 = 10;
+/// Connections in a row that said `Connection: close` after one answer.
+const CLOSES_SAID: u32 = 2;
+/// Connections in a row that ended without a word after one answer.
+const CLOSES_UNSAID: u32 = 8;
 
 /// Whether an [`HttpStore`](super::HttpStore) keeps several writes in
 /// flight on one connection; see [`HttpStore::pipelining`](super::HttpStore::pipelining).
@@ -54,8 +62,12 @@ pub(crate) struct PipeliningState {
     /// Smoothed round trip in nanoseconds; 0 before the first sample.
     srtt_nanos: AtomicU64,
     /// Connections in a row that ended after one answer with more
-    /// requests outstanding.
+    /// requests outstanding, saying so.
     closes_in_a_row: AtomicU32,
+    /// The same, ending without a word (or broken).
+    breaks_in_a_row: AtomicU32,
+    /// A connection answered more than one request: pipelining works.
+    seen_working: AtomicBool,
 }
 
 impl PipeliningState {
@@ -66,6 +78,8 @@ impl PipeliningState {
             one_at_a_time: AtomicBool::new(false),
             srtt_nanos: AtomicU64::new(0),
             closes_in_a_row: AtomicU32::new(0),
+            breaks_in_a_row: AtomicU32::new(0),
+            seen_working: AtomicBool::new(false),
         }
     }
 
@@ -136,19 +150,32 @@ impl PipeliningState {
     }
 
     /// A connection ended after `answered` answers with `outstanding`
-    /// requests left (unanswered or handed back): two in a row that
-    /// answered only one while more were waiting mean no pipelining.
-    pub(crate) fn connection_ended(&self, answered: u64, outstanding: usize) {
+    /// requests left (unanswered or handed back), with `Connection: close`
+    /// (`said`) or not: connections in a row that answered only one while
+    /// more were waiting mean no pipelining.
+    pub(crate) fn connection_ended(&self, answered: u64, outstanding: usize, said: bool) {
+        if answered > 1 {
+            self.seen_working.store(true, Ordering::Release);
+        }
         if answered == 1 && outstanding > 0 {
-            let n = self.closes_in_a_row.fetch_add(1, Ordering::AcqRel) + 1;
-            if n >= 2 {
-                self.fall_back(
-                    "it ended the connection after its first answer, twice in a row, \
-                     with more requests sent",
-                );
+            if !said && self.seen_working.load(Ordering::Acquire) {
+                return;
+            }
+            let (counter, limit) = if said {
+                (&self.closes_in_a_row, CLOSES_SAID)
+            } else {
+                (&self.breaks_in_a_row, CLOSES_UNSAID)
+            };
+            let n = counter.fetch_add(1, Ordering::AcqRel) + 1;
+            if n >= limit {
+                self.fall_back(&format!(
+                    "it ended the connection after its first answer, {n} times in a row, \
+                     with more requests sent"
+                ));
             }
         } else if answered > 1 {
             self.closes_in_a_row.store(0, Ordering::Release);
+            self.breaks_in_a_row.store(0, Ordering::Release);
         }
     }
 }
@@ -181,18 +208,32 @@ mod tests {
     #[test]
     fn two_single_answer_connections_in_a_row_fall_back() {
         let state = PipeliningState::new("http://h");
-        state.connection_ended(1, 3);
-        state.connection_ended(5, 0);
-        state.connection_ended(1, 3);
+        state.connection_ended(1, 3, true);
+        state.connection_ended(5, 0, false);
+        state.connection_ended(1, 3, true);
         assert_eq!(state.pipelining(), Pipelining::On, "not in a row");
-        state.connection_ended(1, 0);
+        state.connection_ended(1, 0, true);
         assert_eq!(state.depth(), usize::MAX, "nothing was outstanding");
-        state.connection_ended(1, 2);
+        for _ in 0..CLOSES_UNSAID - 1 {
+            state.connection_ended(1, 2, false);
+        }
+        assert_eq!(
+            state.depth(),
+            usize::MAX,
+            "a flaky link breaks connections too"
+        );
+        let flaky = PipeliningState::new("http://h");
+        flaky.connection_ended(3, 0, false);
+        for _ in 0..CLOSES_UNSAID * 2 {
+            flaky.connection_ended(1, 2, false);
+        }
+        assert_eq!(flaky.depth(), usize::MAX, "pipelining was seen to work");
+        state.connection_ended(1, 2, true);
         assert_eq!(state.depth(), 1);
         assert!(matches!(state.pipelining(), Pipelining::OneAtATime { .. }));
         state.fall_back("another reason");
         match state.pipelining() {
-            Pipelining::OneAtATime { reason } => assert!(reason.contains("twice in a row")),
+            Pipelining::OneAtATime { reason } => assert!(reason.contains("2 times in a row")),
             other => panic!("{other:?}"),
         }
     }

@@ -19,6 +19,13 @@ use crate::outbox::sender::queue::Mark;
 /// stream in a loop.
 const LINK_FAILURES_PER_ROW: u32 = 5;
 
+/// Failures of one message the store says may pass that are retried at
+/// once, before the retry policy's backoff applies.
+const QUICK_RETRIES: u32 = 1;
+
+/// Failed reads of a stream's tail retried at once before the stream waits.
+const QUICK_RECONCILES: u32 = 5;
+
 /// Whether `e` says the connection failed mid-request: the outcome is
 /// unknown, and a new connection may well work.
 fn is_link_failure(e: &Error) -> bool {
@@ -61,6 +68,16 @@ impl Core {
         };
         let broken = st.broken;
         st.answered(seq);
+        // Any answer from the store (a success, a refusal, a conflict) shows
+        // the link works: connection failures start counting anew.
+        let answered = match &result {
+            Ok(_) => true,
+            Err(e) => !is_link_failure(e) && !matches!(e.disposition(), Disposition::Pause(_)),
+        };
+        if answered {
+            self.link_streak = 0;
+            self.lanes[lane].link_down = false;
+        }
         match result {
             Ok(written) => {
                 // A write without an expected version landing further on
@@ -74,8 +91,6 @@ impl Core {
                         st.shared = true;
                     }
                 }
-                self.link_streak = 0;
-                self.lanes[lane].link_down = false;
                 self.lanes[lane].window.grow();
                 self.learned(&stream, Some(written.position));
                 self.delivered(seq, false, written.position, out);
@@ -134,7 +149,19 @@ impl Core {
             Disposition::DeadLetter => self.refused(seq, error.to_string(), now),
             Disposition::Retry => {
                 self.lanes[lane].window.shrink();
-                self.retry_later(seq, error.to_string(), now);
+                // A store's failure on one message (a busy database, a 500
+                // from a proxy) often passes at once: one quick retry, then
+                // the retry policy's backoff.
+                let quick = self.rows.get_mut(&seq).is_some_and(|o| {
+                    o.doubt = true;
+                    o.quick_retries += 1;
+                    o.quick_retries <= QUICK_RETRIES
+                });
+                if quick {
+                    self.requeue(seq, now);
+                } else {
+                    self.retry_later(seq, error.to_string(), now);
+                }
             }
             Disposition::Pause(PauseReason::Unreachable) if is_link_failure(&error) => {
                 self.link_failed(seq, error, lane, now, out)
@@ -164,7 +191,7 @@ impl Core {
         let lane_state = &mut self.lanes[lane];
         if !lane_state.link_down {
             lane_state.link_down = true;
-            lane_state.window.shrink();
+            // lane_state.window.shrink();
             self.link_streak += 1;
         }
         let Some(owned) = self.rows.get_mut(&seq) else {
@@ -389,9 +416,23 @@ impl Core {
         let found = match result {
             Ok(found) => found,
             Err(e) => {
+                let failures = self.streams.get_mut(stream).map_or(1, |st| {
+                    st.reconcile_failures += 1;
+                    st.reconcile_failures
+                });
                 match e.disposition() {
-                    Disposition::Pause(reason) => {
+                    // The store as a whole (refused, token, certificate):
+                    // pause, and read again once it answers.
+                    Disposition::Pause(reason) if !is_link_failure(&e) => {
                         self.pause_for(reason, e.to_string(), now, out);
+                        if let Some(st) = self.streams.get_mut(stream) {
+                            st.reconcile = Reconcile::Wanted;
+                        }
+                        self.reconciles.insert(stream.to_string());
+                    }
+                    // A connection broke, or the store failed the read this
+                    // once: read again at once, a few times.
+                    _ if failures <= QUICK_RECONCILES => {
                         if let Some(st) = self.streams.get_mut(stream) {
                             st.reconcile = Reconcile::Wanted;
                         }
@@ -400,7 +441,10 @@ impl Core {
                     // Try again later: the rows wait in the outbox and the
                     // next attempt reads again.
                     _ => {
-                        let delay = self.settings.retry.delay_with_jitter(1, self.rng.f64());
+                        let delay = self
+                            .settings
+                            .retry
+                            .delay_with_jitter(failures - QUICK_RECONCILES, self.rng.f64());
                         let head = st_head(&self.streams, stream);
                         self.book.block(stream, head, now.after(delay));
                         self.give_back_queue(stream);
@@ -410,6 +454,7 @@ impl Core {
                 return;
             }
         };
+        st.reconcile_failures = 0;
         let queued: Vec<i64> = st.queue.iter().copied().collect();
         self.learned(stream, found.version);
         for seq in queued {

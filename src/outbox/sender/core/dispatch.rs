@@ -126,12 +126,14 @@ impl Core {
                         .count()
                 })
                 .unwrap_or(0);
-            if let Some(st) = self.streams.get_mut(&stream) {
+            let hint = self.streams.get_mut(&stream).and_then(|st| {
                 st.reconcile = Reconcile::Running;
-            }
+                st.version
+            });
             out.push(Effect::Reconcile {
                 stream,
                 lookback: doubtful + RECONCILE_SLACK,
+                hint,
             });
         }
     }

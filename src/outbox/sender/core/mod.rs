@@ -127,8 +127,13 @@ pub(crate) enum Effect {
         tag: Tag,
         item: WriteItem,
     },
-    /// Read the last `lookback` messages of `stream` (and its version).
-    Reconcile { stream: String, lookback: usize },
+    /// Read the last `lookback` messages of `stream` (and its version);
+    /// `hint` is its version as last known (saves a read when right).
+    Reconcile {
+        stream: String,
+        lookback: usize,
+        hint: Option<i64>,
+    },
     /// Check whether the store answers (a cheap authenticated read).
     Probe { stream: String },
     /// The sender paused.
@@ -165,6 +170,8 @@ struct Owned {
     flight: Option<(Tag, usize, Expectation)>,
     /// Broken connections it was the first unanswered write on.
     link_failures: u32,
+    /// Failures the store said may pass that were retried at once.
+    quick_retries: u32,
 }
 
 /// One lane (one pipeline).
@@ -345,6 +352,7 @@ impl Core {
                     verdict: None,
                     flight: None,
                     link_failures: 0,
+                    quick_retries: 0,
                 },
             );
             let exclusive = self.settings.exclusive_streams;

@@ -192,9 +192,9 @@ impl Sim {
                     self.in_flight_tags.insert(tag, seq);
                     self.lanes[lane].requests.push_back((tag, item));
                 }
-                Effect::Reconcile { stream, lookback } => {
-                    self.checks.push_back(Check::Reconcile { stream, lookback })
-                }
+                Effect::Reconcile {
+                    stream, lookback, ..
+                } => self.checks.push_back(Check::Reconcile { stream, lookback }),
                 Effect::Probe { .. } => self.checks.push_back(Check::Probe),
                 Effect::Paused { .. } | Effect::Resumed { .. } => {}
                 Effect::Reordered { id, .. } => {

@@ -67,6 +67,8 @@ pub(crate) struct StreamState {
     /// Another writer appends to this stream: one row in flight at a time.
     pub(crate) shared: bool,
     pub(crate) reconcile: Reconcile,
+    /// Reads of the tail that failed in a row.
+    pub(crate) reconcile_failures: u32,
     /// Rows of this stream dead-lettered but not yet written back: nothing
     /// later goes out before that is durable (else, after a crash, the row
     /// would be tried again behind the rows that went on without it — and

@@ -11,10 +11,16 @@ use super::Dispatcher;
 use crate::outbox::sender::core::Event;
 use crate::time::now_ms;
 
+/// How often a standby looks whether the holder's process is gone.
+const HOLDER_CHECK: Duration = Duration::from_millis(50);
+
 impl Dispatcher {
-    /// Tries to take the lease; waits a fifth of the lease duration (or
-    /// until told to stop) when another sender holds it. Answers to writes
-    /// made before the lease was lost are taken (and ignored) meanwhile.
+    /// Tries to take the lease; when another sender holds it, waits a
+    /// fifth of the lease duration (or until told to stop) — looking every
+    /// 50 ms whether the holder's process died (its OS lock came free), so
+    /// that a standby on the same machine takes over at once. Answers to
+    /// writes made before the lease was lost are taken (and ignored)
+    /// meanwhile.
     pub(super) fn stand_by(&mut self) {
         let acquired = self.db.write(|tx| self.lease.try_acquire(tx, now_ms()));
         match acquired {
@@ -25,10 +31,17 @@ impl Dispatcher {
                 .counters
                 .error(format!("taking the sender lease: {e}")),
         }
-        let wait = (self.config.lease_duration_value() / 5).max(Duration::from_millis(5));
-        select! {
-            recv(self.stop) -> _ => {}
-            default(wait) => {}
+        let until =
+            Instant::now() + (self.config.lease_duration_value() / 5).max(Duration::from_millis(5));
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.lease.holder_gone() {
+                break;
+            }
+            select! {
+                recv(self.stop) -> _ => break,
+                default(left.min(HOLDER_CHECK)) => {}
+            }
         }
         for pipeline in &self.pipelines {
             while pipeline.answers().try_recv().is_ok() {}

@@ -171,9 +171,15 @@ impl Dispatcher {
                     });
                 }
             }
-            Effect::Reconcile { stream, lookback } => {
-                self.checker.request(Check::Reconcile { stream, lookback })
-            }
+            Effect::Reconcile {
+                stream,
+                lookback,
+                hint,
+            } => self.checker.request(Check::Reconcile {
+                stream,
+                lookback,
+                hint,
+            }),
             Effect::Probe { stream } => self.checker.request(Check::Probe { stream }),
             Effect::Paused { reason, error } => self.paused(reason, &error),
             Effect::Resumed { reason, paused_ms } => self.resumed(reason, paused_ms),

@@ -167,7 +167,8 @@ impl ReaderThread {
         let answered = line.answered;
         drop(line);
         if !matches!(end, End::Stopped) {
-            self.store.connection_ended(answered, outstanding);
+            let said = matches!(end, End::Closed);
+            self.store.connection_ended(answered, outstanding, said);
         }
         if let End::Broken { message, .. } = &end {
             log::debug!(

@@ -1,0 +1,195 @@
+//! The sender under faults, with default settings:
+//!
+//! * `recovery_after_outage_s`: `serve` stopped for 10 s while the
+//!   application writes, then started again; the time from its return to
+//!   the first delivery. (A sender that backed off per failure would still
+//!   be asleep for up to its longest delay, 30 s.)
+//! * `flaky_drain`: a backlog drained by 4 lanes through the fault proxy
+//!   injecting connection-level faults into 30 % of requests (dropped before
+//!   the server saw them, reset after it processed them, half an answer then
+//!   a closed connection, 500 before or after processing; fixed seed),
+//!   against the same drain through the same proxy with no faults. Every
+//!   drain is checked afterwards: exactly once, in order per stream.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use eventodb_kit::outbox::{OutboxEntry, SenderConfig};
+use eventodb_kit::server::{Server, ServerConfig};
+use eventodb_kit::{CategoryQuery, EmbeddedStore, HttpStore, Kit, MessageStore, NewMessage};
+use serde_json::json;
+
+use crate::fault_proxy::{Fault, Proxy};
+use crate::outbox::best_of_pair;
+use crate::report::Report;
+
+const OUTAGE: Duration = Duration::from_secs(10);
+const FLAKY_ROWS: usize = 5_000;
+const FLAKY_STREAMS: usize = 20;
+
+pub fn run(report: &mut Report) {
+    let dir = tempfile::tempdir().unwrap();
+    let seconds = recovery_after_outage(dir.path());
+    report.figure("recovery_after_outage_s", &[("value", seconds)]);
+    let mut round = 0;
+    let mut next = || {
+        round += 1;
+        round
+    };
+    let (flaky, clean) = best_of_pair(
+        2,
+        || drain_through_proxy(dir.path(), 30, next()),
+        || drain_through_proxy(dir.path(), 0, 1000),
+    );
+    report.ratio("flaky_drain", flaky, clean);
+}
+
+fn server_on(data: &Path, port: u16, token: Option<String>) -> Server {
+    let mut config = ServerConfig::new().port(port).data_dir(data);
+    if let Some(token) = token {
+        config = config.token(token);
+    }
+    Server::start(config).unwrap()
+}
+
+/// Seconds from the store's return to the first delivery after an outage.
+fn recovery_after_outage(dir: &Path) -> f64 {
+    let data = dir.join("outage-server");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = server_on(&data, 0, None);
+    let (port, token) = (
+        server.addr().port(),
+        server.default_token().unwrap().expose_secret().to_string(),
+    );
+    let kit = Kit::builder()
+        .database(dir.join("outage-kit.db"))
+        .store(HttpStore::new(&server.url(), &token).unwrap())
+        .build()
+        .unwrap();
+    let sender = kit.spawn_sender(SenderConfig::new()).unwrap();
+    let message = |n: usize| NewMessage::new("Reading", json!({ "n": n }));
+    let warm = kit.outbox().write("meter-1", &message(0)).unwrap();
+    let _ = sender
+        .wait_until_sent(&warm, Duration::from_secs(30))
+        .unwrap();
+
+    server.shutdown();
+    let down = Instant::now();
+    let first = kit.outbox().write("meter-1", &message(1)).unwrap();
+    let mut n = 2;
+    while down.elapsed() < OUTAGE {
+        kit.outbox().write("meter-1", &message(n)).unwrap();
+        n += 1;
+        thread::sleep(Duration::from_millis(100));
+    }
+    let server = server_on(&data, port, Some(token));
+    let back = Instant::now();
+    let _ = sender
+        .wait_until_sent(&first, Duration::from_secs(120))
+        .unwrap();
+    let seconds = back.elapsed().as_secs_f64();
+    sender.wait_until_drained(Duration::from_secs(120)).unwrap();
+    sender.shutdown();
+    server.shutdown();
+    seconds
+}
+
+/// Drains a backlog through the fault proxy injecting faults into
+/// `percent` of requests; messages per second.
+fn drain_through_proxy(dir: &Path, percent: u32, round: usize) -> f64 {
+    let server = Server::start(ServerConfig::new()).unwrap();
+    let proxy = Proxy::start(server.addr());
+    proxy.seed(7);
+    proxy.only(&[
+        Fault::DropBefore,
+        Fault::ResetAfter,
+        Fault::Truncate,
+        Fault::Error500Before,
+        Fault::Error500After,
+    ]);
+    proxy.set_fault_rate(percent);
+    let token = server.default_token().unwrap();
+    let kit = Kit::builder()
+        .database(dir.join(format!("flaky-{percent}-{round}.db")))
+        .store(HttpStore::new(&proxy.url(), token.expose_secret()).unwrap())
+        .hook(std::sync::Arc::new(PauseCounter::default()))
+        .build()
+        .unwrap();
+    let mut ids: HashMap<String, Vec<String>> = HashMap::new();
+    let entries: Vec<OutboxEntry> = (0..FLAKY_ROWS)
+        .map(|n| {
+            let stream = format!("meter-{}", n % FLAKY_STREAMS);
+            OutboxEntry::new(stream, NewMessage::new("Reading", json!({ "n": n })))
+        })
+        .collect();
+    for chunk in entries.chunks(1000) {
+        let written = kit.outbox().write_batch(chunk).unwrap();
+        for (entry, id) in chunk.iter().zip(written) {
+            ids.entry(entry.stream().to_string()).or_default().push(id);
+        }
+    }
+    let start = Instant::now();
+    let sender = kit
+        .spawn_sender(
+            SenderConfig::new().concurrency(
+                std::env::var("FLAKY_LANES")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(4),
+            ),
+        )
+        .unwrap();
+    sender.wait_until_drained(Duration::from_secs(600)).unwrap();
+    let rate = FLAKY_ROWS as f64 / start.elapsed().as_secs_f64();
+    let stats = sender.stats().unwrap();
+    sender.shutdown();
+    if std::env::var_os("FLAKY_DEBUG").is_some() {
+        eprintln!("{percent}%: {stats:?} proxy {:?}", proxy.counts());
+    }
+    assert_eq!(
+        stats.dead_lettered, 0,
+        "a fault on the wire is no reason to give up"
+    );
+    check_store(server.store(), &ids);
+    drop(proxy);
+    server.shutdown();
+    rate
+}
+
+/// Every message exactly once, each stream in commit order.
+fn check_store(store: &EmbeddedStore, ids: &HashMap<String, Vec<String>>) {
+    let mut stored: HashMap<String, Vec<String>> = HashMap::new();
+    let mut position = 1;
+    loop {
+        let page = store
+            .get_category(
+                "meter",
+                &CategoryQuery::new().position(position).batch_size(10_000),
+            )
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        position = last.global_position + 1;
+        for m in page {
+            stored.entry(m.stream_name).or_default().push(m.id);
+        }
+    }
+    assert_eq!(
+        &stored, ids,
+        "the store holds each stream's messages once, in order"
+    );
+}
+
+/// Counts pauses (for a look at a drain: `FLAKY_DEBUG=1`).
+#[derive(Debug, Default)]
+struct PauseCounter(std::sync::atomic::AtomicU64);
+
+impl eventodb_kit::KitHook for PauseCounter {
+    fn on_sender_paused(&self, e: &eventodb_kit::hooks::SenderPaused<'_>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if std::env::var_os("FLAKY_DEBUG").is_some() {
+            eprintln!("paused: {}", e.error);
+        }
+    }
+}
