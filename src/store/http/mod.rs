@@ -15,6 +15,7 @@ use crate::store::{
     CategoryInfo, CategoryQuery, MessageStore, StreamInfo, StreamListQuery, StreamQuery,
     SubscribeTarget, Subscription,
 };
+use crate::tls::TlsSettings;
 use crate::token::Token;
 use crate::wire::rpc;
 
@@ -29,7 +30,12 @@ pub use status::{ConnectionSnapshot, ConnectionState, ConnectionStatus};
 
 use client::{AgentSettings, CallContext, Client};
 use hub::Hub;
+use sse::liveness::{Prober, Silence};
+use sse::stream::{SocketSettings, Target};
 use sse::{Endpoint, OnRefusal, PokeSink, SseWorker};
+
+/// Default of [`HttpStoreBuilder::silence_timeout`].
+const SILENCE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Pokes a subscription may have pending (as many as a replay, plus room
 /// for live ones); more are dropped.
@@ -63,8 +69,32 @@ const SUBSCRIPTION_CAPACITY: usize = 2048;
 /// [`MessageStore::watch_category`] shares one `all=true` SSE connection
 /// (one thread) among all watchers of the store; it ends when the last clone
 /// of the store is dropped. Both reconnect with exponential backoff and
-/// jitter ([`HttpStoreBuilder::reconnect_policy`]); their state is visible
-/// through [`HttpStore::watch_status`] and [`SseSubscription::status`].
+/// jitter ([`HttpStoreBuilder::reconnect_policy`]) while attempts fail, and
+/// at once after a connection that had been up breaks; their state is
+/// visible through [`HttpStore::watch_status`] and [`SseSubscription::status`].
+///
+/// # Connections that go quiet
+///
+/// EventoDB sends nothing on an idle event stream, and a connection that
+/// died without a FIN or RST (NAT timeout, Wi-Fi handover) looks the same
+/// as a quiet one. Every SSE socket has TCP keepalive on, so the operating
+/// system ends a connection whose peer stopped answering; and after
+/// [`HttpStoreBuilder::silence_timeout`] without a byte the store asks the
+/// server (one small read over a fresh connection) whether anything was
+/// written that the stream should have reported. Nothing: the connection is
+/// quiet, not dead, and stays. Something, and its poke does not follow
+/// within a short grace — or the server does not answer — : the connection
+/// is dead, its state goes `Disconnected`, the watchers of
+/// [`watch_category`](MessageStore::watch_category) are woken to read at
+/// once, and it reconnects.
+///
+/// # TLS
+///
+/// `https://` URLs use rustls with the trust and client certificate of
+/// [`HttpStoreBuilder::tls`] for every connection (RPC calls, subscriptions,
+/// the watch hub). Certificate failures are
+/// [`Transport`](crate::Error::Transport) errors of kind
+/// [`Tls`](crate::TransportErrorKind::Tls) that say what was refused.
 #[derive(Clone)]
 pub struct HttpStore {
     inner: Arc<Inner>,
@@ -73,6 +103,7 @@ pub struct HttpStore {
 struct Inner {
     client: Client,
     reconnect: RetryPolicy,
+    silence: Silence,
     hub: Mutex<Option<Hub>>,
 }
 
@@ -94,6 +125,8 @@ pub struct HttpStoreBuilder {
     read_timeout: Duration,
     max_idle_connections: usize,
     reconnect: RetryPolicy,
+    silence: Silence,
+    tls: TlsSettings,
 }
 
 impl fmt::Debug for HttpStoreBuilder {
@@ -104,6 +137,8 @@ impl fmt::Debug for HttpStoreBuilder {
             .field("read_timeout", &self.read_timeout)
             .field("max_idle_connections", &self.max_idle_connections)
             .field("reconnect", &self.reconnect)
+            .field("silence_timeout", &self.silence.timeout)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -119,6 +154,8 @@ impl HttpStoreBuilder {
             reconnect: RetryPolicy::new()
                 .initial_delay(Duration::from_secs(1))
                 .max_delay(Duration::from_secs(30)),
+            silence: Silence::new(SILENCE_TIMEOUT),
+            tls: TlsSettings::new(),
         }
     }
 
@@ -142,26 +179,61 @@ impl HttpStoreBuilder {
     }
 
     /// Backoff between SSE reconnection attempts (subscriptions and the
-    /// watch hub). Defaults to 1 s doubling to 30 s, ±20 % jitter, forever
+    /// watch hub) while they keep failing; after a connection that had been
+    /// up (for at least the policy's first delay) breaks, the first attempt
+    /// goes at once. Defaults to 1 s doubling to 30 s, ±20 % jitter, forever
     /// (attempt and age limits of the policy are ignored).
     pub fn reconnect_policy(mut self, policy: RetryPolicy) -> Self {
         self.reconnect = policy;
         self
     }
 
+    /// How long an SSE connection (a subscription or the watch hub) may be
+    /// silent before the store checks whether it is quiet or dead (see
+    /// "Connections that go quiet" on [`HttpStore`]); also sets its TCP
+    /// keepalive (first probe after half of it). A quiet, healthy connection
+    /// costs one small request per period and is never reconnected; a dead
+    /// one is noticed within about this time once something is written
+    /// (plus a grace of a quarter of it, at most 3 s). Defaults to 30 s.
+    pub fn silence_timeout(mut self, timeout: Duration) -> Self {
+        self.silence = Silence::new(timeout.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// The grace a poke found missing by a liveness check still gets
+    /// (tests shorten it).
+    #[doc(hidden)]
+    pub fn silence_grace(mut self, grace: Duration) -> Self {
+        self.silence.grace = grace;
+        self
+    }
+
+    /// The certificate authorities to trust and the client certificate to
+    /// present on `https://` connections (see [`TlsSettings`]). Defaults to
+    /// [`TlsSettings::new`]: the built-in web roots, no client certificate.
+    pub fn tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// Checks the URL and the token and builds the store (no request is sent).
     ///
     /// Errors: [`Error::InvalidInput`](crate::Error::InvalidInput) for a URL
-    /// that is not `http(s)://host…` or a token that does not parse.
+    /// that is not `http(s)://host…`, a token that does not parse, or TLS
+    /// settings that trust no certificate authority.
     pub fn build(self) -> Result<HttpStore> {
         let token = Token::parse(&self.token)?;
+        let rustls = self.tls.rustls_client_config()?;
         let settings = AgentSettings {
             connect_timeout: self.connect_timeout,
             read_timeout: self.read_timeout,
             max_idle_connections: self.max_idle_connections,
+            tls: self.tls,
+            rustls,
         };
         let client = Client::new(&self.url, token, settings)?;
-        Ok(HttpStore::from_client(client, self.reconnect))
+        Target::parse(client.base())?;
+        Ok(HttpStore::from_client(client, self.reconnect, self.silence))
     }
 }
 
@@ -191,11 +263,12 @@ impl HttpStore {
         HttpStoreBuilder::new(url, token)
     }
 
-    fn from_client(client: Client, reconnect: RetryPolicy) -> HttpStore {
+    fn from_client(client: Client, reconnect: RetryPolicy, silence: Silence) -> HttpStore {
         HttpStore {
             inner: Arc::new(Inner {
                 client,
                 reconnect: reconnect.forever(),
+                silence,
                 hub: Mutex::new(None),
             }),
         }
@@ -205,7 +278,7 @@ impl HttpStore {
     /// (shares the connection pool; has its own watch hub).
     pub fn with_token(&self, token: &Token) -> HttpStore {
         let client = self.inner.client.with_token(token.clone());
-        Self::from_client(client, self.inner.reconnect.clone())
+        Self::from_client(client, self.inner.reconnect.clone(), self.inner.silence)
     }
 
     /// The server's base URL.
@@ -235,14 +308,29 @@ impl HttpStore {
         self.inner.client.rpc(method, args, CallContext::default())
     }
 
-    fn endpoint(&self) -> Endpoint {
+    fn endpoint(&self) -> Result<Endpoint> {
         let client = &self.inner.client;
-        Endpoint {
-            url: format!("{}/subscribe", client.base()),
+        let settings = client.settings();
+        let silence = self.inner.silence;
+        Ok(Endpoint {
+            target: Target::parse(client.base())?,
             authorization: client.authorization().to_string(),
-            settings: client.settings().clone(),
+            socket: SocketSettings {
+                connect_timeout: settings.connect_timeout,
+                keepalive_idle: silence.timeout / 2,
+                keepalive_interval: silence.timeout / 10,
+                tls: Some(Arc::clone(&settings.rustls)),
+            },
+            read_timeout: settings.read_timeout,
             reconnect: self.inner.reconnect.clone(),
-        }
+            silence,
+            prober: Prober {
+                rpc_url: client.rpc_url().to_string(),
+                authorization: client.authorization().to_string(),
+                settings: settings.clone(),
+                namespace: client.token().namespace().to_string(),
+            },
+        })
     }
 
     /// Like [`MessageStore::subscribe`], with access to the connection state.
@@ -256,7 +344,7 @@ impl HttpStore {
     pub fn subscribe_sse(&self, target: &SubscribeTarget) -> Result<SseSubscription> {
         let (sender, receiver) = bounded(SUBSCRIPTION_CAPACITY);
         let worker = SseWorker::spawn(
-            self.endpoint(),
+            self.endpoint()?,
             target.clone(),
             Arc::new(sender) as Arc<dyn PokeSink>,
             OnRefusal::Stop,
@@ -305,7 +393,7 @@ impl HttpStore {
         let mut slot = self.inner.hub.lock().unwrap_or_else(|e| e.into_inner());
         let started = slot.is_none();
         if started {
-            *slot = Some(Hub::start(self.endpoint())?);
+            *slot = Some(Hub::start(self.endpoint()?)?);
         }
         let hub = slot.as_ref().expect("the hub was just started");
         if started {
