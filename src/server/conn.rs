@@ -9,6 +9,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::http::{self, ReadError, Response};
+use super::tls::Stream;
 use super::{router, Shared};
 use crate::error::Result;
 
@@ -106,7 +107,8 @@ fn start_connection(shared: &Arc<Shared>, socket: TcpStream) -> std::io::Result<
     // Responses leave in one write; without this, Nagle's algorithm and the
     // client's delayed ACK hold back the tail of multi-packet answers.
     socket.set_nodelay(true)?;
-    if shared.connections.len() >= shared.max_connections {
+    // (Over TLS the refusal would not be readable: just close.)
+    if shared.connections.len() >= shared.max_connections && shared.tls.is_none() {
         let body =
             crate::wire::error::ErrorBody::new("SERVICE_UNAVAILABLE", "Too many connections")
                 .to_go_json();
@@ -117,6 +119,9 @@ fn start_connection(shared: &Arc<Shared>, socket: TcpStream) -> std::io::Result<
             false,
             false,
         );
+        return Ok(());
+    }
+    if shared.connections.len() >= shared.max_connections {
         return Ok(());
     }
     let registered = socket.try_clone()?;
@@ -145,11 +150,16 @@ fn start_connection(shared: &Arc<Shared>, socket: TcpStream) -> std::io::Result<
 
 /// Serves requests on one connection until it closes.
 fn serve(shared: &Shared, socket: TcpStream) {
+    // Plain, or TLS whose handshake happens on the first read.
+    let Ok(socket) = Stream::new(socket, shared.tls.as_ref()) else {
+        return;
+    };
     // Zero means no timeout (std refuses a zero duration).
     let limit = |d: Duration| (!d.is_zero()).then_some(d);
     let timeouts = socket
+        .tcp()
         .set_read_timeout(limit(shared.idle_timeout))
-        .and_then(|_| socket.set_write_timeout(limit(shared.write_timeout)));
+        .and_then(|_| socket.tcp().set_write_timeout(limit(shared.write_timeout)));
     if timeouts.is_err() {
         return;
     }
@@ -213,9 +223,11 @@ fn serve(shared: &Shared, socket: TcpStream) {
 /// unread input makes the kernel send a reset, which may destroy the answer
 /// before the client reads it. So: end our side, then discard what the client
 /// still sends, for a short while.
-fn linger(socket: &TcpStream, reader: &mut BufReader<TcpStream>) {
+fn linger(socket: &Stream, reader: &mut BufReader<Stream>) {
     let _ = socket.shutdown(Shutdown::Write);
-    let _ = socket.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = socket
+        .tcp()
+        .set_read_timeout(Some(Duration::from_millis(500)));
     let mut budget: usize = 1024 * 1024;
     while budget > 0 {
         match reader.fill_buf() {

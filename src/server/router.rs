@@ -1,7 +1,5 @@
 //! Routing (exact paths, as EventoDB) and authentication (protocol §2.2).
 
-use std::net::TcpStream;
-
 use serde_json::json;
 
 use super::http::{Request, Response, JSON};
@@ -28,7 +26,7 @@ pub(crate) struct Caller {
 }
 
 /// Routes one request.
-pub(crate) fn route(shared: &Shared, request: Request, socket: &TcpStream) -> Outcome {
+pub(crate) fn route(shared: &Shared, request: Request, socket: &super::tls::Stream) -> Outcome {
     match request.path.as_str() {
         "/health" => Outcome::Respond(Response::new(200, JSON, br#"{"status":"ok"}"#.to_vec())),
         "/version" => Outcome::Respond(Response::new(

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! eventodb-kit serve [--host H] [--port P] [--token T] [--data-dir DIR] [--test-mode] [--public-metrics]
+//!                    [--tls-cert FILE --tls-key FILE [--client-ca FILE]]
 //! eventodb-kit status --db FILE [--stalled-after 5m]
 //! eventodb-kit outbox list|show --db FILE …
 //! eventodb-kit dlq list|show|requeue|purge --db FILE …
