@@ -179,9 +179,10 @@ impl HttpStoreBuilder {
     }
 
     /// Backoff between SSE reconnection attempts (subscriptions and the
-    /// watch hub) while they keep failing; after a connection that had been
-    /// up (for at least the policy's first delay) breaks, the first attempt
-    /// goes at once. Defaults to 1 s doubling to 30 s, ±20 % jitter, forever
+    /// watch hub) while they keep failing. After an established connection
+    /// breaks, the first attempt goes at once (once: a connection that
+    /// breaks again before the policy's first delay has passed counts as a
+    /// failure). Defaults to 1 s doubling to 30 s, ±20 % jitter, forever
     /// (attempt and age limits of the policy are ignored).
     pub fn reconnect_policy(mut self, policy: RetryPolicy) -> Self {
         self.reconnect = policy;

@@ -21,9 +21,10 @@
 //!    is unreachable, and the connection is treated as dead too.
 //!
 //! Any byte that arrives proves the connection alive. An `all=true` stream
-//! (the watch hub) is not replayed, so its resume position is only known
-//! once a poke came or the namespace's head was looked up
-//! ([`Prober::head`], at the first silence of each connection).
+//! (the watch hub) is not replayed, so what it should hear of starts after
+//! the namespace's head as of its connection: looked up ([`Prober::head`])
+//! as each connection begins, before it counts as connected (or at its
+//! first silence if that failed), and moved on by every poke.
 
 use std::time::Duration;
 

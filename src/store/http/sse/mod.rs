@@ -102,8 +102,8 @@ impl Current {
 
 struct Control {
     stopped: AtomicBool,
-    /// The socket or probe in progress, to shut it down.
-    current: Mutex<Option<Current>>,
+    /// The socket and the probe in progress, to shut them down.
+    current: Mutex<Vec<Current>>,
 }
 
 /// A running SSE connection thread. Dropping it stops and joins the thread.
@@ -133,7 +133,7 @@ impl SseWorker {
     ) -> Result<SseWorker> {
         let control = Arc::new(Control {
             stopped: AtomicBool::new(false),
-            current: Mutex::new(None),
+            current: Mutex::new(Vec::new()),
         });
         let status = ConnectionStatus::new();
         let (wake, wait) = bounded::<()>(0);
@@ -167,7 +167,7 @@ impl SseWorker {
     /// Stops the thread and waits for it to end.
     pub(crate) fn stop(&mut self) {
         self.control.stopped.store(true, Ordering::SeqCst);
-        if let Some(current) = lock(&self.control.current).take() {
+        for current in lock(&self.control.current).drain(..) {
             current.wake();
         }
         self.wake.take();
@@ -193,9 +193,24 @@ enum Outcome {
     Unwanted,
     /// The store refused the subscription (4xx).
     Refused(Error),
-    /// Failed or broke; `up`: it had been established long enough that
-    /// the next attempt goes at once.
-    Failed { error: Error, up: bool },
+    /// Failed or broke; `connected`: it had been established (the stream
+    /// had begun); `lasted`: for at least the reconnect policy's first delay.
+    Failed {
+        error: Error,
+        connected: bool,
+        lasted: bool,
+    },
+}
+
+impl Outcome {
+    /// An attempt that failed before the stream began.
+    fn failed(error: Error) -> Outcome {
+        Outcome::Failed {
+            error,
+            connected: false,
+            lasted: false,
+        }
+    }
 }
 
 struct Runner {
@@ -219,6 +234,11 @@ impl Runner {
         self.control.stopped.load(Ordering::SeqCst)
     }
 
+    /// Forgets the probe's agent (the socket stays registered).
+    fn probe_done(&self) {
+        lock(&self.control.current).retain(|c| !matches!(c, Current::Probe(_)));
+    }
+
     /// Registers what a stop must wake; `false` when already stopped.
     fn set_current(&self, current: Current) -> bool {
         let mut slot = lock(&self.control.current);
@@ -226,33 +246,51 @@ impl Runner {
             current.wake();
             return false;
         }
-        *slot = Some(current);
+        slot.push(current);
         true
     }
 
     fn run(mut self) {
         let mut failures = 0u32;
+        // Whether the last break was already followed by an immediate
+        // reconnect (a connection that lasted clears it).
+        let mut immediate_used = false;
         let mut final_error = None;
         let mut ever_up = false;
         while !self.stopped() {
             self.status.connecting();
             let outcome = self.connect_and_read(&mut ever_up);
-            lock(&self.control.current).take();
+            lock(&self.control.current).clear();
             if self.stopped() {
                 break;
             }
-            let (error, up) = match outcome {
+            let (error, immediate) = match outcome {
                 Outcome::Unwanted => break,
                 Outcome::Refused(error) if self.on_refusal == OnRefusal::Stop => {
                     final_error = Some(error.to_string());
                     break;
                 }
                 Outcome::Refused(error) => (error, false),
-                Outcome::Failed { error, up } => (error, up),
+                Outcome::Failed {
+                    error,
+                    connected,
+                    lasted,
+                } => {
+                    if lasted {
+                        immediate_used = false;
+                    }
+                    (error, connected && !immediate_used)
+                }
             };
-            // After a connection that had been up: at once. Otherwise the
-            // backoff grows with each consecutive failure.
-            failures = if up { 0 } else { failures.saturating_add(1) };
+            // After a connection that had been up: at once (once — a
+            // connection that breaks again at once is a failure). Otherwise
+            // the backoff grows with each consecutive failure.
+            if immediate {
+                immediate_used = true;
+                failures = 0;
+            } else {
+                failures = failures.saturating_add(1);
+            }
             log::debug!("SSE {:?}: {error}; reconnecting", self.endpoint.target);
             self.status.disconnected(error.to_string());
             if failures == 0 {
@@ -309,11 +347,46 @@ impl Runner {
     /// rest for stream and category subscriptions).
     fn advance(&mut self, poke: &Poke) {
         match &mut self.target {
-            SubscribeTarget::Stream { position, .. } => *position = poke.position + 1,
+            SubscribeTarget::Stream { position, .. } => {
+                *position = (*position).max(poke.position + 1)
+            }
             SubscribeTarget::Category { position, .. } | SubscribeTarget::All { position } => {
-                *position = poke.global_position + 1;
+                *position = (*position).max(poke.global_position + 1);
                 self.head_known = true;
             }
+        }
+    }
+
+    /// For an `all` stream that just began: its position becomes the one
+    /// after the namespace's head, so that a later check knows what it
+    /// should have heard of. A failure leaves it to the first check.
+    fn look_up_head(&mut self) -> std::result::Result<(), Error> {
+        if !matches!(self.target, SubscribeTarget::All { .. }) || self.head_known {
+            return Ok(());
+        }
+        let agent = self.endpoint.prober.settings.probe_agent();
+        if !self.set_current(Current::Probe(agent.clone())) {
+            return Err(Error::Shutdown);
+        }
+        let head = self
+            .endpoint
+            .prober
+            .head(&agent, self.resume_position() - 1);
+        self.probe_done();
+        match head {
+            Ok(head) => {
+                self.advance_to(head + 1);
+                self.head_known = true;
+            }
+            Err(e) => log::debug!("SSE: cannot look up the namespace's head: {e}"),
+        }
+        Ok(())
+    }
+
+    /// Moves an `all` stream's position forward to `next`.
+    fn advance_to(&mut self, next: i64) {
+        if let SubscribeTarget::All { position } = &mut self.target {
+            *position = (*position).max(next);
         }
     }
 
@@ -339,14 +412,14 @@ impl Runner {
         let prober = &self.endpoint.prober;
         let found = if matches!(self.target, SubscribeTarget::All { .. }) && !self.head_known {
             prober.head(&agent, self.resume_position() - 1).map(|head| {
-                self.target = SubscribeTarget::all(head + 1);
+                self.advance_to(head + 1);
                 self.head_known = true;
                 None
             })
         } else {
             prober.first_unpoked(&agent, &self.target)
         };
-        lock(&self.control.current).take();
+        self.probe_done();
         match found {
             Ok(None) => Ok(silence.timeout),
             Ok(Some(position)) => {
@@ -363,9 +436,10 @@ impl Runner {
         }
     }
 
-    /// Whether a connection opened at `started` was up long enough that its
-    /// end is a break, not a failure to connect (which backs off): at least
-    /// the reconnect policy's first delay.
+    /// Whether a connection opened at `started` lasted at least the
+    /// reconnect policy's first delay: then its break is followed by an
+    /// immediate attempt even if the previous break was too (a connection
+    /// that keeps breaking at once only gets one).
     fn lasted(&self, started: Instant) -> bool {
         started.elapsed() >= self.endpoint.reconnect.delay_after(1)
     }
@@ -385,7 +459,7 @@ impl Runner {
         let mut conn = match opened {
             Ok(c) if registered => c,
             Ok(_) => return Outcome::Unwanted,
-            Err(error) => return Outcome::Failed { error, up: false },
+            Err(error) => return Outcome::failed(error),
         };
         let query = stream::encode_query(&self.query());
         if let Err(e) = conn.send_request(
@@ -394,20 +468,13 @@ impl Runner {
             &endpoint.authorization,
             endpoint.socket.connect_timeout,
         ) {
-            return Outcome::Failed {
-                error: io_transport_error(&e),
-                up: false,
-            };
+            return Outcome::failed(io_transport_error(&e));
         }
         if matches!(self.target, SubscribeTarget::All { .. }) {
             // Not replayed: writes made while it was down are not poked.
             self.head_known = false;
         }
         self.missing = None;
-        let failed = |error: Error, started: Instant| Outcome::Failed {
-            error,
-            up: started.elapsed() >= endpoint.reconnect.delay_after(1),
-        };
         // The head: a real EventoDB sends it for a stream or category
         // subscription only with the first poke, so silence applies here too.
         let mut wait = endpoint.silence.timeout;
@@ -418,28 +485,28 @@ impl Runner {
                 Ok(Read::Silent) => match self.silent() {
                     Ok(next) => wait = next,
                     Err(Error::Shutdown) => return Outcome::Unwanted,
-                    Err(error) => return failed(error, started),
+                    Err(error) => return Outcome::failed(error),
                 },
                 Ok(Read::End) => {
-                    return failed(
-                        Error::Transport {
-                            kind: TransportErrorKind::ConnectionReset,
-                            message: "the server closed the connection before answering".into(),
-                        },
-                        started,
-                    )
+                    return Outcome::failed(Error::Transport {
+                        kind: TransportErrorKind::ConnectionReset,
+                        message: "the server closed the connection before answering".into(),
+                    })
                 }
-                Err(e) => return failed(io_transport_error(&e), started),
+                Err(e) => return Outcome::failed(io_transport_error(&e)),
             }
         }
         self.heard();
+        if self.look_up_head().is_err() {
+            return Outcome::Unwanted;
+        }
         self.status.connected();
         if *ever_up {
             self.sink.link_changed(true);
         }
         *ever_up = true;
         let outcome = self.read_events(&mut conn, started);
-        if !matches!(outcome, Outcome::Unwanted) {
+        if !matches!(outcome, Outcome::Unwanted) && !self.stopped() {
             self.sink.link_changed(false);
         }
         outcome
@@ -458,7 +525,7 @@ impl Runner {
         if (400..500).contains(&status) && status != 408 && status != 429 {
             Outcome::Refused(error)
         } else {
-            Outcome::Failed { error, up: false }
+            Outcome::failed(error)
         }
     }
 
@@ -477,7 +544,8 @@ impl Runner {
                     Err(error) => {
                         return Outcome::Failed {
                             error,
-                            up: self.lasted(started),
+                            connected: true,
+                            lasted: self.lasted(started),
                         }
                     }
                 },
@@ -487,13 +555,15 @@ impl Runner {
                             kind: TransportErrorKind::ConnectionReset,
                             message: "the server ended the event stream".into(),
                         },
-                        up: self.lasted(started),
+                        connected: true,
+                        lasted: self.lasted(started),
                     }
                 }
                 Err(e) => {
                     return Outcome::Failed {
                         error: io_transport_error(&e),
-                        up: self.lasted(started),
+                        connected: true,
+                        lasted: self.lasted(started),
                     }
                 }
             };
