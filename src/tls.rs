@@ -456,4 +456,49 @@ mod tests {
         assert!(TlsSettings::new().rustls_client_config().is_ok());
         assert!(format!("{:?}", TlsSettings::new()).contains("built_in_roots: true"));
     }
+
+    fn ca_pem() -> String {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn roots_instead_of_or_on_top_of_the_built_in_ones() {
+        let only = TlsSettings::new()
+            .built_in_roots(false)
+            .add_root_certificates_pem(ca_pem())
+            .unwrap();
+        assert!(only.rustls_client_config().is_ok());
+        assert!(matches!(
+            only.ureq_config().root_certs(),
+            ureq::tls::RootCerts::Specific(certs) if certs.len() == 1
+        ));
+        let both = TlsSettings::new()
+            .add_root_certificates_pem(ca_pem())
+            .unwrap();
+        assert!(matches!(
+            both.ureq_config().root_certs(),
+            ureq::tls::RootCerts::Specific(certs) if certs.len() > 100
+        ));
+        assert!(matches!(
+            TlsSettings::new().ureq_config().root_certs(),
+            ureq::tls::RootCerts::WebPki
+        ));
+    }
+
+    #[cfg(feature = "platform-verifier")]
+    #[test]
+    fn the_platform_store_stands_alone() {
+        let platform = TlsSettings::new().platform_verifier(true);
+        assert!(platform.check().is_ok());
+        assert!(matches!(
+            platform.ureq_config().root_certs(),
+            ureq::tls::RootCerts::PlatformVerifier
+        ));
+        let mixed = platform.add_root_certificates_pem(ca_pem()).unwrap();
+        let err = mixed.check().unwrap_err().to_string();
+        assert!(err.contains("platform verifier"), "{err}");
+    }
 }

@@ -31,7 +31,6 @@ fn store(url: &str, server: &Server) -> HttpStore {
     let token = server.default_token().unwrap().expose_secret().to_string();
     HttpStore::builder(url, &token)
         .silence_timeout(SILENCE)
-        .silence_grace(Duration::from_millis(50))
         .reconnect_policy(
             RetryPolicy::new()
                 .initial_delay(Duration::from_millis(20))
@@ -131,7 +130,6 @@ fn the_first_reconnect_after_a_break_goes_at_once() {
     // An hour of backoff: only an immediate attempt is back within the deadline.
     let store = HttpStore::builder(&relay.url(), &token)
         .silence_timeout(SILENCE)
-        .silence_grace(Duration::from_millis(50))
         .reconnect_policy(
             RetryPolicy::new()
                 .initial_delay(Duration::from_secs(3600))

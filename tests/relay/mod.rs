@@ -17,15 +17,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
+/// Both sockets of a relayed connection, whether it is SSE, and whether
+/// the server's bytes are dropped.
+type Link = (TcpStream, TcpStream, bool, Arc<AtomicBool>);
+
 #[derive(Default)]
 struct State {
     stop: AtomicBool,
     sse_blocked: AtomicBool,
     /// SSE streams relayed so far.
     sse_streams: AtomicUsize,
-    /// Both sockets of every relayed connection, whether it is SSE, and
-    /// whether the server's bytes are dropped.
-    links: Mutex<Vec<(TcpStream, TcpStream, bool, Arc<AtomicBool>)>>,
+    links: Mutex<Vec<Link>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 

@@ -201,14 +201,6 @@ impl HttpStoreBuilder {
         self
     }
 
-    /// The grace a poke found missing by a liveness check still gets
-    /// (tests shorten it).
-    #[doc(hidden)]
-    pub fn silence_grace(mut self, grace: Duration) -> Self {
-        self.silence.grace = grace;
-        self
-    }
-
     /// The certificate authorities to trust and the client certificate to
     /// present on `https://` connections (see [`TlsSettings`]). Defaults to
     /// [`TlsSettings::new`]: the built-in web roots, no client certificate.

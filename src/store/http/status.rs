@@ -12,7 +12,8 @@ use crate::time::Deadline;
 pub enum ConnectionState {
     /// Connecting, or waiting for the response headers. (A real EventoDB
     /// sends the headers of a stream or category subscription only with the
-    /// first poke, so such a subscription may stay here while it is idle.)
+    /// first poke, so such a subscription may stay here while it is idle;
+    /// silence checks apply to that wait as well.)
     Connecting,
     /// Connected: pokes flow.
     Connected,
