@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::migrate::{self, Schema};
 
 /// The newest schema version of the kit's tables (see `schema.sql`).
@@ -69,6 +69,7 @@ pub struct DbOptions {
     synchronous: Synchronous,
     busy_timeout: Duration,
     pool_size: u32,
+    pool_timeout: Duration,
     migrate: bool,
     log_sql: bool,
 }
@@ -79,6 +80,7 @@ impl Default for DbOptions {
             synchronous: Synchronous::Normal,
             busy_timeout: Duration::from_secs(5),
             pool_size: 8,
+            pool_timeout: Duration::from_secs(30),
             migrate: true,
             log_sql: false,
         }
@@ -111,6 +113,16 @@ impl DbOptions {
 
     pub(crate) fn pool_size_value(&self) -> u32 {
         self.pool_size
+    }
+
+    /// How long taking a connection from the pool waits while every
+    /// connection is in use, before it fails with
+    /// [`Error::Pool`] (a transient error). Opening a
+    /// file never waits this long: an unusable path fails at once. Defaults
+    /// to 30 s.
+    pub fn pool_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_timeout = timeout;
+        self
     }
 
     /// Whether opening applies pending migrations. Defaults to `true`.
@@ -173,9 +185,99 @@ pub(crate) fn build_pool(
         .min_idle(Some(1))
         .idle_timeout(None)
         .max_lifetime(None)
-        .connection_timeout(Duration::from_secs(30))
+        .connection_timeout(options.pool_timeout)
         .build(manager)?;
     Ok(pool)
+}
+
+/// Opens the SQLite file at `path` for reading and writing (creating it if
+/// needed) and applies the kit's pragmas — the first connection of a [`Db`]
+/// or an [`EmbeddedStore`](crate::EmbeddedStore), opened directly so that a
+/// path that cannot work fails at once.
+///
+/// Errors, all [`Error::InvalidInput`] (permanent: retrying cannot help)
+/// naming the path and the reason: an empty path or one SQLite would take
+/// for an in-memory database (each pooled connection would get a private
+/// one); a file that cannot be opened or created (a missing directory, a
+/// directory, no permission — the OS's reason); a file that is not an
+/// SQLite database; a file that can only be read.
+pub(crate) fn open_connection(path: &Path, options: &DbOptions) -> Result<Connection> {
+    check_path(path)?;
+    let cannot_open = |reason: String| {
+        Error::invalid(format!(
+            "cannot open database file {}: {reason}",
+            path.display()
+        ))
+    };
+    let mut conn = Connection::open(path).map_err(|e| cannot_open(os_reason(path, &e)))?;
+    if let Err(e) = configure(&mut conn, options) {
+        return Err(match e.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase) => {
+                cannot_open("the file is not an SQLite database".into())
+            }
+            Some(ErrorCode::CannotOpen) => cannot_open(os_reason(path, &e)),
+            _ => e.into(),
+        });
+    }
+    if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+        return Err(cannot_open(
+            "the file can only be read (the kit needs to write to it)".into(),
+        ));
+    }
+    Ok(conn)
+}
+
+/// Refuses paths that are not a file: empty, or in-memory spelled as a path.
+fn check_path(path: &Path) -> Result<()> {
+    let text = path.to_string_lossy();
+    if text.is_empty() {
+        return Err(Error::invalid(
+            "the database path is empty: give a file, or open a database in memory explicitly (Db::open_in_memory, EmbeddedStore::open_in_memory, a Kit without .database(..))",
+        ));
+    }
+    let memory = text == ":memory:"
+        || (text.starts_with("file:")
+            && (text.contains(":memory:") || text.contains("mode=memory")));
+    if memory {
+        return Err(Error::invalid(format!(
+            "the database path {text:?} names an in-memory database, which every pooled connection would get a private copy of: use Db::open_in_memory or EmbeddedStore::open_in_memory"
+        )));
+    }
+    Ok(())
+}
+
+/// Why `path` cannot be opened, in the OS's words where they can be found
+/// (SQLite itself only says "unable to open database file").
+fn os_reason(path: &Path, sqlite: &rusqlite::Error) -> String {
+    if path.is_dir() {
+        return "it is a directory".to_string();
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        match std::fs::metadata(parent) {
+            Err(e) => return format!("directory {}: {e}", parent.display()),
+            Ok(m) if !m.is_dir() => return format!("{} is not a directory", parent.display()),
+            Ok(_) => {}
+        }
+    }
+    let attempt = if path.exists() {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+    } else {
+        // Probe the directory without leaving a file behind.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .inspect(|_| {
+                let _ = std::fs::remove_file(path);
+            })
+    };
+    match attempt {
+        Err(e) => e.to_string(),
+        Ok(_) => sqlite.to_string(),
+    }
 }
 
 /// The kit's local database. Cheap to clone: clones share one pool.
@@ -200,13 +302,31 @@ impl std::fmt::Debug for Db {
 impl Db {
     /// Opens (creating if needed) the database file at `path` and migrates
     /// it to [`SCHEMA_VERSION`].
+    ///
+    /// A path that cannot work fails at once with
+    /// [`Error::InvalidInput`] naming the path
+    /// and the reason: an empty path or `:memory:` (a database in memory is
+    /// [`Db::open_in_memory`]), a missing directory, a directory, a file
+    /// that is not an SQLite database or that can only be read.
+    ///
+    /// ```
+    /// use eventodb_kit::{Db, Error};
+    ///
+    /// assert!(matches!(Db::open(""), Err(Error::InvalidInput(_))));
+    /// let err = Db::open("/nonexistent-dir/app.db").unwrap_err();
+    /// assert!(!err.is_transient());
+    /// assert!(err.to_string().contains("/nonexistent-dir/app.db"));
+    /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Db> {
         Self::open_with(path, DbOptions::default())
     }
 
-    /// Opens the file at `path` with `options`.
+    /// Opens the file at `path` with `options` (errors as [`Db::open`]).
     pub fn open_with(path: impl AsRef<Path>, options: DbOptions) -> Result<Db> {
         let path = path.as_ref().to_path_buf();
+        // The first connection, directly: a pool would retry an unusable
+        // path until its time-out and then report a transient error.
+        drop(open_connection(&path, &options)?);
         let manager = SqliteConnectionManager::file(&path);
         let pool = build_pool(manager, &options, options.pool_size)?;
         Self::finish(pool, Some(path), &options)
@@ -216,8 +336,8 @@ impl Db {
     /// the kit's tables — for tools that inspect an application's database,
     /// where a mistyped path must not silently create an empty one.
     ///
-    /// Errors: [`Error::NotFound`](crate::Error::NotFound) when there is no
-    /// such file; [`Error::InvalidInput`](crate::Error::InvalidInput) when the
+    /// Errors: [`Error::NotFound`] when there is no
+    /// such file; [`Error::InvalidInput`] when the
     /// file is not a kit database (never opened by a [`Kit`](crate::Kit)).
     ///
     /// ```
@@ -307,7 +427,8 @@ impl Db {
         self.path.as_deref()
     }
 
-    /// Takes a connection from the pool (waits up to 30 s for one).
+    /// Takes a connection from the pool (waits up to
+    /// [`DbOptions::pool_timeout`] for one).
     pub fn connection(&self) -> Result<DbConnection> {
         Ok(self.pool.get()?)
     }

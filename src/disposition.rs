@@ -6,7 +6,7 @@
 //! | the link or the store as a whole | connection refused, reset or timed out, DNS, TLS, HTTP 408, 429, 502, 503, 504, other 4xx such as 404 (not an EventoDB there) | [`Pause`](Disposition::Pause)`(`[`Unreachable`](PauseReason::Unreachable)`)` |
 //! | the credentials | HTTP 401, 403, the namespace is gone | [`Pause`](Disposition::Pause)`(`[`AuthRefused`](PauseReason::AuthRefused)`)` |
 //! | this message, but maybe not next time | other 5xx, a busy or failing database, a store shutting down | [`Retry`](Disposition::Retry) |
-//! | this message, for good | invalid input (400), too large (413), a version conflict on an expected version the application set, an id taken by another message, JSON that does not decode | [`DeadLetter`](Disposition::DeadLetter) |
+//! | this message, for good | invalid input (400), too large (413), a malformed custom id (EventoDB's 500 `invalid UUID format`), a version conflict on an expected version the application set, an id taken by another message, JSON that does not decode | [`DeadLetter`](Disposition::DeadLetter) |
 //!
 //! A pause never uses up a message's attempts and never dead-letters
 //! anything: whoever pauses checks the store on a short schedule and goes
@@ -79,6 +79,9 @@ impl Error {
                 401 | 403 => Pause(AuthRefused),
                 // EventoDB's test mode, for a token of a namespace that is gone.
                 500 if message.contains("namespace not found") => Pause(AuthRefused),
+                // EventoDB refuses a malformed custom id with a 500: no retry
+                // can make the id well-formed.
+                500 if message.contains("invalid UUID format") => DeadLetter,
                 400 | 409 | 413 | 414 | 422 => DeadLetter,
                 502..=504 => Pause(Unreachable),
                 500..=599 => Retry,
@@ -153,6 +156,9 @@ mod tests {
         }
         let gone = Error::backend("Failed to write message: namespace not found");
         assert_eq!(gone.disposition(), Pause(AuthRefused));
+        let bad_id =
+            Error::backend("Failed to write message: invalid UUID format: invalid UUID length: 3");
+        assert_eq!(bad_id.disposition(), DeadLetter);
     }
 
     #[test]

@@ -83,6 +83,18 @@ pub trait KitHook: Send + Sync + fmt::Debug {
         let _ = event;
     }
 
+    /// The sender paused: the store is unreachable, or refused the token or
+    /// the certificate. Nothing is sent (and nothing dead-lettered) until a
+    /// probe finds it answering again; called once per pause.
+    fn on_sender_paused(&self, event: &SenderPaused<'_>) {
+        let _ = event;
+    }
+
+    /// The sender's pause ended: the store answers again.
+    fn on_sender_resumed(&self, event: &SenderResumed<'_>) {
+        let _ = event;
+    }
+
     /// A consumer's handler processed a message and its transaction
     /// committed (requeued dead letters included).
     fn on_handled(&self, event: &Handled<'_>) {
@@ -161,6 +173,30 @@ pub struct OutboxDeadLetter<'a> {
     pub attempts: u32,
     /// The last error.
     pub error: &'a str,
+}
+
+/// The sender paused ([`KitHook::on_sender_paused`]).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct SenderPaused<'a> {
+    /// The namespace of the sender.
+    pub namespace: &'a str,
+    /// What the pause is about.
+    pub reason: crate::disposition::PauseReason,
+    /// The error that started it.
+    pub error: &'a str,
+}
+
+/// The sender's pause ended ([`KitHook::on_sender_resumed`]).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct SenderResumed<'a> {
+    /// The namespace of the sender.
+    pub namespace: &'a str,
+    /// What the pause was about.
+    pub reason: crate::disposition::PauseReason,
+    /// How long it lasted.
+    pub paused_for: Duration,
 }
 
 /// A consumer handled a message ([`KitHook::on_handled`]).
@@ -298,6 +334,14 @@ impl KitHook for LogHook {
     fn on_outbox_dead_letter(&self, e: &OutboxDeadLetter<'_>) {
         log::error!(target: TARGET, "outbox message {} to {} dead-lettered after {} attempts: {}",
             e.message_id, e.stream, e.attempts, e.error);
+    }
+
+    fn on_sender_paused(&self, e: &SenderPaused<'_>) {
+        log::warn!(target: TARGET, "outbox sender of {:?} paused ({}): {}", e.namespace, e.reason, e.error);
+    }
+
+    fn on_sender_resumed(&self, e: &SenderResumed<'_>) {
+        log::info!(target: TARGET, "outbox sender of {:?} resumed after {:?} ({})", e.namespace, e.paused_for, e.reason);
     }
 
     fn on_handled(&self, e: &Handled<'_>) {

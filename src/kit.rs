@@ -156,7 +156,10 @@ pub struct KitBuilder {
 
 impl KitBuilder {
     /// Keeps the local database in the file at `path`. Defaults to an
-    /// in-memory database (lost at exit: fine for tests, not for an outbox).
+    /// in-memory database (lost at exit: fine for tests, not for an outbox)
+    /// — which is asked for by not calling this: an empty path or
+    /// `:memory:` is refused by [`KitBuilder::build`], as is a path that
+    /// cannot be opened (see [`Db::open`]).
     pub fn database(mut self, path: impl Into<PathBuf>) -> Self {
         self.path = Some(path.into());
         self
@@ -270,8 +273,10 @@ impl KitBuilder {
     /// one the URL names, or the default embedded store.
     ///
     /// Errors: [`Error::InvalidInput`](crate::Error::InvalidInput) for an
-    /// unusable URL, an HTTP URL without a token, or a token that does not
-    /// parse; database errors.
+    /// unusable URL, an HTTP URL without a token, a token that does not
+    /// parse, or a database path that cannot work (empty, `:memory:`, a
+    /// missing directory, a directory, not an SQLite file, read-only — at
+    /// once, naming the path and the reason); database errors.
     pub fn build(self) -> Result<Kit> {
         let mut db_options = self.db_options;
         if let Some(on) = self.log_sql {

@@ -29,6 +29,18 @@ pub const USER_ID: &str = "userId";
 /// Metadata key of the version of the event's data schema.
 pub const SCHEMA_VERSION: &str = "schemaVersion";
 
+/// The deepest nesting of arrays and objects accepted in a message's `data`
+/// and `metadata`: 125 levels (`{}` is one level, `{"a":[]}` two).
+///
+/// A deeper value could be written but not read back: serde_json (and so
+/// the kit, and `eventodb-kit serve`) reads at most 127 levels per JSON
+/// document, and over HTTP a message's data sits two levels down — in the
+/// `["stream.write", stream, {"data": …}]` request and in the `[[…, data,
+/// …]]` answer of `stream.get` and `category.get`. Every entry point
+/// (outbox, stores, `serve`, import) refuses deeper data with
+/// [`Error::InvalidInput`] before anything is stored.
+pub const MAX_JSON_DEPTH: usize = 125;
+
 /// A message to write: a type, a JSON object of data and optional metadata.
 ///
 /// ```
@@ -170,7 +182,25 @@ impl NewMessage {
     }
 
     /// Checks the message the way EventoDB does, with its messages: a
-    /// non-empty type, data that is an object, metadata that is an object.
+    /// non-empty type, data that is an object, metadata that is an object —
+    /// and, beyond EventoDB, data and metadata nested at most
+    /// [`MAX_JSON_DEPTH`] levels deep (deeper JSON could not be read back).
+    ///
+    /// Every write of the kit runs this check before anything is stored or
+    /// sent: the outbox, both stores and `serve`.
+    ///
+    /// ```
+    /// use eventodb_kit::{Error, NewMessage};
+    /// use serde_json::json;
+    ///
+    /// assert!(NewMessage::new("Opened", json!({ "a": [1] })).validate().is_ok());
+    /// let mut deep = json!({});
+    /// for _ in 0..eventodb_kit::message::MAX_JSON_DEPTH {
+    ///     deep = json!({ "a": deep });
+    /// }
+    /// let err = NewMessage::new("Opened", deep).validate().unwrap_err();
+    /// assert!(matches!(err, Error::InvalidInput(m) if m.contains("125 levels")));
+    /// ```
     pub fn validate(&self) -> Result<()> {
         if self.message_type.is_empty() {
             return Err(Error::invalid("message.type must be a non-empty string"));
@@ -183,8 +213,76 @@ impl NewMessage {
                 return Err(Error::invalid("message.metadata must be an object"));
             }
         }
+        check_depth("message.data", &self.data)?;
+        if let Some(m) = &self.metadata {
+            check_depth("message.metadata", m)?;
+        }
         Ok(())
     }
+}
+
+/// Refuses `value` (named `field` in the error) when it nests arrays and
+/// objects deeper than [`MAX_JSON_DEPTH`] — the one depth rule of every
+/// entry point.
+pub(crate) fn check_depth(field: &str, value: &Value) -> Result<()> {
+    if is_too_deep(value) {
+        return Err(Error::invalid(too_deep_message(field)));
+    }
+    Ok(())
+}
+
+/// Whether `value` nests arrays and objects deeper than [`MAX_JSON_DEPTH`].
+pub(crate) fn is_too_deep(value: &Value) -> bool {
+    nested_deeper_than(value, MAX_JSON_DEPTH)
+}
+
+/// What [`check_depth`] says about `field`.
+pub(crate) fn too_deep_message(field: &str) -> String {
+    format!(
+        "{field} is nested deeper than {MAX_JSON_DEPTH} levels (the limit: deeper JSON could not be read back)"
+    )
+}
+
+/// Whether `value` nests arrays and objects more than `limit` levels deep.
+/// Walks without recursion, holding at most `limit + 1` iterators, so no
+/// value — however deep — can overflow the stack here.
+fn nested_deeper_than(value: &Value, limit: usize) -> bool {
+    enum Children<'a> {
+        Array(std::slice::Iter<'a, Value>),
+        Object(serde_json::map::Values<'a>),
+    }
+    fn children(v: &Value) -> Option<Children<'_>> {
+        match v {
+            Value::Array(items) => Some(Children::Array(items.iter())),
+            Value::Object(map) => Some(Children::Object(map.values())),
+            _ => None,
+        }
+    }
+    let mut stack: Vec<Children<'_>> = Vec::new();
+    stack.extend(children(value));
+    if stack.len() > limit {
+        return true;
+    }
+    while let Some(top) = stack.last_mut() {
+        let next = match top {
+            Children::Array(it) => it.next(),
+            Children::Object(it) => it.next(),
+        };
+        match next {
+            Some(child) => {
+                if let Some(c) = children(child) {
+                    stack.push(c);
+                    if stack.len() > limit {
+                        return true;
+                    }
+                }
+            }
+            None => {
+                stack.pop();
+            }
+        }
+    }
+    false
 }
 
 /// Options of a write: optimistic concurrency, a custom id, an idempotency key.
@@ -310,6 +408,43 @@ mod tests {
             .with_metadata(json!({}))
             .validate()
             .unwrap();
+    }
+
+    #[test]
+    fn depth_counts_arrays_and_objects() {
+        assert!(!nested_deeper_than(&json!(1), 0));
+        assert!(nested_deeper_than(&json!({}), 0));
+        assert!(!nested_deeper_than(&json!({}), 1));
+        assert!(nested_deeper_than(&json!({"a": []}), 1));
+        assert!(!nested_deeper_than(&json!({"a": [], "b": {"c": 1}}), 2));
+        assert!(nested_deeper_than(&json!([1, {"x": [[2]]}, 3]), 3));
+        assert!(!nested_deeper_than(&json!([1, {"x": [[2]]}, 3]), 4));
+        let deep = |n: usize| (1..n).fold(json!({}), |v, _| json!({ "a": v }));
+        let ok = NewMessage::new("T", deep(MAX_JSON_DEPTH));
+        ok.validate().unwrap();
+        let err = NewMessage::new("T", deep(MAX_JSON_DEPTH + 1))
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("message.data is nested deeper than 125 levels"),
+            "{err}"
+        );
+        let err = NewMessage::new("T", json!({}))
+            .with_metadata(deep(MAX_JSON_DEPTH + 1))
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("message.metadata"), "{err}");
+    }
+
+    #[test]
+    fn serde_json_reads_back_exactly_the_limit_plus_the_http_wrapping() {
+        // The limit is what serde_json reads (127 levels) minus the two
+        // levels a message's data sits under in an RPC request or answer.
+        let text = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(serde_json::from_str::<Value>(&text(MAX_JSON_DEPTH + 2)).is_ok());
+        assert!(serde_json::from_str::<Value>(&text(MAX_JSON_DEPTH + 3)).is_err());
     }
 
     #[test]

@@ -130,8 +130,14 @@ impl RetryPolicy {
 
     /// [`RetryPolicy::delay_after`] spread by the jitter, never above `max_delay`.
     pub fn jittered_delay_after(&self, failures: u32) -> Duration {
+        self.delay_with_jitter(failures, fastrand::f64())
+    }
+
+    /// [`RetryPolicy::delay_after`] spread by the jitter, drawn from
+    /// `unit` (uniform in `0..1`, so a caller can supply its own randomness).
+    pub(crate) fn delay_with_jitter(&self, failures: u32, unit: f64) -> Duration {
         let base = self.delay_after(failures).as_secs_f64();
-        let factor = 1.0 + self.jitter * (2.0 * fastrand::f64() - 1.0);
+        let factor = 1.0 + self.jitter * (2.0 * unit - 1.0);
         let secs = (base * factor).clamp(0.0, self.max_delay.as_secs_f64());
         Duration::try_from_secs_f64(secs).unwrap_or(self.max_delay)
     }

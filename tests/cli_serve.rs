@@ -197,3 +197,45 @@ fn help_explains_public_metrics() {
     assert!(run.stdout.contains("--public-metrics"), "{run:?}");
     assert!(run.stdout.contains("EVENTODB_PUBLIC_METRICS"), "{run:?}");
 }
+
+#[test]
+fn limits_from_flags_and_environment() {
+    use std::io::Write;
+    let help = cli_support::cli(&["serve", "--help"]).expect(0);
+    for flag in [
+        "--max-connections",
+        "EVENTODB_MAX_CONNECTIONS",
+        "--max-body",
+        "EVENTODB_MAX_BODY",
+        "--head-timeout",
+        "EVENTODB_HEAD_TIMEOUT",
+        "--idle-timeout",
+        "EVENTODB_IDLE_TIMEOUT",
+        "--write-timeout",
+        "EVENTODB_WRITE_TIMEOUT",
+    ] {
+        assert!(help.stdout.contains(flag), "{flag} in {help:?}");
+    }
+    let mut serving = Serving::start(
+        &["--max-body", "1KiB"],
+        &[("EVENTODB_HEAD_TIMEOUT", "200ms")],
+    );
+    let token = serving.printed_token();
+    let big = format!(
+        r#"["stream.write","s-1",{{"type":"T","data":{{"x":"{}"}}}}]"#,
+        "x".repeat(2000)
+    );
+    assert_eq!(rpc(&serving.url, Some(&token), &big).status, 413);
+    let small = r#"["stream.write","s-1",{"type":"T","data":{}}]"#;
+    assert_eq!(rpc(&serving.url, Some(&token), small).status, 200);
+    // A head that never ends: 408 once the deadline from the environment passes.
+    let addr = serving.url.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.set_read_timeout(Some(DEADLINE)).unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let bad = cli_support::cli(&["serve", "--port", "0", "--max-body", "10MB"]).expect(2);
+    assert!(bad.stderr.contains("KiB, MiB or GiB"), "{bad:?}");
+}

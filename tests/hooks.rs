@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use eventodb_kit::consumer::FailurePolicy;
 use eventodb_kit::hooks::{
     Component, ConsumerDeadLetter, Delivered, DeliveryRetry, Handled, HandlerFailed, KitHook,
-    NextStep, OutboxDeadLetter,
+    NextStep, OutboxDeadLetter, SenderPaused, SenderResumed,
 };
 use eventodb_kit::{
     CleanupConfig, Kit, LogHook, Metrics, NewMessage, NopHook, RetryPolicy, WriteOptions,
@@ -73,6 +73,12 @@ fn name(c: &Component<'_>) -> String {
 impl KitHook for Recorder {
     fn on_delivered(&self, e: &Delivered<'_>) {
         self.push(format!("delivered {} {}", e.stream, e.message_id));
+    }
+    fn on_sender_paused(&self, e: &SenderPaused<'_>) {
+        self.push(format!("paused {}", e.reason));
+    }
+    fn on_sender_resumed(&self, e: &SenderResumed<'_>) {
+        self.push(format!("resumed {}", e.reason));
     }
     fn on_delivery_retry(&self, e: &DeliveryRetry<'_>) {
         assert!(e.attempts >= 1 && !e.error.is_empty());
@@ -246,7 +252,7 @@ fn a_panicking_hook_does_not_stop_the_sender() {
 
 #[cfg(feature = "server")]
 #[test]
-fn an_unreachable_store_shows_as_delivery_retries() {
+fn an_unreachable_store_pauses_the_sender_once_and_uses_no_attempts() {
     use eventodb_kit::server::{Server, ServerConfig};
 
     let data = tempfile::tempdir().unwrap();
@@ -270,7 +276,7 @@ fn an_unreachable_store_shows_as_delivery_retries() {
         .outbox()
         .write("order-1", &NewMessage::new("Placed", json!({})))
         .unwrap();
-    rec.wait_for("retry order-1", 2);
+    rec.wait_for("paused store unreachable", 1);
     let server = Server::start(
         ServerConfig::new()
             .port(addr.port())
@@ -279,8 +285,19 @@ fn an_unreachable_store_shows_as_delivery_retries() {
     )
     .unwrap();
     rec.wait_for(&format!("delivered order-1 {id}"), 1);
+    rec.wait_for("resumed store unreachable", 1);
+    assert_eq!(rec.count("paused"), 1, "one outage, one pause");
+    assert_eq!(
+        rec.count("retry"),
+        0,
+        "a pause is not a retry of the message"
+    );
     let m = kit.metrics().unwrap();
-    assert!(m.outbox.sender.as_ref().unwrap().retried >= 2);
+    assert_eq!(m.outbox.sender.as_ref().unwrap().retried, 0);
+    assert!(
+        kit.outbox().get(&id).unwrap().attempts <= 1,
+        "the outage used up no attempts"
+    );
     sender.shutdown();
     server.shutdown();
 }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use common::proxy::Proxy;
 use eventodb_kit::outbox::{Delivery, OutboxEntry};
 use eventodb_kit::server::{Server, ServerConfig};
-use eventodb_kit::{HttpStore, Kit, MessageStore, NewMessage, RetryPolicy, WriteOptions};
+use eventodb_kit::{
+    HttpStore, Kit, MessageStore, NewMessage, PauseReason, RetryPolicy, WriteOptions,
+};
 use serde_json::json;
 
 fn http_store(url: &str, token: &str) -> HttpStore {
@@ -160,7 +162,9 @@ fn faults_on_the_wire_lose_nothing_and_double_nothing() {
     let mut ids = Vec::new();
     for _ in 0..40 {
         ids.extend(write_workload(&kit, 6, 5));
-        sender.wait_until_drained(common::WAIT).unwrap();
+        if let Err(e) = sender.wait_until_drained(common::WAIT) {
+            panic!("{e}: {:#?} {:?}", sender.stats().unwrap(), proxy.counts());
+        }
         let all_kinds = proxy.counts().1.iter().all(|(_, n)| *n >= 3);
         if all_kinds && sender.stats().unwrap().already_delivered > 0 {
             break;
@@ -200,9 +204,11 @@ fn with_the_server_stopped_writes_succeed_and_the_backlog_drains_after_restart()
 
     server.shutdown();
     let during = write_workload(&kit, 4, 6); // the outbox keeps accepting
-    common::wait_for("failed attempts", common::WAIT, || {
-        sender.stats().unwrap().retried >= 2
+    common::wait_for("the sender to pause", common::WAIT, || {
+        sender.health().pause.is_some()
     });
+    let pause = sender.health().pause.unwrap();
+    assert_eq!(pause.reason, PauseReason::Unreachable);
     assert!(sender.health().last_error.is_some());
     assert!(kit.outbox().status().unwrap().unsent > 0);
 
@@ -236,13 +242,16 @@ fn a_brief_outage_pauses_the_sender_briefly() {
 
     server.shutdown();
     let ids = write_workload(&kit, 40, 1); // 40 streams in one claim
-    common::wait_for("failed attempts", common::WAIT, || {
-        sender.stats().unwrap().retried >= 1
+    common::wait_for("the sender to pause", common::WAIT, || {
+        sender.stats().unwrap().pause.is_some()
     });
     let server = site.restart();
     sender.wait_until_drained(common::WAIT).unwrap();
     assert_exactly_the_outbox(&kit, server.store());
-    assert_eq!(sender.stats().unwrap().sent, ids.len() as u64);
+    let stats = sender.stats().unwrap();
+    assert_eq!(stats.sent, ids.len() as u64);
+    assert_eq!(stats.retried, 0, "an outage uses up no attempts");
+    assert!(stats.pause.is_none());
     sender.shutdown();
     server.shutdown();
 }

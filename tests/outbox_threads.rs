@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 fn sender_threads() -> usize {
     common::thread_names()
         .iter()
-        .filter(|n| n.starts_with("outbox-"))
+        .filter(|n| n.starts_with("outbox-") || n.starts_with("eventodb-writes"))
         .count()
 }
 
@@ -28,14 +28,11 @@ fn threads_end_on_shutdown_and_on_drop() {
     // A new thread names itself once it runs.
     common::wait_for("the named threads", Duration::from_secs(5), || {
         let names = common::thread_names();
-        [
-            "outbox-sender",
-            "outbox-lane-0",
-            "outbox-lane-1",
-            "outbox-lane-2",
-        ]
-        .iter()
-        .all(|name| names.iter().any(|n| n == name))
+        let lanes = names.iter().filter(|n| *n == "eventodb-writes").count();
+        ["outbox-sender", "outbox-checker"]
+            .iter()
+            .all(|name| names.iter().any(|n| n == name))
+            && lanes == 3
     });
     common::wait_for("the lease", common::WAIT, || sender.health().active);
     sender.shutdown();
@@ -53,9 +50,10 @@ fn threads_end_on_shutdown_and_on_drop() {
         .reopen()
         .spawn_sender(common::fast().concurrency(2))
         .unwrap();
-    wait_for_threads(5, "five sender threads");
+    // Dispatcher, checker and a pipeline thread per lane: 3 + 4.
+    wait_for_threads(7, "seven sender threads");
     drop(standby);
-    wait_for_threads(2, "the standby's threads to end");
+    wait_for_threads(3, "the standby's threads to end");
     drop(active);
     wait_for_threads(0, "the active sender's threads to end");
 }

@@ -1,9 +1,12 @@
 //! `embedded_write` and `embedded_category_read`: the embedded store against
 //! plain rusqlite doing the same inserts and selects on the same schema with
-//! the same pragmas.
+//! the same pragmas. `embedded_write_many`: `write_many` of 100 messages
+//! (one transaction, a savepoint and EventoDB's checks per message) against
+//! a raw 100-row transaction.
 
 use std::time::Duration;
 
+use eventodb_kit::store::WriteItem;
 use eventodb_kit::{CategoryQuery, EmbeddedStore, MessageStore, NewMessage, WriteOptions};
 use rusqlite::{params, Connection, TransactionBehavior};
 use serde_json::json;
@@ -52,6 +55,7 @@ fn payload() -> serde_json::Value {
 pub fn run(report: &mut Report) {
     let dir = tempfile::tempdir().unwrap();
     write(report, dir.path());
+    write_many(report, dir.path());
     category_read(report, dir.path());
 }
 
@@ -95,6 +99,67 @@ fn write(report: &mut Report, dir: &std::path::Path) {
         })
     });
     report.ratio("embedded_write", kit, limit);
+}
+
+/// Messages per `write_many` call (and per raw transaction).
+const BATCH: u64 = 100;
+
+fn write_many(report: &mut Report, dir: &std::path::Path) {
+    let store = EmbeddedStore::open(dir.join("kit-write-many.db")).unwrap();
+    let items: Vec<WriteItem> = (0..BATCH)
+        .map(|n| {
+            WriteItem::new(
+                format!("account-{}", n % STREAMS),
+                NewMessage::new("Deposited", payload()),
+                WriteOptions::new(),
+            )
+        })
+        .collect();
+    let kit = best_of(3, || {
+        rate(BUDGET, BATCH, || {
+            for result in store.write_many(&items) {
+                result.unwrap();
+            }
+        })
+    });
+
+    let mut conn = raw_connection(dir, "raw-write-many.db");
+    let data = serde_json::to_string(&payload()).unwrap();
+    let mut positions = vec![0i64; STREAMS as usize];
+    let mut gpos = 0i64;
+    let limit = best_of(3, || {
+        rate(BUDGET, BATCH, || {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .unwrap();
+            {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO evento_store_messages
+                           (namespace, global_position, stream_name, position, id, category, cg_hash, type, data, metadata, time_ms)
+                         VALUES ('default', ?1, ?2, ?3, ?4, 'account', 1, 'Deposited', ?5, NULL, 0)",
+                    )
+                    .unwrap();
+                for n in 0..BATCH as usize {
+                    gpos += 1;
+                    let s = n % STREAMS as usize;
+                    let id = uuid::Uuid::now_v7().to_string();
+                    insert
+                        .execute(params![
+                            gpos,
+                            format!("account-{s}"),
+                            positions[s],
+                            id,
+                            data
+                        ])
+                        .unwrap();
+                    positions[s] += 1;
+                }
+            }
+            tx.commit().unwrap();
+        })
+    });
+    report.ratio("embedded_write_many", kit, limit);
 }
 
 fn category_read(report: &mut Report, dir: &std::path::Path) {

@@ -18,7 +18,19 @@
 //! `tls_write_1`, `tls_category_read_100`: `HttpStore` writes/s and
 //! 100-message `category.get` reads/s over TLS to `serve` (a private CA made
 //! with rcgen), next to the same over plain HTTP to a server set up the same
-//! way: what TLS on a kept-alive connection costs.
+//! way: what TLS on a kept-alive connection costs. `tls_write_pipelined`:
+//! 1000 writes through `HttpStore::write_many` (pipelined, batched by
+//! `serve`) over TLS, next to the same over plain HTTP.
+//!
+//! `http_write_pipelined`: 1000 writes through `HttpStore::write_many`
+//! (HTTP/1.1 pipelining on one connection) next to the same writes made one
+//! per round trip with `HttpStore::write`.
+//! `http_write_pipelined_raw`: `stream.write` requests/s to `serve` over one
+//! raw TCP connection, 100 pipelined at a time (sent in one write, then the
+//! 100 answers read), next to the same requests one per round trip on one
+//! connection — raw sockets on the client side both times, so it measures
+//! what the server gains from pipelining (answers in order, the waiting
+//! writes in one transaction). Above 1 is the gain.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -28,6 +40,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use eventodb_kit::server::{Server, ServerConfig};
+use eventodb_kit::store::WriteItem;
 use eventodb_kit::{
     CategoryQuery, EmbeddedStore, HttpStore, MessageStore, NewMessage, SubscribeTarget,
     TlsSettings, WriteOptions,
@@ -55,8 +68,11 @@ pub fn run(report: &mut Report) {
         let storage = best_of(2, || kit_writes(&embedded, threads));
         report.ratio(&format!("http_write_{threads}_vs_storage"), kit, storage);
     }
+    write_pipelined(report, &store);
     category_get_30kb(report, &store);
     poke_latency(report, &store);
+    let token = server.default_token().unwrap().expose_secret().to_string();
+    pipelined_raw(report, server.addr(), &token);
     drop(store);
     server.shutdown();
     tls(report);
@@ -107,6 +123,29 @@ fn tls(report: &mut Report) {
     let kit = best_of(3, || reads(&over_tls));
     let limit = best_of(3, || reads(&over_plain));
     report.ratio("tls_category_read_100", kit, limit);
+    let writes: Vec<WriteItem> = (0..1000)
+        .map(|i| {
+            WriteItem::new(
+                format!("tls-piped-{}", i % STREAMS),
+                NewMessage::new("Deposited", payload()),
+                WriteOptions::new(),
+            )
+        })
+        .collect();
+    let pipelined = |store: &HttpStore| {
+        // Warm-up: the store's pipeline is open (and its handshake done).
+        assert!(store.write_many(&writes[..10]).iter().all(|r| r.is_ok()));
+        best_of(3, || {
+            let start = Instant::now();
+            let results = store.write_many(&writes);
+            let elapsed = start.elapsed();
+            assert!(results.iter().all(|r| r.is_ok()));
+            writes.len() as f64 / elapsed.as_secs_f64()
+        })
+    };
+    let kit = pipelined(&over_tls);
+    let limit = pipelined(&over_plain);
+    report.ratio("tls_write_pipelined", kit, limit);
 }
 
 /// A private CA's certificate, and a server certificate for 127.0.0.1
@@ -195,6 +234,41 @@ fn raw_writes(addr: SocketAddr, threads: usize) -> f64 {
     })
 }
 
+/// Writes/s of 1000 writes in one `write_many` (pipelined) vs the same
+/// writes one `write` at a time.
+fn write_pipelined(report: &mut Report, store: &HttpStore) {
+    const WRITES: u64 = 1000;
+    let writes: Vec<WriteItem> = (0..WRITES)
+        .map(|i| {
+            WriteItem::new(
+                format!("piped-{}", i % STREAMS),
+                NewMessage::new("Deposited", payload()),
+                WriteOptions::new(),
+            )
+        })
+        .collect();
+    // Warm-up: the pipeline and ureq's pooled connection are open.
+    assert!(store.write_many(&writes[..10]).iter().all(|r| r.is_ok()));
+    store
+        .write(&writes[0].stream, &writes[0].message, &writes[0].options)
+        .unwrap();
+    let pipelined = best_of(3, || {
+        let start = Instant::now();
+        let results = store.write_many(&writes);
+        let elapsed = start.elapsed();
+        assert!(results.iter().all(|r| r.is_ok()));
+        WRITES as f64 / elapsed.as_secs_f64()
+    });
+    let sequential = best_of(3, || {
+        let start = Instant::now();
+        for w in &writes {
+            store.write(&w.stream, &w.message, &w.options).unwrap();
+        }
+        WRITES as f64 / start.elapsed().as_secs_f64()
+    });
+    report.ratio("http_write_pipelined", pipelined, sequential);
+}
+
 fn category_get_30kb(report: &mut Report, store: &HttpStore) {
     // 100 messages of ~250 bytes each: a ~30 KB answer.
     let filler = "x".repeat(160);
@@ -277,6 +351,82 @@ fn poke_latency(report: &mut Report, store: &HttpStore) {
             ("max", percentile_ms(&times, 1.0)),
         ],
     );
+}
+
+/// Requests in flight at once in `http_write_pipelined_raw`.
+const PIPELINE: usize = 100;
+
+fn pipelined_raw(report: &mut Report, addr: SocketAddr, token: &str) {
+    let requests: Vec<Vec<u8>> = (0..STREAMS)
+        .map(|n| {
+            let body = serde_json::to_string(&json!([
+                "stream.write",
+                format!("piped-{n}"),
+                { "type": "Deposited", "data": payload() }
+            ]))
+            .unwrap();
+            format!(
+                "POST /rpc HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        })
+        .collect();
+    let window: Vec<u8> = requests
+        .iter()
+        .cycle()
+        .take(PIPELINE)
+        .flatten()
+        .copied()
+        .collect();
+    let connect = || {
+        let socket = TcpStream::connect(addr).unwrap();
+        socket.set_nodelay(true).unwrap();
+        let reader = BufReader::new(socket.try_clone().unwrap());
+        (socket, reader)
+    };
+    let (mut socket, mut reader) = connect();
+    let pipelined = best_of(3, || {
+        crate::report::rate(BUDGET, PIPELINE as u64, || {
+            socket.write_all(&window).unwrap();
+            for _ in 0..PIPELINE {
+                read_write_answer(&mut reader);
+            }
+        })
+    });
+    let (mut socket, mut reader) = connect();
+    let mut n = 0;
+    let one_by_one = best_of(3, || {
+        crate::report::rate(BUDGET, 1, || {
+            n += 1;
+            socket.write_all(&requests[n % requests.len()]).unwrap();
+            read_write_answer(&mut reader);
+        })
+    });
+    report.ratio("http_write_pipelined_raw", pipelined, one_by_one);
+}
+
+/// Reads one `stream.write` answer and checks it is a success.
+fn read_write_answer(reader: &mut BufReader<TcpStream>) {
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
 }
 
 /// Durations of `n` runs of `op` (after 10 % warm-up runs).

@@ -11,6 +11,8 @@
 //! group needs the server: `cargo bench --features server -- http`.
 
 mod consumer;
+#[cfg(feature = "server")]
+mod delay_proxy;
 mod embedded;
 #[cfg(feature = "server")]
 mod http;
@@ -19,6 +21,8 @@ mod outbox;
 #[cfg(feature = "server")]
 mod outbox_http;
 mod report;
+#[cfg(feature = "server")]
+mod wan;
 
 use report::Report;
 
@@ -30,6 +34,8 @@ const GROUPS: &[Group] = &[
     #[cfg(feature = "server")]
     ("http", http::run),
     ("outbox", outbox::run),
+    #[cfg(feature = "server")]
+    ("wan", wan::run),
     ("ops", ops::run),
 ];
 

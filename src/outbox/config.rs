@@ -44,6 +44,8 @@ pub enum AfterDeadLetter {
 /// | `OUTBOX_BATCH_SIZE` | [`batch_size`](SenderConfig::batch_size) | `100` |
 /// | `OUTBOX_POLL_INTERVAL` | [`poll_interval`](SenderConfig::poll_interval) | `1s` |
 /// | `OUTBOX_CONCURRENCY` | [`concurrency`](SenderConfig::concurrency) | `1` |
+/// | `OUTBOX_PIPELINE_DEPTH` | [`pipeline_depth`](SenderConfig::pipeline_depth) | `4096` |
+/// | `OUTBOX_EXCLUSIVE_STREAMS` | [`exclusive_streams`](SenderConfig::exclusive_streams) | `true` |
 /// | `OUTBOX_RETRY_INITIAL_DELAY` | [`RetryPolicy::initial_delay`] | `100ms` |
 /// | `OUTBOX_RETRY_MAX_DELAY` | [`RetryPolicy::max_delay`] | `30s` |
 /// | `OUTBOX_RETRY_MULTIPLIER` | [`RetryPolicy::multiplier`] | `2` |
@@ -61,6 +63,8 @@ pub struct SenderConfig {
     batch_size: usize,
     poll_interval: Duration,
     concurrency: usize,
+    pipeline_depth: usize,
+    exclusive_streams: bool,
     retry: RetryPolicy,
     after_dead_letter: AfterDeadLetter,
     lease_duration: Duration,
@@ -72,6 +76,8 @@ pub struct SenderConfig {
     pub(crate) retention_interval: Duration,
     /// Longest a dropped handle waits for the sender's threads.
     pub(crate) drop_wait: Duration,
+    /// Longest a stopping sender waits for answers to its writes in flight.
+    pub(crate) shutdown_wait: Duration,
 }
 
 impl Default for SenderConfig {
@@ -80,13 +86,16 @@ impl Default for SenderConfig {
             batch_size: 100,
             poll_interval: Duration::from_secs(1),
             concurrency: 1,
+            pipeline_depth: DEFAULT_PIPELINE_DEPTH,
+            exclusive_streams: true,
             retry: RetryPolicy::default(),
             after_dead_letter: AfterDeadLetter::Continue,
             lease_duration: Duration::from_secs(10),
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             flush_interval: Duration::from_millis(10),
             retention_interval: Duration::from_secs(60),
-            drop_wait: Duration::from_secs(1),
+            drop_wait: Duration::from_secs(5),
+            shutdown_wait: Duration::from_secs(2),
         }
     }
 }
@@ -95,6 +104,8 @@ impl Default for SenderConfig {
 const MAX_CONCURRENCY: usize = 64;
 /// Largest batch the sender claims at once.
 const MAX_BATCH_SIZE: usize = 10_000;
+/// Writes a lane keeps in flight at most, by default.
+const DEFAULT_PIPELINE_DEPTH: usize = 4096;
 
 impl SenderConfig {
     /// The defaults (see the table above).
@@ -117,12 +128,54 @@ impl SenderConfig {
         self
     }
 
-    /// Lanes that deliver in parallel (1..=64). The messages of one stream
-    /// still go out one after the other, in order: a stream's messages in
-    /// flight are all on one lane, and a stream without any goes to the
-    /// least busy lane. Defaults to 1.
+    /// Lanes that deliver in parallel (1..=64), each with its own
+    /// connection (its own [`WritePipeline`](crate::store::WritePipeline))
+    /// and window of writes in flight ([`SenderConfig::pipeline_depth`]).
+    /// The messages of one stream still reach the store in order: a
+    /// stream's messages in flight are all on one lane, and a stream without
+    /// any goes to the least busy lane. Defaults to 1.
     pub fn concurrency(mut self, lanes: usize) -> Self {
         self.concurrency = lanes.clamp(1, MAX_CONCURRENCY);
+        self
+    }
+
+    /// Most writes a lane keeps in flight (1..=16 384): the next writes go
+    /// out before the answers of the earlier ones are back (HTTP/1.1
+    /// pipelining on the lane's keep-alive connection; batches of one
+    /// transaction for an embedded store), so a backlog drains at the
+    /// store's speed instead of one message per round trip. `1` sends one
+    /// write at a time, as a plain request/response client does.
+    ///
+    /// Each lane's window starts at a quarter of this, grows by one write
+    /// with every answer that is not a failure (doubling per round trip) up
+    /// to it, and halves on each failure; besides, a lane keeps at most
+    /// 16 MiB of message data in flight. Writes of one stream in flight are
+    /// chained with `expectedVersion`, so a write that fails makes the
+    /// later ones of its stream fail rather than overtake it. To hide a
+    /// round trip the window must hold the store's rate times the round
+    /// trip (20 000 writes/s × 50 ms = 1 000). Defaults to 4096.
+    pub fn pipeline_depth(mut self, writes: usize) -> Self {
+        self.pipeline_depth = writes.clamp(1, crate::store::pipeline::PIPELINE_CAPACITY);
+        self
+    }
+
+    /// Whether this outbox is the only writer of the streams it sends to
+    /// (the usual case: an application's streams are its own). Then
+    /// several messages of one stream are in flight at once, chained with
+    /// `expectedVersion`, and a stream's backlog moves at the store's speed.
+    ///
+    /// Another writer appending to a stream while messages of it are in
+    /// flight can make one of them land before an earlier one (its append
+    /// lines a chain up: no scheme over `expectedVersion` can rule that
+    /// out). The sender notices — an error in the log and
+    /// [`SenderStats::reordered`](crate::outbox::SenderStats::reordered) —
+    /// and sends that stream one message at a time from then on. With
+    /// `false`, every stream is sent one message at a time from the start:
+    /// order holds whatever others write, and streams still go out in
+    /// parallel with each other, but one stream's backlog moves a message
+    /// per round trip. Defaults to `true`.
+    pub fn exclusive_streams(mut self, exclusive: bool) -> Self {
+        self.exclusive_streams = exclusive;
         self
     }
 
@@ -171,6 +224,16 @@ impl SenderConfig {
     /// The configured number of lanes.
     pub fn concurrency_value(&self) -> usize {
         self.concurrency
+    }
+
+    /// The configured pipeline depth.
+    pub fn pipeline_depth_value(&self) -> usize {
+        self.pipeline_depth
+    }
+
+    /// Whether the outbox is the only writer of its streams.
+    pub fn exclusive_streams_value(&self) -> bool {
+        self.exclusive_streams
     }
 
     /// The configured retry policy.
@@ -228,6 +291,12 @@ impl SenderConfig {
         if let Some(n) = vars.number("OUTBOX_CONCURRENCY")? {
             c = c.concurrency(n);
         }
+        if let Some(n) = vars.number("OUTBOX_PIPELINE_DEPTH")? {
+            c = c.pipeline_depth(n);
+        }
+        if let Some(b) = vars.flag("OUTBOX_EXCLUSIVE_STREAMS")? {
+            c = c.exclusive_streams(b);
+        }
         c.retry = vars.retry_policy("OUTBOX_RETRY", c.retry)?;
         if let Some(v) = vars.get("OUTBOX_AFTER_DEAD_LETTER") {
             c.after_dead_letter = match v.to_ascii_lowercase().as_str() {
@@ -273,6 +342,8 @@ mod tests {
             ("OUTBOX_BATCH_SIZE", "250"),
             ("OUTBOX_POLL_INTERVAL", "250ms"),
             ("OUTBOX_CONCURRENCY", "3"),
+            ("OUTBOX_PIPELINE_DEPTH", "16"),
+            ("OUTBOX_EXCLUSIVE_STREAMS", "false"),
             ("OUTBOX_RETRY_INITIAL_DELAY", "50ms"),
             ("OUTBOX_RETRY_MAX_DELAY", "2s"),
             ("OUTBOX_RETRY_MULTIPLIER", "3"),
@@ -287,6 +358,8 @@ mod tests {
         assert_eq!(c.batch_size_value(), 250);
         assert_eq!(c.poll_interval_value(), Duration::from_millis(250));
         assert_eq!(c.concurrency_value(), 3);
+        assert_eq!(c.pipeline_depth_value(), 16);
+        assert!(!c.exclusive_streams_value());
         let r = c.retry_policy();
         assert_eq!(r.delay_after(1), Duration::from_millis(50));
         assert_eq!(r.delay_after(2), Duration::from_millis(150));

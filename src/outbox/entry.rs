@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 use crate::message::{NewMessage, WriteOptions};
 use crate::store::check_stream_name;
-use crate::store::embedded::write::{check_uuid, is_unique_violation};
+use crate::store::embedded::write::{canonical_uuid, is_unique_violation};
 use crate::time::now_ms;
 
 /// Default limit on a message's JSON (data plus metadata): 1 MiB.
@@ -67,6 +67,16 @@ impl OutboxEntry {
     }
 }
 
+/// Whether `id` is a UUID in canonical form: 36 characters, lowercase hex
+/// digits, hyphens at 8, 13, 18 and 23.
+fn is_canonical_uuid(id: &str) -> bool {
+    id.len() == 36
+        && id.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        })
+}
+
 /// A row that passed every check, encoded and with its message id decided.
 #[derive(Debug)]
 pub(crate) struct PreparedRow<'a> {
@@ -99,12 +109,14 @@ pub(crate) fn prepare<'a>(
         }
     }
     let id = match options.id.as_deref() {
-        Some(id) if !id.is_empty() => {
-            check_uuid(id).map_err(|detail| {
-                Error::invalid(format!("options.id {id:?} is not a valid UUID: {detail}"))
-            })?;
-            Cow::Borrowed(id)
-        }
+        // Canonical already (the usual case): kept as it is.
+        Some(id) if is_canonical_uuid(id) => Cow::Borrowed(id),
+        // Any other form EventoDB accepts is stored, sent and compared in
+        // its canonical form — one id whatever the case or the dashes, as
+        // on EventoDB's Postgres backend.
+        Some(id) if !id.is_empty() => Cow::Owned(canonical_uuid(id).map_err(|detail| {
+            Error::invalid(format!("options.id {id:?} is not a valid UUID: {detail}"))
+        })?),
         _ => Cow::Owned(Uuid::now_v7().to_string()),
     };
     if options.idempotency_key.as_deref() == Some("") {
@@ -230,12 +242,25 @@ mod tests {
         let opts = WriteOptions::new();
         let row = prepare("s-1", &msg, &opts, 100).unwrap();
         assert_eq!(Uuid::parse_str(&row.id).unwrap().get_version_num(), 7);
-        let custom = WriteOptions::new().id("0190B6A4-6A3E-7C3E-9B1A-3F2D1C0B9A87");
+        let canonical = "0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a87";
+        let custom = WriteOptions::new().id(canonical);
         let row = prepare("s-1", &msg, &custom, 100).unwrap();
-        assert_eq!(
-            row.id, "0190B6A4-6A3E-7C3E-9B1A-3F2D1C0B9A87",
-            "kept verbatim"
-        );
+        assert!(matches!(row.id, Cow::Borrowed(_)), "kept as given");
+        for form in [
+            "0190B6A4-6A3E-7C3E-9B1A-3F2D1C0B9A87",
+            "{0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a87}",
+            "urn:uuid:0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a87",
+            "0190b6a46a3e7c3e9b1a3f2d1c0b9a87",
+        ] {
+            let opts = WriteOptions::new().id(form);
+            assert_eq!(
+                prepare("s-1", &msg, &opts, 100).unwrap().id,
+                canonical,
+                "{form}"
+            );
+        }
+        assert!(!is_canonical_uuid("0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a8g"));
+        assert!(!is_canonical_uuid("0190b6a4x6a3e-7c3e-9b1a-3f2d1c0b9a87"));
         let empty = WriteOptions::new().id("");
         assert_eq!(prepare("s-1", &msg, &empty, 100).unwrap().id.len(), 36);
     }

@@ -61,7 +61,7 @@ pub use lease::LeaseInfo;
 pub use query::OutboxFilter;
 pub use record::{OutboxRecord, OutboxState, OutboxStatus};
 pub use sender::SenderHandle;
-pub use stats::{Delivery, SenderHealth, SenderStats};
+pub use stats::{Delivery, PauseState, SenderHealth, SenderStats};
 pub use writer::Outbox;
 
 pub(crate) use retention::prune_sent;

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use crate::disposition::PauseReason;
 use crate::metrics::{Histogram, LatencySummary, RateMeter};
 
 /// Counters of one sender since it was spawned, plus the outbox backlog.
@@ -31,6 +32,31 @@ pub struct SenderStats {
     pub latency: LatencySummary,
     /// Messages delivered per second, averaged over the last 10 s.
     pub throughput: f64,
+    /// Why the sender is paused, if it is (the store unreachable, the token
+    /// refused), and since when.
+    pub pause: Option<PauseState>,
+    /// Why its pipelines send one write at a time, if they found that the
+    /// store (or a proxy in front of it) does not answer pipelined requests.
+    pub pipelining_fallback: Option<String>,
+    /// Writes each lane may keep in flight now (its window).
+    pub windows: Vec<usize>,
+    /// Messages that reached the store after a later message of their
+    /// stream (only possible when another writer appends to the stream at
+    /// the moment a write fails; each is logged at error).
+    pub reordered: u64,
+}
+
+/// A sender's pause: nothing is sent, nothing uses up attempts, and a probe
+/// on a short schedule notices when the store is back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PauseState {
+    /// What it is about.
+    pub reason: PauseReason,
+    /// The error that started it, or the latest probe's.
+    pub error: String,
+    /// When it began.
+    pub since: SystemTime,
 }
 
 /// Whether a sender is working.
@@ -48,6 +74,8 @@ pub struct SenderHealth {
     pub last_error: Option<String>,
     /// When that was.
     pub last_error_at: Option<SystemTime>,
+    /// Why it is paused, if it is (see [`SenderStats::pause`]).
+    pub pause: Option<PauseState>,
 }
 
 /// How a message waited for with
@@ -69,6 +97,19 @@ pub enum Delivery {
 struct HealthInner {
     last_success: Option<SystemTime>,
     last_error: Option<(String, SystemTime)>,
+    pause: Option<PauseState>,
+    fallback: Option<String>,
+    windows: Vec<usize>,
+    reordered: u64,
+}
+
+/// What the dispatcher publishes about its state, for the stats.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LiveState {
+    pub(crate) pause: Option<PauseState>,
+    pub(crate) fallback: Option<String>,
+    pub(crate) windows: Vec<usize>,
+    pub(crate) reordered: u64,
 }
 
 /// Counters shared by the sender's threads and its handle.
@@ -98,6 +139,31 @@ impl Counters {
         self.lock().last_error = Some((error.into(), SystemTime::now()));
     }
 
+    /// The dispatcher's latest state.
+    pub(crate) fn set_state(
+        &self,
+        pause: Option<PauseState>,
+        fallback: Option<String>,
+        windows: Vec<usize>,
+        reordered: u64,
+    ) {
+        let mut inner = self.lock();
+        inner.pause = pause;
+        inner.fallback = fallback;
+        inner.windows = windows;
+        inner.reordered = reordered;
+    }
+
+    pub(crate) fn live(&self) -> LiveState {
+        let inner = self.lock();
+        LiveState {
+            pause: inner.pause.clone(),
+            fallback: inner.fallback.clone(),
+            windows: inner.windows.clone(),
+            reordered: inner.reordered,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HealthInner> {
         self.health.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -110,6 +176,7 @@ impl Counters {
             last_success: inner.last_success,
             last_error: inner.last_error.as_ref().map(|(e, _)| e.clone()),
             last_error_at: inner.last_error.as_ref().map(|(_, t)| *t),
+            pause: inner.pause.clone(),
         }
     }
 

@@ -28,9 +28,11 @@ use crate::time::now_ms;
 ///
 /// Bad input is refused before anything is stored, with
 /// [`Error::InvalidInput`] saying what is wrong: an empty stream or type, data
-/// or metadata that is not a JSON object, a payload over
+/// or metadata that is not a JSON object or is nested deeper than
+/// [`MAX_JSON_DEPTH`](crate::message::MAX_JSON_DEPTH), a payload over
 /// [`Outbox::max_payload_bytes`], a malformed custom id, an expected version
-/// below -1 or an empty idempotency key.
+/// below -1 or an empty idempotency key. Custom ids are kept in canonical
+/// form (see [`Outbox::write_with`]).
 ///
 /// A write that commits wakes the sender of this kit at once.
 ///
@@ -119,6 +121,23 @@ impl Outbox {
     /// stores nothing and returns the first row's id, also when several
     /// writers race. A custom id that is already in the outbox is
     /// [`Error::DuplicateId`].
+    ///
+    /// A custom id may come in any form EventoDB accepts — 36 characters
+    /// with hyphens, 32 hex digits, `{…}`, `urn:uuid:…`, in any case — and
+    /// is stored, sent and returned in **canonical form**: 36 characters,
+    /// lowercase, hyphenated. So ids that differ only in case or form are
+    /// one id, as on EventoDB's Postgres backend, and what the outbox
+    /// stores, what the store receives and what the sender compares agree
+    /// on every backend. Anything else is [`Error::InvalidInput`].
+    ///
+    /// ```
+    /// # use eventodb_kit::{Kit, NewMessage, WriteOptions};
+    /// # let kit = Kit::builder().build()?;
+    /// let opts = WriteOptions::new().id("0190B6A4-6A3E-7C3E-9B1A-3F2D1C0B9A87");
+    /// let id = kit.outbox().write_with("order-9", &NewMessage::new("Paid", serde_json::json!({})), &opts)?;
+    /// assert_eq!(id, "0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a87");
+    /// # Ok::<(), eventodb_kit::Error>(())
+    /// ```
     pub fn write_with(
         &self,
         stream: &str,

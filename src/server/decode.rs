@@ -5,6 +5,8 @@
 
 use serde_json::Value;
 
+use crate::message::MAX_JSON_DEPTH;
+
 /// Parses `text` as Go would; `Err` holds Go's error text.
 pub(crate) fn parse(text: &str) -> Result<Value, String> {
     match serde_json::from_str(text) {
@@ -70,6 +72,17 @@ fn go_error_text(e: &serde_json::Error, text: &str) -> String {
     if e.is_eof() {
         return "unexpected end of JSON input".to_string();
     }
+    let message = e.to_string();
+    if message.starts_with("recursion limit exceeded") {
+        // Go's text for its own limit (10 000 levels), with ours: serde_json
+        // reads 127 levels, which leaves a message's data and metadata
+        // what every other entry point of the kit accepts.
+        return format!(
+            "exceeded max depth: a request may nest arrays and objects {} levels deep ({} within message.data and message.metadata)",
+            MAX_JSON_DEPTH + 2,
+            MAX_JSON_DEPTH
+        );
+    }
     // serde_json reports the 1-based line and byte column of the offending byte.
     let at = text
         .split_inclusive('\n')
@@ -83,7 +96,6 @@ fn go_error_text(e: &serde_json::Error, text: &str) -> String {
         at.checked_sub(n)
             .and_then(|i| text.as_bytes().get(i).copied())
     };
-    let message = e.to_string();
     let context = if message.starts_with("expected `:`") {
         "after object key".to_string()
     } else if message.starts_with("expected `,` or `}`") {
@@ -108,6 +120,9 @@ fn go_error_text(e: &serde_json::Error, text: &str) -> String {
             Some(b'+' | b'-') if matches!(before(2), Some(b'e' | b'E')) => {
                 "in exponent of numeric literal"
             }
+            // A leading zero ends Go's number (`01` is `0` then `1`): the
+            // digit after it is the next token of the enclosing value.
+            Some(b'0') if !matches!(before(2), Some(b'0'..=b'9' | b'.')) => after_value(text, at),
             _ => "in numeric literal",
         }
         .to_string()
@@ -137,6 +152,36 @@ fn go_error_text(e: &serde_json::Error, text: &str) -> String {
         "looking for beginning of value".to_string()
     };
     format!("invalid character {} {context}", go_quote_char(found))
+}
+
+/// Go's context after a complete value that ends before byte `at`: in an
+/// object, an array, or at the top level.
+fn after_value(text: &str, at: usize) -> &'static str {
+    let (mut open, mut in_string, mut escaped) = (Vec::new(), false, false);
+    for &b in &text.as_bytes()[..at] {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => open.push(b),
+            b']' | b'}' => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    match open.last() {
+        Some(b'{') => "after object key:value pair",
+        Some(_) => "after array element",
+        None => "after top-level value",
+    }
 }
 
 /// `in literal true (expecting 'r')` for a misspelled `true`, `false` or `null`
@@ -221,6 +266,13 @@ mod tests {
             "invalid character 'x' in \\u hexadecimal character escape"
         );
         assert_eq!(
+            text(r#"{"x":01}"#),
+            "invalid character '1' after object key:value pair"
+        );
+        assert_eq!(text("[-00]"), "invalid character '0' after array element");
+        assert_eq!(text("01"), "invalid character '1' after top-level value");
+        assert_eq!(text("[1.05x]"), "invalid character 'x' after array element");
+        assert_eq!(
             text("[-1e400,2]"),
             "json: cannot unmarshal number -1e400 into Go value of type float64"
         );
@@ -236,6 +288,22 @@ mod tests {
             text("[\"é\u{1}\"]"),
             "invalid character '\\x01' in string literal"
         );
+    }
+
+    #[test]
+    fn nesting_beyond_the_reader_is_refused_with_the_limit() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse(&deep(MAX_JSON_DEPTH + 2)).is_ok());
+        let m = parse(&deep(MAX_JSON_DEPTH + 3)).unwrap_err();
+        assert!(m.starts_with("exceeded max depth"), "{m}");
+        assert!(m.contains("125 within message.data"), "{m}");
+        // A megabyte of brackets stops at the limit: no stack overflow.
+        assert!(parse(&"[".repeat(1 << 20))
+            .unwrap_err()
+            .starts_with("exceeded"));
+        assert!(parse(&"{\"a\":".repeat(1 << 16))
+            .unwrap_err()
+            .starts_with("exceeded"));
     }
 
     #[test]

@@ -70,60 +70,148 @@ impl From<io::Error> for ReadError {
     }
 }
 
+/// How a request's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body.
+    None,
+    /// `Content-Length` bytes.
+    Length(usize),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A request whose head has been read; its body comes next.
+#[derive(Debug)]
+pub(crate) struct Head {
+    request: Request,
+    framing: Framing,
+    /// HTTP/1.1 with `Expect: 100-continue` and a body.
+    wants_continue: bool,
+}
+
 /// Reads the next request. `Ok(None)`: the client closed the connection
 /// between requests. `continue_to` receives `100 Continue` when the client
 /// asks for it.
+#[cfg(test)]
 pub(crate) fn read_request<R: BufRead, W: Write>(
     reader: &mut R,
     continue_to: &mut W,
     max_body: usize,
 ) -> Result<Option<Request>, ReadError> {
-    let mut head = Vec::with_capacity(1024);
-    let (method, target, version, headers) = loop {
+    match read_head(reader, max_body)? {
+        Some(head) => {
+            if head.wants_continue() {
+                continue_to.write_all(CONTINUE)?;
+            }
+            read_body(reader, head, max_body).map(Some)
+        }
+        None => Ok(None),
+    }
+}
+
+/// Reads the next request head (request line and headers, at most
+/// [`MAX_HEAD`] bytes). `Ok(None)`: the client closed the connection
+/// between requests.
+pub(crate) fn read_head<R: BufRead>(
+    reader: &mut R,
+    max_body: usize,
+) -> Result<Option<Head>, ReadError> {
+    // Bytes of a head that arrived in pieces; empty while it has not.
+    let mut partial: Vec<u8> = Vec::new();
+    loop {
         let available = reader.fill_buf()?;
         if available.is_empty() {
-            return if head.is_empty() {
+            return if partial.is_empty() {
                 Ok(None)
             } else {
                 Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into()))
             };
         }
-        let before = head.len();
-        let taken = available.len();
-        head.extend_from_slice(available);
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Request::new(&mut slots);
-        match parsed.parse(&head) {
-            Ok(httparse::Status::Complete(n)) => {
-                reader.consume(n - before);
-                let headers: Vec<(String, Vec<u8>)> = parsed
-                    .headers
-                    .iter()
-                    .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
-                    .collect();
-                break (
-                    parsed.method.unwrap_or("GET").to_string(),
-                    parsed.path.unwrap_or("/").to_string(),
-                    parsed.version.unwrap_or(1),
-                    headers,
-                );
+        if partial.is_empty() {
+            // The usual case: the whole head is in the buffer.
+            if let Some((head, n)) = parse_head(available, max_body)? {
+                reader.consume(n);
+                return Ok(Some(head));
             }
-            Ok(httparse::Status::Partial) => {
-                reader.consume(taken);
-                if head.len() > MAX_HEAD {
-                    return Err(ReadError::HeadTooLarge);
-                }
-            }
-            Err(httparse::Error::TooManyHeaders) => return Err(ReadError::HeadTooLarge),
-            Err(e) => return Err(ReadError::Malformed(e.to_string())),
+            let taken = available.len();
+            partial.extend_from_slice(available);
+            reader.consume(taken);
+            continue;
         }
+        let before = partial.len();
+        let taken = available.len();
+        partial.extend_from_slice(available);
+        // Parse again only once the end of a head may be there: a client
+        // sending a byte at a time must not cost a parse per byte.
+        let may_end = ends_head(&partial[before.saturating_sub(3)..]);
+        if may_end || partial.len() >= MAX_HEAD {
+            if let Some((head, n)) = parse_head(&partial, max_body)? {
+                reader.consume(n - before);
+                return Ok(Some(head));
+            }
+        }
+        reader.consume(taken);
+    }
+}
+
+/// Whether `bytes` hold the blank line that ends a head (httparse accepts
+/// a bare `\n` as a line end).
+fn ends_head(bytes: &[u8]) -> bool {
+    bytes
+        .windows(2)
+        .enumerate()
+        .any(|(i, w)| w == b"\n\n" || (w == b"\n\r" && bytes.get(i + 2) == Some(&b'\n')))
+}
+
+/// A complete request at the start of `buffered` and its length in bytes,
+/// if one is there whole (head and a `Content-Length` body). `None` for an
+/// incomplete request and for anything unusual (a chunked body, a head the
+/// server refuses): those are left to [`read_head`], which waits for the
+/// rest and answers errors.
+pub(crate) fn parse_buffered(buffered: &[u8], max_body: usize) -> Option<(Request, usize)> {
+    let (head, n) = parse_head(buffered, max_body).ok()??;
+    let length = match head.framing {
+        Framing::None => 0,
+        Framing::Length(length) => length,
+        Framing::Chunked => return None,
     };
+    let body = buffered.get(n..n + length)?;
+    let mut request = head.request;
+    request.body = body.to_vec();
+    Some((request, n + length))
+}
+
+/// Parses the head at the start of `bytes`: `Ok(None)` when it is not
+/// complete yet, with its length when it is.
+fn parse_head(bytes: &[u8], max_body: usize) -> Result<Option<(Head, usize)>, ReadError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut slots);
+    let n = match parsed.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if bytes.len() >= MAX_HEAD => {
+            return Err(ReadError::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(ReadError::HeadTooLarge),
+        Err(e) => return Err(ReadError::Malformed(e.to_string())),
+    };
+    if n > MAX_HEAD {
+        return Err(ReadError::HeadTooLarge);
+    }
+    let headers: Vec<(String, Vec<u8>)> = parsed
+        .headers
+        .iter()
+        .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
+        .collect();
+    let target = parsed.path.unwrap_or("/");
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (normalize_path(p), q.to_string()),
-        None => (normalize_path(&target), String::new()),
+        None => (normalize_path(target), String::new()),
     };
+    let version = parsed.version.unwrap_or(1);
     let mut request = Request {
-        method,
+        method: parsed.method.unwrap_or("GET").to_string(),
         path,
         query,
         headers,
@@ -139,39 +227,90 @@ pub(crate) fn read_request<R: BufRead, W: Write>(
     } else {
         !connection.contains("close")
     };
+    let framing = framing(&request, max_body)?;
+    let wants_continue = framing != Framing::None
+        && version == 1
+        && request
+            .header("expect")
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+    Ok(Some((
+        Head {
+            request,
+            framing,
+            wants_continue,
+        },
+        n,
+    )))
+}
+
+/// How the body is framed. `Transfer-Encoding: chunked` wins over a
+/// `Content-Length` (RFC 9112 §6.3); more than one `Content-Length` is
+/// refused, even with equal values, since two parsers could read the
+/// message differently (request smuggling).
+fn framing(request: &Request, max_body: usize) -> Result<Framing, ReadError> {
     let chunked = request.header("transfer-encoding").is_some_and(|v| {
         String::from_utf8_lossy(v)
             .to_ascii_lowercase()
             .contains("chunked")
     });
-    let length = match request.header("content-length") {
-        Some(v) if !chunked => Some(
-            std::str::from_utf8(v)
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| ReadError::Malformed("invalid Content-Length".into()))?,
-        ),
-        _ => None,
-    };
-    if length.is_some_and(|n| n > max_body as u64) {
-        return Err(ReadError::BodyTooLarge);
-    }
-    let has_body = chunked || length.is_some_and(|n| n > 0);
-    let wants_continue = request
-        .header("expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
-    if has_body && wants_continue && version == 1 {
-        continue_to.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-        continue_to.flush()?;
+    let mut lengths = request
+        .headers
+        .iter()
+        .filter(|(name, _)| name == "content-length")
+        .map(|(_, value)| value);
+    let length = lengths.next();
+    if lengths.next().is_some() {
+        return Err(ReadError::Malformed(
+            "more than one Content-Length header".into(),
+        ));
     }
     if chunked {
-        request.body = read_chunked(reader, max_body)?;
-    } else if let Some(n) = length {
-        let mut body = vec![0; n as usize];
-        reader.read_exact(&mut body)?;
-        request.body = body;
+        return Ok(Framing::Chunked);
     }
-    Ok(Some(request))
+    let Some(length) = length else {
+        return Ok(Framing::None);
+    };
+    let length = std::str::from_utf8(length)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .ok_or_else(|| ReadError::Malformed("invalid Content-Length".into()))?;
+    if length > max_body as u64 {
+        return Err(ReadError::BodyTooLarge);
+    }
+    Ok(match length {
+        0 => Framing::None,
+        n => Framing::Length(n as usize),
+    })
+}
+
+/// The interim answer to `Expect: 100-continue`.
+pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+impl Head {
+    /// Whether the client waits for [`CONTINUE`] before it sends the body
+    /// (send it, then [`read_body`]).
+    pub(crate) fn wants_continue(&self) -> bool {
+        self.wants_continue
+    }
+}
+
+/// Reads the body that `head` announces.
+pub(crate) fn read_body<R: BufRead>(
+    reader: &mut R,
+    head: Head,
+    max_body: usize,
+) -> Result<Request, ReadError> {
+    let mut request = head.request;
+    match head.framing {
+        Framing::None => {}
+        Framing::Length(n) => {
+            let mut body = vec![0; n];
+            reader.read_exact(&mut body)?;
+            request.body = body;
+        }
+        Framing::Chunked => request.body = read_chunked(reader, max_body)?,
+    }
+    Ok(request)
 }
 
 /// The path a request target names, as fasthttp (EventoDB's server) gives
@@ -335,6 +474,7 @@ fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         409 => "Conflict",
         413 => "Request Entity Too Large",
         431 => "Request Header Fields Too Large",
@@ -429,6 +569,73 @@ mod tests {
             read(huge.as_bytes()),
             Err(ReadError::HeadTooLarge)
         ));
+    }
+
+    #[test]
+    fn one_content_length_only() {
+        for raw in [
+            &b"POST /rpc HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 34\r\n\r\n"[..],
+            b"POST /rpc HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+            b"POST /rpc HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\ncontent-length: 3\r\n\r\n0\r\n\r\n",
+        ] {
+            match read(raw) {
+                Err(ReadError::Malformed(m)) => assert_eq!(m, "more than one Content-Length header"),
+                other => panic!("{other:?}"),
+            }
+            assert!(parse_buffered(raw, 1024).is_none());
+        }
+        // Transfer-Encoding wins over a single Content-Length, as before.
+        let r = read(b"POST / HTTP/1.1\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.body, b"x");
+    }
+
+    #[test]
+    fn the_head_limit_is_exact() {
+        let head_of = |len: usize| {
+            let fixed = "GET / HTTP/1.1\r\nX: \r\n\r\n".len();
+            format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(len - fixed))
+        };
+        for (len, fits) in [
+            (MAX_HEAD, true),
+            (MAX_HEAD + 1, false),
+            (70_000, false),
+            (MAX_HEAD - 100, true),
+        ] {
+            let raw = head_of(len);
+            assert_eq!(raw.len(), len);
+            // Whole in one buffer, and arriving in small pieces.
+            for capacity in [128 * 1024, 7, 4096] {
+                let mut reader = BufReader::with_capacity(capacity, raw.as_bytes());
+                let result = read_request(&mut reader, &mut Vec::new(), 1024);
+                match (fits, result) {
+                    (true, Ok(Some(_))) | (false, Err(ReadError::HeadTooLarge)) => {}
+                    (_, other) => panic!("{len} bytes, buffer {capacity}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn whole_requests_from_a_buffer() {
+        let two = b"POST /rpc HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}GET /health HTTP/1.1\r\n\r\n";
+        let (first, n) = parse_buffered(two, 1024).unwrap();
+        assert_eq!(
+            (first.path.as_str(), first.body.as_slice()),
+            ("/rpc", &b"{}"[..])
+        );
+        let (second, m) = parse_buffered(&two[n..], 1024).unwrap();
+        assert_eq!((second.path.as_str(), n + m), ("/health", two.len()));
+        for incomplete in [
+            &b"POST /rpc HTTP/1.1\r\nContent-Length: 2\r\n\r\n{"[..],
+            b"POST /rpc HTTP/1.1\r\nContent-Le",
+            b"POST /rpc HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"POST /rpc HTTP/1.1\r\nContent-Length: 2000\r\n\r\n",
+            b"\x01 nonsense\r\n\r\n",
+        ] {
+            assert!(parse_buffered(incomplete, 1024).is_none());
+        }
     }
 
     #[test]

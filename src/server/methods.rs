@@ -7,12 +7,13 @@ use super::router::Caller;
 use super::rpc::{RpcError, RpcResult};
 use super::Shared;
 use crate::consumer_group::ConsumerGroup;
-use crate::message::{NewMessage, WriteOptions};
+use crate::message::{NewMessage, WriteOptions, WriteResult};
 use crate::store::{
     check_batch_size, CategoryQuery, EmbeddedStore, MessageStore, StreamListQuery, StreamQuery,
+    WriteItem,
 };
 use crate::token::Token;
-use crate::wire::json::{normalize_numbers, truncate_to_i64};
+use crate::wire::json::truncate_to_i64;
 use crate::wire::rpc as enc;
 
 /// Runs `method` with `args` for `caller`.
@@ -119,6 +120,15 @@ fn batch_size(opts: Option<&Map<String, Value>>) -> Result<Option<i64>, RpcError
 }
 
 fn stream_write(shared: &Shared, caller: &Caller, args: &[Value]) -> RpcResult {
+    let item = write_item(args)?;
+    let store = write_store(shared, caller)?;
+    write_answer(store.write(&item.stream, &item.message, &item.options))
+}
+
+/// The write a `stream.write` call asks for, its arguments checked in
+/// EventoDB's order and with its messages. Every way the server writes
+/// (one call, or pipelined calls in one transaction) starts here.
+pub(crate) fn write_item(args: &[Value]) -> Result<WriteItem, RpcError> {
     if args.len() < 2 {
         return Err(RpcError::invalid(
             "stream.write requires at least 2 arguments: streamName and message",
@@ -132,7 +142,7 @@ fn stream_write(shared: &Shared, caller: &Caller, args: &[Value]) -> RpcResult {
         Some(t) if !t.is_empty() => t,
         _ => return Err(RpcError::invalid("message.type must be a non-empty string")),
     };
-    let mut data = match message.get("data") {
+    let data = match message.get("data") {
         Some(d @ Value::Object(_)) => d.clone(),
         _ => return Err(RpcError::invalid("message.data must be an object")),
     };
@@ -149,19 +159,26 @@ fn stream_write(shared: &Shared, caller: &Caller, args: &[Value]) -> RpcResult {
         "options.expectedVersion must be a number",
     )?;
 
-    normalize_numbers(&mut data);
+    // The store keeps data numbers as float64s, as EventoDB does.
     let mut new = NewMessage::new(message_type, data);
-    if let Some(mut m) = metadata {
-        normalize_numbers(&mut m);
+    if let Some(m) = metadata {
         new = new.with_metadata(m);
     }
     let mut write_options = WriteOptions::new();
     write_options.id = id.map(str::to_string);
     write_options.expected_version = expected;
-    let store = namespace_store(shared, caller, "write message")?;
-    let written = store
-        .write(stream, &new, &write_options)
-        .map_err(|e| RpcError::from_kit(e, "write message"))?;
+    Ok(WriteItem::new(stream, new, write_options))
+}
+
+/// The store a caller's writes go to (refused for a namespace test mode
+/// let in but that does not exist, as EventoDB does).
+pub(crate) fn write_store(shared: &Shared, caller: &Caller) -> Result<EmbeddedStore, RpcError> {
+    namespace_store(shared, caller, "write message")
+}
+
+/// The result of a `stream.write`, as EventoDB answers it.
+pub(crate) fn write_answer(written: crate::Result<WriteResult>) -> RpcResult {
+    let written = written.map_err(|e| RpcError::from_kit(e, "write message"))?;
     Ok(enc::encode_write_result(&written))
 }
 

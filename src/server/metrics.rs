@@ -9,6 +9,13 @@
 //! * `eventodb_kit_server_request_duration_seconds{path}` — a summary
 //!   (0.5/0.95/0.99) of the time from a parsed request to its answer
 //!   (SSE streams are counted when they start, not timed);
+//! * `eventodb_kit_server_pipelined_transactions_total` and
+//!   `eventodb_kit_server_pipelined_writes_total` — transactions that
+//!   committed pipelined `stream.write` calls together, and the calls in them;
+//! * `eventodb_kit_server_connections_closed_total{reason}` — connections
+//!   the server closed to protect itself: `head_timeout` (no complete request
+//!   head in time), `evicted` (the slot went to a new connection), `refused`
+//!   (503, every slot busy);
 //! * gauges: open connections, SSE subscribers, namespaces, each
 //!   namespace's newest global position, uptime, and `…_info{version}`.
 //!
@@ -19,6 +26,7 @@
 //! opens it for scrapers without credentials.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -88,7 +96,25 @@ pub(crate) struct ServerMetrics {
     /// (RPC method, status) → calls.
     rpc: Mutex<BTreeMap<(&'static str, u16), u64>>,
     durations: Vec<Histogram>,
+    /// Transactions of pipelined writes, and the writes in them.
+    write_batches: AtomicU64,
+    batched_writes: AtomicU64,
+    /// Connections closed, by [`Closed`] reason.
+    closed: [AtomicU64; 3],
 }
+
+/// Why the server closed a connection on its own.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Closed {
+    /// No complete request head before the deadline.
+    HeadTimeout = 0,
+    /// Its slot went to a new connection while it waited for a request.
+    Evicted = 1,
+    /// Answered 503: every slot was busy inside a request.
+    Refused = 2,
+}
+
+const CLOSED_REASONS: [&str; 3] = ["head_timeout", "evicted", "refused"];
 
 impl Default for ServerMetrics {
     fn default() -> Self {
@@ -97,6 +123,9 @@ impl Default for ServerMetrics {
             requests: Mutex::default(),
             rpc: Mutex::default(),
             durations: PATHS.iter().map(|_| Histogram::default()).collect(),
+            write_batches: AtomicU64::new(0),
+            batched_writes: AtomicU64::new(0),
+            closed: Default::default(),
         }
     }
 }
@@ -121,6 +150,27 @@ impl ServerMetrics {
     /// Counts an `/rpc` call.
     pub(crate) fn rpc_call(&self, method: &'static str, status: u16) {
         *lock(&self.rpc).entry((method, status)).or_default() += 1;
+    }
+
+    /// Counts a transaction of `writes` pipelined `stream.write` calls.
+    pub(crate) fn write_batch(&self, writes: usize) {
+        self.write_batches.fetch_add(1, Ordering::Relaxed);
+        self.batched_writes
+            .fetch_add(writes as u64, Ordering::Relaxed);
+    }
+
+    /// Transactions of pipelined writes so far, and the writes in them.
+    #[cfg(test)]
+    pub(crate) fn write_batches(&self) -> (u64, u64) {
+        (
+            self.write_batches.load(Ordering::Relaxed),
+            self.batched_writes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Counts a connection the server closed on its own.
+    pub(crate) fn closed(&self, reason: Closed) {
+        self.closed[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The exposition of everything, with gauges read now.
@@ -172,6 +222,38 @@ impl ServerMetrics {
             if h.count() > 0 {
                 e.summary(name, &[("path", path)], &h.summary());
             }
+        }
+
+        let name = "eventodb_kit_server_pipelined_transactions_total";
+        e.family(
+            name,
+            Kind::Counter,
+            "Transactions that committed pipelined stream.write calls together.",
+        )
+        .sample(name, &[], self.write_batches.load(Ordering::Relaxed) as f64);
+        let name = "eventodb_kit_server_pipelined_writes_total";
+        e.family(
+            name,
+            Kind::Counter,
+            "stream.write calls committed together with the calls pipelined behind or before them.",
+        )
+        .sample(
+            name,
+            &[],
+            self.batched_writes.load(Ordering::Relaxed) as f64,
+        );
+        let name = "eventodb_kit_server_connections_closed_total";
+        e.family(
+            name,
+            Kind::Counter,
+            "Connections the server closed on its own, by reason (head_timeout, evicted, refused).",
+        );
+        for (reason, n) in CLOSED_REASONS.iter().zip(&self.closed) {
+            e.sample(
+                name,
+                &[("reason", reason)],
+                n.load(Ordering::Relaxed) as f64,
+            );
         }
 
         let name = "eventodb_kit_server_open_connections";

@@ -21,6 +21,16 @@
 //! # Ok::<(), eventodb_kit::Error>(())
 //! ```
 //!
+//! # Pipelining and limits
+//!
+//! Pipelined requests are answered in order, and the `stream.write` calls
+//! already waiting on a connection are committed in one transaction (each
+//! keeps its own authentication, validation and answer). A request head
+//! must arrive within [`ServerConfig::head_timeout`] and fit in 64 KiB; a
+//! request with two `Content-Length` headers is refused; when
+//! [`ServerConfig::max_connections`] are open, the connection that has
+//! waited longest for a request makes way for a new one.
+//!
 //! # Threads
 //!
 //! One acceptor thread and one thread per open connection (keep-alive
@@ -44,6 +54,7 @@ use crate::store::embedded::DEFAULT_NAMESPACE;
 use crate::store::{EmbeddedStore, HttpStore};
 use crate::token::Token;
 
+mod batch;
 mod conn;
 mod decode;
 mod http;
@@ -54,6 +65,7 @@ mod router;
 mod rpc;
 mod subscribe;
 mod tls;
+mod transport;
 
 /// The EventoDB version the server reports (`/version`, `sys.version`,
 /// `Server: EventoDB/…`): the protocol version it implements.
@@ -73,6 +85,7 @@ pub struct ServerConfig {
     version: String,
     max_connections: usize,
     idle_timeout: Duration,
+    head_timeout: Duration,
     write_timeout: Duration,
     sse_liveness_interval: Duration,
     max_body: usize,
@@ -92,6 +105,7 @@ impl fmt::Debug for ServerConfig {
             .field("version", &self.version)
             .field("max_connections", &self.max_connections)
             .field("idle_timeout", &self.idle_timeout)
+            .field("head_timeout", &self.head_timeout)
             .field("write_timeout", &self.write_timeout)
             .field("sse_liveness_interval", &self.sse_liveness_interval)
             .field("max_body", &self.max_body)
@@ -113,6 +127,7 @@ impl Default for ServerConfig {
             version: EVENTODB_VERSION.to_string(),
             max_connections: 1024,
             idle_timeout: Duration::from_secs(120),
+            head_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             sse_liveness_interval: Duration::from_secs(5),
             max_body: 100 * 1024 * 1024,
@@ -171,7 +186,11 @@ impl ServerConfig {
         self
     }
 
-    /// Most connections served at once; more are answered 503. Defaults to 1024.
+    /// Most connections open at once. When all are taken, a new connection
+    /// takes the place of the one that has waited longest for a request (a
+    /// client trickling a request head, or an idle keep-alive connection),
+    /// which is closed; only when every connection is inside a request (or
+    /// an SSE stream) is the new one answered 503. Defaults to 1024.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
         self
@@ -181,6 +200,19 @@ impl ServerConfig {
     /// Defaults to 120 s.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a client may take to send a request head (request line and
+    /// headers): counted from the connection's start for its first request,
+    /// and from the first byte for later ones (the wait between requests is
+    /// the idle timeout's). A client that has not sent a whole head by then
+    /// gets 408 and the connection closes, so slow clients cannot hold
+    /// connections for ever (zero: no limit). Bodies are not covered (a
+    /// large import may take long); each read of one waits at most the idle
+    /// timeout. Defaults to 10 s.
+    pub fn head_timeout(mut self, timeout: Duration) -> Self {
+        self.head_timeout = timeout;
         self
     }
 
@@ -270,6 +302,7 @@ pub(crate) struct Shared {
     /// `EventoDB/<version>`.
     pub(crate) server_header: String,
     pub(crate) idle_timeout: Duration,
+    pub(crate) head_timeout: Duration,
     pub(crate) write_timeout: Duration,
     pub(crate) sse_liveness_interval: Duration,
     pub(crate) max_body: usize,
@@ -362,6 +395,7 @@ impl Server {
             server_header: format!("EventoDB/{}", config.version),
             version: config.version,
             idle_timeout: config.idle_timeout,
+            head_timeout: config.head_timeout,
             write_timeout: config.write_timeout,
             sse_liveness_interval: config.sse_liveness_interval,
             max_body: config.max_body,
@@ -371,7 +405,7 @@ impl Server {
             metrics: metrics::ServerMetrics::default(),
             stopping: AtomicBool::new(false),
             stop: stop_rx,
-            connections: conn::Connections::default(),
+            connections: conn::Connections::new(),
         });
         let acceptor = conn::spawn_acceptor(listener, Arc::clone(&shared))?;
         let scheme = if shared.tls.is_some() {

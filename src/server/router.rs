@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use super::http::{Request, Response, JSON};
+use super::transport::Transport;
 use super::Shared;
 use crate::namespace::TokenCheck;
 use crate::store::embedded::DEFAULT_NAMESPACE;
@@ -26,7 +27,7 @@ pub(crate) struct Caller {
 }
 
 /// Routes one request.
-pub(crate) fn route(shared: &Shared, request: Request, socket: &super::tls::Stream) -> Outcome {
+pub(crate) fn route(shared: &Shared, request: Request, out: &mut Transport) -> Outcome {
     match request.path.as_str() {
         "/health" => Outcome::Respond(Response::new(200, JSON, br#"{"status":"ok"}"#.to_vec())),
         "/version" => Outcome::Respond(Response::new(
@@ -43,7 +44,7 @@ pub(crate) fn route(shared: &Shared, request: Request, socket: &super::tls::Stre
         }),
         "/subscribe" => match authenticate(shared, &request) {
             Err(denied) => Outcome::Respond(denied),
-            Ok(caller) => super::subscribe::handle(shared, &caller, &request, socket),
+            Ok(caller) => super::subscribe::handle(shared, &caller, &request, out),
         },
         "/import" => Outcome::Respond(match authenticate(shared, &request) {
             Err(denied) => denied,
@@ -100,7 +101,7 @@ pub(crate) fn error_body(status: u16, body: ErrorBody) -> Response {
 }
 
 /// Protocol §2.2, with test mode's relaxations (§2.4).
-fn authenticate(shared: &Shared, request: &Request) -> Result<Caller, Response> {
+pub(crate) fn authenticate(shared: &Shared, request: &Request) -> Result<Caller, Response> {
     let relaxed = shared.test_mode;
     let default = || Caller {
         namespace: DEFAULT_NAMESPACE.to_string(),

@@ -82,26 +82,37 @@ impl RpcError {
 /// Answers one `/rpc` request body.
 pub(crate) fn handle(shared: &Shared, caller: &Caller, body: &[u8]) -> Response {
     let mut method = "none";
-    let response = match call(shared, caller, body, &mut method) {
+    let result = envelope(body).and_then(|items| {
+        let (name, args) = method_and_args(&items)?;
+        method = super::metrics::rpc_method_label(name);
+        super::methods::dispatch(shared, caller, name, args)
+    });
+    let response = respond(result);
+    shared.metrics.rpc_call(method, response.status);
+    response
+}
+
+/// The answer to a call: its result as JSON with a trailing newline, or
+/// its error envelope.
+pub(crate) fn respond(result: RpcResult) -> Response {
+    match result {
         Ok(value) => {
             let mut bytes = to_go_vec(&value);
             bytes.push(b'\n');
             Response::new(200, JSON, bytes)
         }
         Err(e) => error_body(e.status, e.body),
-    };
-    shared.metrics.rpc_call(method, response.status);
-    response
+    }
 }
 
-/// Runs one call; `method` learns the method's label once it is known.
-fn call(shared: &Shared, caller: &Caller, body: &[u8], method: &mut &'static str) -> RpcResult {
+/// The request array of a body, as EventoDB reads it (`null` is empty).
+pub(crate) fn envelope(body: &[u8]) -> Result<Vec<Value>, RpcError> {
     // Go replaces invalid UTF-8 with U+FFFD; so does this.
     let text = String::from_utf8_lossy(body);
     let parsed = super::decode::parse(&text).map_err(malformed)?;
-    let items = match parsed {
-        Value::Array(items) => items,
-        Value::Null => Vec::new(),
+    match parsed {
+        Value::Array(items) => Ok(items),
+        Value::Null => Ok(Vec::new()),
         other => {
             let kind = match other {
                 Value::Object(_) => "object",
@@ -109,19 +120,22 @@ fn call(shared: &Shared, caller: &Caller, body: &[u8], method: &mut &'static str
                 Value::Number(_) => "number",
                 _ => "bool",
             };
-            return Err(malformed(format!(
+            Err(malformed(format!(
                 "json: cannot unmarshal {kind} into Go value of type []interface {{}}"
-            )));
+            )))
         }
-    };
+    }
+}
+
+/// The method name and its arguments.
+pub(crate) fn method_and_args(items: &[Value]) -> Result<(&str, &[Value]), RpcError> {
     let Some((first, args)) = items.split_first() else {
         return Err(RpcError::invalid("Missing method name"));
     };
     let Some(name) = first.as_str() else {
         return Err(RpcError::invalid("Method name must be a string"));
     };
-    *method = super::metrics::rpc_method_label(name);
-    super::methods::dispatch(shared, caller, name, args)
+    Ok((name, args))
 }
 
 fn malformed(detail: String) -> RpcError {

@@ -12,6 +12,7 @@ use crossbeam_channel::{never, select};
 
 use super::http::{self, Request, Response};
 use super::router::{Caller, Outcome};
+use super::transport::Transport;
 use super::Shared;
 use crate::consumer_group::ConsumerGroup;
 use crate::store::{MessageStore, SubscribeTarget};
@@ -70,7 +71,7 @@ pub(crate) fn handle(
     shared: &Shared,
     caller: &Caller,
     request: &Request,
-    socket: &super::tls::Stream,
+    out: &mut Transport,
 ) -> Outcome {
     let target = match target(request) {
         Ok(t) => t,
@@ -106,7 +107,6 @@ pub(crate) fn handle(
     shared
         .metrics
         .request(&request.path, &request.method, 200, None);
-    let mut out = socket;
     if out.write_all(&head).is_err() {
         return Outcome::Streamed;
     }
@@ -126,7 +126,7 @@ pub(crate) fn handle(
             }
             recv(shared.stop) -> _ => break,
             default(shared.sse_liveness_interval) => {
-                if socket.peer_closed() {
+                if out.peer_closed() {
                     break;
                 }
             }

@@ -190,7 +190,7 @@ impl WritePipeline {
         let (requests, queue) = bounded::<PipelinedWrite>(PIPELINE_CAPACITY);
         let (answer_tx, answers) = unbounded();
         let thread = thread::Builder::new()
-            .name("eventodb-write-batches".into())
+            .name("eventodb-writes".into())
             .spawn(move || serve_batches(&*store, &queue, &answer_tx))?;
         Ok(Self::new(
             requests,

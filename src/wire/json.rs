@@ -172,6 +172,37 @@ fn float64_number(n: &Number) -> Number {
     }
 }
 
+/// `value` with float64 numbers (as [`normalize_numbers`] gives them),
+/// serialized without copying it.
+struct AsFloat64<'a>(&'a Value);
+
+impl Serialize for AsFloat64<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Number(n) => float64_number(n).serialize(serializer),
+            Value::Array(items) => serializer.collect_seq(items.iter().map(AsFloat64)),
+            Value::Object(map) => {
+                serializer.collect_map(map.iter().map(|(k, v)| (k, AsFloat64(v))))
+            }
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+/// The JSON text EventoDB stores for a message's data or metadata: its
+/// numbers decoded into float64s and written as Go writes them, so that
+/// reading it back gives the very value a read over HTTP gives
+/// (`9007199254740993` → `9007199254740992`, `5.0` → `5`,
+/// `12345678901234567890` → `12345678901234567000`).
+pub(crate) fn to_stored_text(value: &Value) -> String {
+    let mut out = Vec::with_capacity(128);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, GoFormatter);
+    AsFloat64(value)
+        .serialize(&mut ser)
+        .expect("JSON encoding into memory cannot fail");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
 /// The number at `value` truncated toward zero to an integer, as Go's
 /// `int64(v.(float64))` (saturating where Go's result is undefined).
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
@@ -234,6 +265,22 @@ mod tests {
             normalize_numbers(&mut v);
             assert_eq!(go(&v), want, "{input}");
         }
+    }
+
+    #[test]
+    fn stored_text_reads_back_as_go_writes_it() {
+        let v = json!({"big": 9_007_199_254_740_993u64, "huge": 12_345_678_901_234_567_890u64,
+                        "neg": -9_007_199_254_740_993i64, "five": 5.0, "x": [1e21, 0.1, "<&>"]});
+        let text = to_stored_text(&v);
+        let mut normalized = v.clone();
+        normalize_numbers(&mut normalized);
+        assert_eq!(text, to_go_string(&normalized));
+        let back: Value = serde_json::from_str(&text).unwrap();
+        let over_http: Value = serde_json::from_slice(&to_go_vec(&normalized)).unwrap();
+        assert_eq!(back, over_http);
+        assert_eq!(back["big"], json!(9_007_199_254_740_992u64));
+        assert_eq!(back["huge"], json!(12_345_678_901_234_567_000u64));
+        assert_eq!(back["five"], json!(5));
     }
 
     #[test]

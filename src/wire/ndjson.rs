@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::message::Message;
+use crate::message::{too_deep_message, Message, MAX_JSON_DEPTH};
 use crate::time::format_rfc3339_seconds;
 use crate::wire::json::normalize_numbers;
 
@@ -119,6 +119,50 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// Whether the JSON text `text` nests arrays and objects more than `limit`
+/// levels deep: a byte scan (strings skipped), nothing parsed or built.
+pub(crate) fn text_nested_deeper_than(text: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in text {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Whether an NDJSON record line carries `data` or `meta` nested deeper
+/// than [`MAX_JSON_DEPTH`] (the record object is one level more).
+pub(crate) fn record_too_deep(line: &[u8]) -> bool {
+    text_nested_deeper_than(line, MAX_JSON_DEPTH + 1)
+}
+
+/// The `INVALID_RECORD` message for a record at `line` whose data or meta
+/// is nested too deep.
+pub(crate) fn too_deep_record_message(line: u64) -> String {
+    format!(
+        "invalid record at line {line}: {}",
+        too_deep_message("data or meta")
+    )
+}
+
 /// The lines of `input` without their `\n` (a final newline ends the last
 /// line; it does not start an empty one).
 pub(crate) fn ndjson_lines(
@@ -171,6 +215,16 @@ impl Progress {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn depth_scan_skips_strings() {
+        assert!(!text_nested_deeper_than(br#"{"a":[1,{"b":2}]}"#, 3));
+        assert!(text_nested_deeper_than(br#"{"a":[1,{"b":[]}]}"#, 3));
+        assert!(!text_nested_deeper_than(br#"{"a":"[[[[{{{{\"[[["}"#, 1));
+        assert!(text_nested_deeper_than(br#"{"a\\":[["x"]]}"#, 2));
+        assert!(!record_too_deep(&[b'['; MAX_JSON_DEPTH + 1]));
+        assert!(record_too_deep(&[b'['; MAX_JSON_DEPTH + 2]));
+    }
 
     #[test]
     fn record_keys_in_export_order() {

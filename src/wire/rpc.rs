@@ -312,8 +312,9 @@ mod server {
         items.push(Value::String(m.message_type.clone()));
         items.push(m.position.into());
         items.push(m.global_position.into());
-        // Stored data may hold integers beyond 2^53 (written through the
-        // embedded API); EventoDB reads data into float64s.
+        // The embedded store keeps data numbers as float64s, but a file
+        // written by an older kit may hold integers beyond 2^53; EventoDB
+        // reads data into float64s.
         let mut data = m.data.clone();
         normalize_numbers(&mut data);
         items.push(data);

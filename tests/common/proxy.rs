@@ -1,9 +1,11 @@
-//! A fault-injecting TCP proxy for HTTP/1.1 between a client and a server:
-//! it forwards request after request and, at a configurable rate, drops the
-//! connection before the request reaches the server, resets it after the
-//! server processed the request (the ambiguous case), delays, or answers
-//! 500 (before or after the server processed the request). Streams it does
-//! not understand (chunked, e.g. SSE) are piped through untouched.
+//! A fault-injecting TCP proxy for HTTP/1.1 between a client and a server.
+//! It passes pipelined requests through as they come (a thread per
+//! direction), and, at a configurable rate, drops the connection before a
+//! request reaches the server (with everything after it in the window),
+//! resets it after the server processed the request (the ambiguous case),
+//! delays, answers 500 (before or after the server processed the request)
+//! or passes half an answer on and closes. Streams it does not understand
+//! (chunked, e.g. SSE) are piped through untouched.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -26,14 +28,17 @@ pub enum Fault {
     Error500Before,
     /// Forwarded, then replaced the server's answer with a 500.
     Error500After,
+    /// Forwarded; the client got half of the answer, then a closed connection.
+    Truncate,
 }
 
-const FAULTS: [Fault; 5] = [
+const FAULTS: [Fault; 6] = [
     Fault::DropBefore,
     Fault::ResetAfter,
     Fault::Delay,
     Fault::Error500Before,
     Fault::Error500After,
+    Fault::Truncate,
 ];
 
 #[derive(Default)]
@@ -42,7 +47,7 @@ struct Shared {
     /// Faults per 100 requests.
     rate: AtomicU32,
     requests: AtomicU64,
-    faults: [AtomicU64; 5],
+    faults: [AtomicU64; 6],
     /// Sockets of open connections, by connection, to close them on drop.
     streams: Mutex<HashMap<u64, Vec<TcpStream>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -211,14 +216,58 @@ fn pipe(mut from: impl Read, mut to: TcpStream) {
     let _ = to.shutdown(Shutdown::Both);
 }
 
-fn serve(conn: u64, client: TcpStream, upstream: SocketAddr, shared: &Shared) -> io::Result<()> {
-    let mut client_reader = BufReader::new(client.try_clone()?);
-    let mut client_writer = client;
+/// What the responding side does with the answer to one request, in
+/// request order.
+enum Answer {
+    /// Pass the server's answer on.
+    Forward,
+    /// The request never reached the server: answer 500 in its place.
+    Fake500,
+    /// Replace the server's answer with a 500.
+    Replace500,
+    /// Read the server's answer, then break the connection.
+    ResetAfter,
+    /// Pass half of the server's answer on, then break the connection.
+    Truncate,
+}
+
+/// Serves one connection with a thread per direction, so a pipelining
+/// client keeps many requests in flight through the proxy: requests are
+/// forwarded as they come (faults decided per request), answers go back
+/// in request order.
+fn serve(
+    conn: u64,
+    client: TcpStream,
+    upstream: SocketAddr,
+    shared: &Arc<Shared>,
+) -> io::Result<()> {
+    let client_reader = BufReader::new(client.try_clone()?);
     let server = TcpStream::connect(upstream)?;
     server.set_nodelay(true)?;
     shared.track(conn, &server)?;
-    let mut server_reader = BufReader::new(server.try_clone()?);
-    let mut server_writer = server;
+    let server_reader = BufReader::new(server.try_clone()?);
+    let (answers_tx, answers_rx) = crossbeam_channel::unbounded::<Answer>();
+    let responder = {
+        let shared = Arc::clone(shared);
+        thread::Builder::new()
+            .name("test-proxy-back".into())
+            .spawn(move || {
+                let _ = respond(conn, answers_rx, server_reader, client, &shared);
+                shared.close(conn);
+            })?
+    };
+    let result = forward(conn, client_reader, server, answers_tx, shared);
+    let _ = responder.join();
+    result
+}
+
+fn forward(
+    conn: u64,
+    mut client_reader: BufReader<TcpStream>,
+    mut server_writer: TcpStream,
+    answers: crossbeam_channel::Sender<Answer>,
+    shared: &Shared,
+) -> io::Result<()> {
     while let Some(request) = read_message(&mut client_reader)? {
         shared.requests.fetch_add(1, Ordering::Relaxed);
         let fault = (fastrand::u32(0..100) < shared.rate.load(Ordering::Acquire))
@@ -227,36 +276,66 @@ fn serve(conn: u64, client: TcpStream, upstream: SocketAddr, shared: &Shared) ->
             let i = FAULTS.iter().position(|x| *x == f).unwrap();
             shared.faults[i].fetch_add(1, Ordering::Relaxed);
         }
-        match fault {
-            Some(Fault::DropBefore) => return Ok(()),
+        let answer = match fault {
+            Some(Fault::DropBefore) => {
+                shared.close(conn);
+                return Ok(());
+            }
             Some(Fault::Error500Before) => {
-                write_500(&mut client_writer)?;
+                let _ = answers.send(Answer::Fake500);
                 continue;
             }
-            Some(Fault::Delay) => thread::sleep(Duration::from_millis(fastrand::u64(20..150))),
-            _ => {}
-        }
+            Some(Fault::Delay) => {
+                thread::sleep(Duration::from_millis(fastrand::u64(20..150)));
+                Answer::Forward
+            }
+            Some(Fault::ResetAfter) => Answer::ResetAfter,
+            Some(Fault::Error500After) => Answer::Replace500,
+            Some(Fault::Truncate) => Answer::Truncate,
+            None => Answer::Forward,
+        };
         write_message(&mut server_writer, &request)?;
+        if answers.send(answer).is_err() {
+            return Ok(());
+        }
         if request.unframed {
             // Not a plain request/response exchange: stop interfering.
-            let upstream_out = server_reader;
-            let client_in = client_writer.try_clone()?;
-            let back = thread::spawn(move || pipe(upstream_out, client_in));
             pipe(client_reader, server_writer);
-            let _ = back.join();
             return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn respond(
+    conn: u64,
+    answers: crossbeam_channel::Receiver<Answer>,
+    mut server_reader: BufReader<TcpStream>,
+    mut client_writer: TcpStream,
+    shared: &Shared,
+) -> io::Result<()> {
+    for answer in answers {
+        if let Answer::Fake500 = answer {
+            write_500(&mut client_writer)?;
+            continue;
         }
         let Some(response) = read_message(&mut server_reader)? else {
             return Ok(());
         };
-        match fault {
-            Some(Fault::ResetAfter) => return Ok(()),
-            Some(Fault::Error500After) => write_500(&mut client_writer)?,
+        match answer {
+            Answer::ResetAfter => return Ok(()),
+            Answer::Replace500 => write_500(&mut client_writer)?,
+            Answer::Truncate => {
+                let mut bytes = response.head.clone();
+                bytes.extend_from_slice(&response.body);
+                client_writer.write_all(&bytes[..bytes.len() / 2])?;
+                client_writer.flush()?;
+                shared.close(conn);
+                return Ok(());
+            }
             _ if response.unframed => {
                 write_message(&mut client_writer, &response)?;
-                let client_in = client_writer.try_clone()?;
-                let back = thread::spawn(move || pipe(server_reader, client_in));
-                let _ = back.join();
+                pipe(server_reader, client_writer);
                 return Ok(());
             }
             _ => write_message(&mut client_writer, &response)?,

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, SystemTime};
 
+use eventodb_kit::store::WriteItem;
 use eventodb_kit::{
     CategoryQuery, ConsumerGroup, Error, Message, MessageStore, NewMessage, StreamListQuery,
-    StreamQuery, SubscribeTarget, WriteOptions,
+    StreamQuery, SubscribeTarget, WriteOptions, WriteResult,
 };
 use serde_json::{json, Value};
 
@@ -52,6 +53,14 @@ macro_rules! contract_tests {
             subscribe_all_is_live_only,
             watch_category_wakes_on_new_writes,
             time_is_write_time,
+            data_numbers_read_back_as_float64,
+            nesting_depth_limit,
+            write_many_in_order,
+            write_many_empty,
+            write_many_duplicate_id_in_the_middle,
+            write_many_conflict_in_the_middle,
+            write_many_invalid_item_in_the_middle,
+            write_many_chains_expected_versions,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -776,4 +785,259 @@ pub fn time_is_write_time(store: &dyn MessageStore) {
     let after = SystemTime::now() + Duration::from_secs(2);
     let m = store.last_message("clock-1", None).unwrap().unwrap();
     assert!(m.time >= before && m.time <= after, "{:?}", m.time);
+}
+
+/// Numbers in data and metadata read back as EventoDB gives them: its
+/// server decodes them into float64s, so integers beyond 2^53 are rounded
+/// and `5.0` is `5` — from the embedded store in-process as over HTTP.
+pub fn data_numbers_read_back_as_float64(store: &dyn MessageStore) {
+    let data = json!({
+        "small": 42,
+        "limit": 9_007_199_254_740_992u64,
+        "beyond": 9_007_199_254_740_993u64,
+        "negative": -9_007_199_254_740_993i64,
+        "huge": 12_345_678_901_234_567_890u64,
+        "max": u64::MAX,
+        "whole_float": 5.0,
+        "fraction": 0.1,
+        "tiny": 1e-7,
+        "large_float": 1e21,
+        "nested": [{ "id": 1_234_567_890_123_456_789u64 }],
+    });
+    let metadata = json!({ "sequence": 9_007_199_254_740_993u64 });
+    store
+        .write(
+            "numbers-1",
+            &msg("Numbers", data).with_metadata(metadata),
+            &WriteOptions::new(),
+        )
+        .unwrap();
+    let expected = json!({
+        "small": 42,
+        "limit": 9_007_199_254_740_992u64,
+        "beyond": 9_007_199_254_740_992u64,
+        "negative": -9_007_199_254_740_992i64,
+        "huge": 12_345_678_901_234_567_000u64,
+        "max": 18_446_744_073_709_552_000.0,
+        "whole_float": 5,
+        "fraction": 0.1,
+        "tiny": 1e-7,
+        "large_float": 1e21,
+        "nested": [{ "id": 1_234_567_890_123_456_800u64 }],
+    });
+    let read = store.get_stream("numbers-1", &StreamQuery::new()).unwrap();
+    assert_eq!(read[0].data, expected);
+    assert_eq!(
+        read[0].metadata,
+        Some(json!({ "sequence": 9_007_199_254_740_992u64 }))
+    );
+    let last = store.last_message("numbers-1", None).unwrap().unwrap();
+    assert_eq!(last.data, expected);
+    let in_category = store
+        .get_category("numbers", &CategoryQuery::new())
+        .unwrap();
+    assert_eq!(in_category[0].data, expected);
+}
+
+/// Data and metadata nested up to `MAX_JSON_DEPTH` levels are written and
+/// read back; one level more is refused with `InvalidInput` saying the
+/// limit, and nothing is stored.
+pub fn nesting_depth_limit(store: &dyn MessageStore) {
+    let limit = eventodb_kit::message::MAX_JSON_DEPTH;
+    let nested = |depth: usize| (1..depth).fold(json!({}), |v, _| json!({ "a": v }));
+    let deepest = nested(limit);
+    store
+        .write(
+            "nesting-1",
+            &msg("Deep", deepest.clone()).with_metadata(deepest.clone()),
+            &WriteOptions::new(),
+        )
+        .unwrap();
+    for m in [
+        msg("Deeper", nested(limit + 1)),
+        msg("Deeper", json!({})).with_metadata(nested(limit + 1)),
+    ] {
+        let e = invalid(store.write("nesting-1", &m, &WriteOptions::new()));
+        assert!(e.contains(&format!("{limit} levels")), "{e}");
+    }
+    let read = store.get_stream("nesting-1", &StreamQuery::new()).unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].data, deepest);
+    assert_eq!(read[0].metadata.as_ref(), Some(&deepest));
+    let in_category = store
+        .get_category("nesting", &CategoryQuery::new())
+        .unwrap();
+    assert_eq!(in_category[0].data, deepest);
+    assert_eq!(
+        store.last_message("nesting-1", None).unwrap().unwrap().data,
+        deepest
+    );
+}
+
+// ----- write_many -----
+
+fn item(stream: &str, n: i64, options: WriteOptions) -> WriteItem {
+    WriteItem::new(stream, msg("Event", json!({ "n": n })), options)
+}
+
+/// The results that succeeded, as (position, global position).
+fn written(results: &[Result<WriteResult, Error>]) -> Vec<Option<(i64, i64)>> {
+    results
+        .iter()
+        .map(|r| r.as_ref().ok().map(|w| (w.position, w.global_position)))
+        .collect()
+}
+
+/// The global position the next write to the namespace gets.
+fn next_global(store: &dyn MessageStore) -> i64 {
+    store
+        .get_category("", &CategoryQuery::new().batch_size(-1))
+        .unwrap()
+        .last()
+        .map_or(1, |m| m.global_position + 1)
+}
+
+pub fn write_many_in_order(store: &dyn MessageStore) {
+    write(store, "many-1", 0);
+    let g = next_global(store);
+    let results = store.write_many(&[
+        item("many-1", 1, WriteOptions::new()),
+        item("many-2", 2, WriteOptions::new()),
+        item("many-1", 3, WriteOptions::new()),
+        item("many-3", 4, WriteOptions::new()),
+        item("many-1", 5, WriteOptions::new()),
+    ]);
+    assert_eq!(
+        written(&results),
+        [
+            Some((1, g)),
+            Some((0, g + 1)),
+            Some((2, g + 2)),
+            Some((0, g + 3)),
+            Some((3, g + 4)),
+        ],
+        "one result per item, in order"
+    );
+    let one = store.get_stream("many-1", &StreamQuery::new()).unwrap();
+    assert_eq!(ns(&one), [0, 1, 3, 5]);
+    let all = store.get_category("many", &CategoryQuery::new()).unwrap();
+    assert_eq!(ns(&all), [0, 1, 2, 3, 4, 5], "stored in the order given");
+}
+
+pub fn write_many_empty(store: &dyn MessageStore) {
+    assert!(store.write_many(&[]).is_empty());
+    assert_eq!(write(store, "empty-1", 0).global_position, 1);
+}
+
+pub fn write_many_duplicate_id_in_the_middle(store: &dyn MessageStore) {
+    let id = "0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a90";
+    let g = next_global(store);
+    let results = store.write_many(&[
+        item("dupm-1", 0, WriteOptions::new().id(id)),
+        item("dupm-2", 1, WriteOptions::new().id(id)),
+        item("dupm-2", 2, WriteOptions::new()),
+    ]);
+    assert_eq!(written(&results), [Some((0, g)), None, Some((0, g + 1))]);
+    match &results[1] {
+        Err(Error::DuplicateId { id: dup }) => assert_eq!(dup, id),
+        other => panic!("expected DuplicateId, got {other:?}"),
+    }
+    let two = store.get_stream("dupm-2", &StreamQuery::new()).unwrap();
+    assert_eq!(ns(&two), [2], "the duplicate left nothing behind");
+}
+
+pub fn write_many_conflict_in_the_middle(store: &dyn MessageStore) {
+    write(store, "conm-1", 0);
+    let g = next_global(store);
+    let results = store.write_many(&[
+        item("conm-2", 1, WriteOptions::new()),
+        item("conm-1", 2, WriteOptions::new().expected_version(7)),
+        item("conm-1", 3, WriteOptions::new()),
+    ]);
+    assert_eq!(written(&results), [Some((0, g)), None, Some((1, g + 1))]);
+    match &results[1] {
+        Err(Error::Conflict {
+            stream, expected, ..
+        }) => assert_eq!((stream.as_str(), *expected), ("conm-1", 7)),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let one = store.get_stream("conm-1", &StreamQuery::new()).unwrap();
+    assert_eq!(ns(&one), [0, 3]);
+}
+
+pub fn write_many_invalid_item_in_the_middle(store: &dyn MessageStore) {
+    let g = next_global(store);
+    let results = store.write_many(&[
+        item("badm-1", 0, WriteOptions::new()),
+        WriteItem::new("badm-1", msg("Event", json!([1])), WriteOptions::new()),
+        item("", 2, WriteOptions::new()),
+        item("badm-1", 3, WriteOptions::new()),
+    ]);
+    assert_eq!(
+        written(&results),
+        [Some((0, g)), None, None, Some((1, g + 1))]
+    );
+    let message = |r: &Result<WriteResult, Error>| match r {
+        Err(Error::InvalidInput(m)) => m.clone(),
+        other => panic!("expected InvalidInput, got {other:?}"),
+    };
+    assert_eq!(message(&results[1]), "message.data must be an object");
+    assert_eq!(
+        message(&results[2]),
+        "streamName must be a non-empty string"
+    );
+    let one = store.get_stream("badm-1", &StreamQuery::new()).unwrap();
+    assert_eq!(ns(&one), [0, 3]);
+}
+
+pub fn write_many_chains_expected_versions(store: &dyn MessageStore) {
+    write(store, "chain-1", 0);
+    // v, v + 1 in one call: both succeed.
+    let results = store.write_many(&[
+        item("chain-1", 1, WriteOptions::new().expected_version(0)),
+        item("chain-1", 2, WriteOptions::new().expected_version(1)),
+    ]);
+    let positions: Vec<_> = written(&results)
+        .into_iter()
+        .map(|w| w.map(|(p, _)| p))
+        .collect();
+    assert_eq!(positions, [Some(1), Some(2)]);
+    // The first fails (a conflict): the second, chained to it, conflicts too.
+    let results = store.write_many(&[
+        item("chain-1", 3, WriteOptions::new().expected_version(5)),
+        item("chain-1", 4, WriteOptions::new().expected_version(6)),
+    ]);
+    assert!(matches!(
+        results[0],
+        Err(Error::Conflict { expected: 5, .. })
+    ));
+    assert!(matches!(
+        results[1],
+        Err(Error::Conflict { expected: 6, .. })
+    ));
+    // The first fails otherwise (a taken id): the second conflicts.
+    let taken = store
+        .get_stream("chain-1", &StreamQuery::new())
+        .unwrap()
+        .remove(0)
+        .id;
+    let results = store.write_many(&[
+        item(
+            "chain-1",
+            5,
+            WriteOptions::new().id(&taken).expected_version(2),
+        ),
+        item("chain-1", 6, WriteOptions::new().expected_version(3)),
+    ]);
+    assert!(matches!(results[0], Err(Error::DuplicateId { .. })));
+    assert!(matches!(
+        results[1],
+        Err(Error::Conflict { expected: 3, .. })
+    ));
+    let all = store.get_stream("chain-1", &StreamQuery::new()).unwrap();
+    assert_eq!(
+        ns(&all),
+        [0, 1, 2],
+        "nothing of the failed chains was stored"
+    );
 }

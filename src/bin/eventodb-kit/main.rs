@@ -3,6 +3,7 @@
 //! ```text
 //! eventodb-kit serve [--host H] [--port P] [--token T] [--data-dir DIR] [--test-mode] [--public-metrics]
 //!                    [--tls-cert FILE --tls-key FILE [--client-ca FILE]]
+//!                    [--max-connections N] [--max-body SIZE] [--head-timeout D] [--idle-timeout D] [--write-timeout D]
 //! eventodb-kit status --db FILE [--stalled-after 5m]
 //! eventodb-kit outbox list|show --db FILE …
 //! eventodb-kit dlq list|show|requeue|purge --db FILE …
@@ -60,6 +61,12 @@ enum Command {
     /// (requests, latencies, connections, namespaces) in the Prometheus
     /// text format, for the default namespace's token — or for anyone with
     /// --public-metrics.
+    ///
+    /// Pipelined requests are answered in order, and stream.write calls
+    /// waiting on one connection are committed in one transaction. A client
+    /// must send a request head within --head-timeout; when every connection
+    /// slot is taken, the connection that has waited longest for a request
+    /// makes way for the new one.
     ///
     /// It prints its address and, when it generated one, the default
     /// namespace's token, once. The flags also come from the environment,

@@ -1,6 +1,7 @@
 //! `eventodb-kit serve`: the embedded store over HTTP(S) until SIGINT/SIGTERM.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use eventodb_kit::server::{Server, ServerConfig, DATA_FILE};
@@ -57,6 +58,27 @@ pub struct ServeArgs {
     /// TLS); needs --tls-cert and --tls-key.
     #[arg(long, env = "EVENTODB_TLS_CLIENT_CA", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
+    /// Most connections open at once. When all are taken, a new one takes
+    /// the slot of the connection that has waited longest for a request; a
+    /// client is refused (503) only when every connection is inside a
+    /// request or an SSE stream.
+    #[arg(long, env = "EVENTODB_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Largest request body accepted (413 beyond): bytes, or with KiB, MiB
+    /// or GiB.
+    #[arg(long, env = "EVENTODB_MAX_BODY", default_value = "100MiB", value_parser = parse_size)]
+    pub max_body: usize,
+    /// How long a client may take to send a request's head (request line
+    /// and headers); 408 and close after. 0 = no limit.
+    #[arg(long, env = "EVENTODB_HEAD_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub head_timeout: Duration,
+    /// How long an idle keep-alive connection stays open. 0 = for ever.
+    #[arg(long, env = "EVENTODB_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// How long a write may block on a client that does not read (the
+    /// connection is then dropped). 0 = no limit.
+    #[arg(long, env = "EVENTODB_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
     /// Accepted for compatibility with EventoDB's flags; only `sqlite://`
     /// works (the data goes to --data-dir, or memory).
     #[arg(long, env = "EVENTODB_DB_URL", hide = true)]
@@ -67,6 +89,34 @@ pub struct ServeArgs {
     /// Accepted and ignored (EventoDB compatibility).
     #[arg(long, hide = true)]
     pub log_format: Option<String>,
+}
+
+/// A duration the humantime way (`500ms`, `10s`, `2m`), or `0`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (e.g. 10s, 500ms, 2m)"))
+}
+
+/// A size in bytes, or with a binary unit (`64KiB`, `100MiB`, `1GiB`).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (e.g. 1048576, 64KiB, 100MiB)"))?;
+    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 /// Go's `strconv.ParseBool`.
@@ -92,7 +142,12 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         .host(args.host)
         .port(args.port)
         .test_mode(args.test_mode)
-        .public_metrics(args.public_metrics);
+        .public_metrics(args.public_metrics)
+        .max_connections(args.max_connections)
+        .max_body(args.max_body)
+        .head_timeout(args.head_timeout)
+        .idle_timeout(args.idle_timeout)
+        .write_timeout(args.write_timeout);
     if let Some(token) = args.token {
         config = config.token(token);
     }
@@ -138,4 +193,23 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     println!("eventodb-kit serve: shutting down");
     server.shutdown();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("100 MiB"), Ok(100 << 20));
+        assert_eq!(parse_size("1gib"), Ok(1 << 30));
+        assert!(parse_size("10MB").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("ten").is_err());
+    }
 }

@@ -1,5 +1,7 @@
-//! The sender: a dispatcher thread and its delivery lanes, owned by a
-//! [`SenderHandle`].
+//! The sender, owned by a [`SenderHandle`]: a dispatcher thread around a
+//! pure state machine (`core`), one [`WritePipeline`] per lane keeping
+//! writes in flight, and a thread for the reads that settle doubtful
+//! outcomes and probe a store that failed (`checker`).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,7 +9,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use uuid::Uuid;
 
 use super::config::SenderConfig;
@@ -19,14 +21,13 @@ use super::writer::Outbox;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
-use crate::store::MessageStore;
-use crate::time::Deadline;
+use crate::store::{MessageStore, WritePipeline};
+use crate::time::{now_ms, Deadline};
 
-mod deliver;
+mod checker;
+mod core;
 mod dispatcher;
-mod lane;
 mod queue;
-mod streams;
 mod watch;
 
 /// State shared by the sender's threads and its handle.
@@ -67,21 +68,23 @@ pub(crate) fn spawn(
     let shared = Arc::new(Shared::default());
     // Running from now on (the thread may not have started yet when health is asked).
     shared.counters.running.store(true, Ordering::Release);
-    let flags = Arc::new(lane::LaneFlags::default());
-    let (results_tx, results_rx) = unbounded();
-    let lanes = (0..config.concurrency_value())
-        .map(|i| {
-            lane::spawn(
-                i,
-                Arc::clone(&store),
-                Arc::clone(&flags),
-                results_tx.clone(),
-            )
-        })
+    let pipelines = (0..config.concurrency_value())
+        .map(|_| WritePipeline::open(Arc::clone(&store)))
         .collect::<Result<Vec<_>>>()?;
+    let checker = checker::Checker::spawn(Arc::clone(&store))?;
     let (stop_tx, stop_rx) = bounded::<()>(0);
     let (done_tx, done_rx) = bounded::<()>(0);
     let now = Instant::now();
+    let settings = core::Settings {
+        lanes: config.concurrency_value(),
+        depth: config.pipeline_depth_value(),
+        batch_size: config.batch_size_value(),
+        retry: config.retry_policy().clone(),
+        after_dead_letter: config.after_dead_letter_value(),
+        flush_interval_ms: config.flush_interval.as_millis() as i64,
+        exclusive_streams: config.exclusive_streams_value(),
+    };
+    let seed = now_ms() as u64 ^ u64::from(std::process::id());
     let worker = dispatcher::Dispatcher {
         watch: watch::ChangeWatch::open(&db)?,
         db,
@@ -96,17 +99,10 @@ pub(crate) fn spawn(
         stop: stop_rx,
         shared: Arc::clone(&shared),
         hooks,
-        router: lane::LaneRouter::new(lanes.len()),
-        lanes,
-        flags,
-        results: results_rx,
-        _results_tx: results_tx,
-        book: Default::default(),
-        pending: Vec::new(),
-        pending_since: None,
-        more_work: true,
-        pause_until: None,
-        unreachable_streak: 0,
+        store,
+        pipelines,
+        checker,
+        core: core::Core::new(settings, seed),
         db_pause_until: None,
         db_failures: 0,
         rescans_seen: 0,
@@ -218,6 +214,7 @@ impl SenderHandle {
         let status = self.outbox.status()?;
         let c = &self.shared.counters;
         let (sent, already_delivered, retried, dead_lettered) = c.counts();
+        let live = c.live();
         Ok(SenderStats {
             backlog: status.unsent,
             oldest_unsent_age: status.oldest_unsent_age(),
@@ -228,6 +225,10 @@ impl SenderHandle {
             dead_lettered,
             latency: c.latency.summary(),
             throughput: c.rate.rate(Duration::from_secs(10)),
+            pause: live.pause,
+            pipelining_fallback: live.fallback,
+            windows: live.windows,
+            reordered: live.reordered,
         })
     }
 

@@ -263,3 +263,26 @@ pub(crate) fn dead_letter_count(conn: &Connection, namespace: &str) -> Result<i6
         )?
         .query_row([namespace], |r| r.get(0))?)
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::OutboxRow;
+
+    /// A fresh row `seq` of `stream` (id `id-<seq>`, type `T`, data `{}`).
+    pub(crate) fn row(seq: i64, stream: &str) -> OutboxRow {
+        OutboxRow {
+            seq,
+            id: format!("id-{seq}"),
+            stream: stream.into(),
+            message_type: "T".into(),
+            data: "{}".into(),
+            metadata: None,
+            expected_version: None,
+            idempotency_key: None,
+            created_at_ms: 0,
+            attempts: 1,
+            next_attempt_at_ms: None,
+            first_failed_at_ms: None,
+        }
+    }
+}

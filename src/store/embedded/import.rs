@@ -11,6 +11,7 @@ use rusqlite::{ErrorCode, TransactionBehavior};
 use super::write::{insert, Row};
 use super::EmbeddedStore;
 use crate::error::{Error, Result};
+use crate::message::{is_too_deep, too_deep_message};
 use crate::store::http::ImportSummary;
 use crate::time::{parse_rfc3339, to_ms};
 use crate::wire::json::normalize_numbers;
@@ -90,12 +91,33 @@ fn parse_line(raw: &[u8], line_no: u64) -> std::result::Result<Option<ImportRow>
     if text.is_empty() {
         return Ok(None);
     }
+    let too_deep = |field: &str| {
+        fail(
+            "INVALID_RECORD",
+            format!(
+                "invalid record at line {line_no}: {}",
+                too_deep_message(field)
+            ),
+        )
+    };
     let mut record: Record = serde_json::from_str(text).map_err(|e| {
+        // serde_json stops reading at 128 levels: data or meta is deeper
+        // than the record's own level plus the limit.
+        if e.to_string().starts_with("recursion limit exceeded") {
+            return too_deep("data or meta");
+        }
         fail(
             "INVALID_JSON",
             format!("malformed JSON at line {line_no}: {e}"),
         )
     })?;
+    // The rule of every write (`NewMessage::validate`).
+    if is_too_deep(&record.data) {
+        return Err(too_deep("data"));
+    }
+    if is_too_deep(&record.meta) {
+        return Err(too_deep("meta"));
+    }
     let time = parse_rfc3339(&record.time).map_err(|_| {
         fail(
             "INVALID_RECORD",

@@ -15,7 +15,7 @@ use crate::migrate::{self, Schema};
 use crate::namespace::{CreatedNamespace, DeletedNamespace, NamespaceInfo, TokenCheck};
 use crate::store::{
     CategoryInfo, CategoryQuery, MessageStore, Poke, StreamInfo, StreamListQuery, StreamQuery,
-    SubscribeTarget, Subscription,
+    SubscribeTarget, Subscription, WriteItem,
 };
 use crate::time::now_ms;
 use crate::token::Token;
@@ -97,6 +97,13 @@ impl EmbeddedStore {
     ///
     /// The file may be the kit's own database file or a separate one; the
     /// store's tables have their own schema version.
+    ///
+    /// A path that cannot work fails at once with
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) naming the path
+    /// and the reason (as [`Db::open`](crate::Db::open)): an empty path or
+    /// `:memory:` (in memory is [`EmbeddedStore::open_in_memory`]), a
+    /// missing directory, a directory, a file that is not an SQLite
+    /// database or that can only be read.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path, DbOptions::default())
     }
@@ -105,8 +112,7 @@ impl EmbeddedStore {
     /// reader pool size).
     pub fn open_with(path: impl AsRef<Path>, options: DbOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let mut writer = Connection::open(&path)?;
-        db::configure(&mut writer, &options)?;
+        let mut writer = db::open_connection(&path, &options)?;
         migrate::migrate_to(&mut writer, store_schema(), store_schema().latest())?;
         let readers = db::build_pool(
             SqliteConnectionManager::file(&path),
@@ -282,6 +288,28 @@ impl MessageStore for EmbeddedStore {
             },
         );
         Ok(result)
+    }
+
+    /// Every item in one transaction with a savepoint per item (see
+    /// [`MessageStore::write_many`]): one commit for the lot, and an item
+    /// that fails is undone alone, consuming no position.
+    fn write_many(&self, items: &[WriteItem]) -> Vec<Result<WriteResult>> {
+        let mut conn = self.writer();
+        let results = write::append_many(&mut conn, &self.namespace, items, now_ms);
+        // After the commit, under the writer lock, as `write` does.
+        for (item, result) in items.iter().zip(&results) {
+            if let Ok(written) = result {
+                self.shared.pokes.publish(
+                    &self.namespace,
+                    &Poke {
+                        stream: item.stream.clone(),
+                        position: written.position,
+                        global_position: written.global_position,
+                    },
+                );
+            }
+        }
+        results
     }
 
     fn get_stream(&self, stream: &str, query: &StreamQuery) -> Result<Vec<Message>> {

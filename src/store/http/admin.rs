@@ -11,7 +11,10 @@ use super::HttpStore;
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::namespace::{CreatedNamespace, DeletedNamespace, NamespaceInfo};
 
-use crate::wire::ndjson::{import_failure, ndjson_lines, Progress};
+use crate::store::embedded::import::IMPORT_BATCH;
+use crate::wire::ndjson::{
+    import_failure, ndjson_lines, record_too_deep, too_deep_record_message, Progress,
+};
 use crate::wire::rpc::{self, unexpected};
 
 /// Lines per request of [`HttpStore::import_ndjson`] (a multiple of the
@@ -19,6 +22,42 @@ use crate::wire::rpc::{self, unexpected};
 const IMPORT_CHUNK_LINES: u64 = 10_000;
 /// Bytes after which [`HttpStore::import_ndjson`] sends a request early.
 const IMPORT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Finds, before anything is sent, a record whose data or meta is nested
+/// deeper than [`MAX_JSON_DEPTH`](crate::message::MAX_JSON_DEPTH), and
+/// where the last full batch of 1000 records ahead of it ends.
+#[derive(Default)]
+struct DepthGuard {
+    records: u64,
+    /// Bytes of the request body that the full batches take.
+    keep: usize,
+}
+
+impl DepthGuard {
+    /// Whether `line`, starting at byte `offset` of the request body, is a
+    /// record nested too deep; otherwise counts it.
+    fn refuses(&mut self, line: &[u8], offset: usize) -> bool {
+        if line.trim_ascii().is_empty() {
+            return false;
+        }
+        if record_too_deep(line) {
+            return true;
+        }
+        self.records += 1;
+        if self.records % IMPORT_BATCH as u64 == 0 {
+            self.keep = offset + line.len() + 1;
+        }
+        false
+    }
+}
+
+/// The failure at `line` of a request whose lines start at `first_line`
+/// of the input, with its line numbers counted from the start of the input.
+fn failure_at(code: &str, message: String, line: u64, first_line: u64) -> Error {
+    let at = first_line - 1 + line;
+    let message = message.replace(&format!("at line {line}:"), &format!("at line {at}:"));
+    import_failure(code, message, at)
+}
 
 fn no_result() -> Error {
     Error::Transport {
@@ -132,8 +171,17 @@ impl HttpStore {
     /// Errors: a malformed record is `InvalidInput` (the message names the
     /// line); a position or id that exists already is `Store` with code
     /// `POSITION_EXISTS` (409). Batches of 1000 before the failing one stay
-    /// imported.
+    /// imported. A record nested too deep is refused before it is sent
+    /// (see [`HttpStore::import_ndjson`]).
     pub fn import(&self, ndjson: &[u8], force: bool) -> Result<ImportSummary> {
+        let mut guard = DepthGuard::default();
+        let mut offset = 0;
+        for (i, line) in ndjson.split(|b| *b == b'\n').enumerate() {
+            if guard.refuses(line, offset) {
+                return self.refuse_deep_record(&ndjson[..guard.keep], force, 1, i as u64 + 1);
+            }
+            offset += line.len() + 1;
+        }
         match self.post_import(ndjson, force)? {
             Progress::Done {
                 imported, elapsed, ..
@@ -155,6 +203,13 @@ impl HttpStore {
     ///
     /// As with one request, the requests before a failing one stay
     /// imported; the error's line numbers count from the start of `input`.
+    ///
+    /// A record whose `data` or `meta` is nested deeper than
+    /// [`MAX_JSON_DEPTH`](crate::message::MAX_JSON_DEPTH) is refused before
+    /// it is sent (EventoDB would take it, but no reader could read it
+    /// back), as the kit's own `/import` refuses it: the batches of 1000
+    /// ahead of it are imported, then the import stops with
+    /// [`Error::InvalidInput`] (`invalid record at line L: …`).
     pub fn import_ndjson(
         &self,
         input: &mut dyn BufRead,
@@ -170,10 +225,17 @@ impl HttpStore {
             let mut chunk = Vec::new();
             let mut count = 0u64;
             let mut ended = false;
+            let mut guard = DepthGuard::default();
             while count < IMPORT_CHUNK_LINES && chunk.len() < IMPORT_CHUNK_BYTES {
                 match lines.next() {
                     Some(line) => {
-                        chunk.extend_from_slice(&line?);
+                        let line = line?;
+                        if guard.refuses(&line, chunk.len()) {
+                            chunk.truncate(guard.keep);
+                            let at = first_line + count;
+                            return self.refuse_deep_record(&chunk, force, first_line, at);
+                        }
+                        chunk.extend_from_slice(&line);
                         chunk.push(b'\n');
                         count += 1;
                     }
@@ -194,10 +256,7 @@ impl HttpStore {
                         message,
                         line,
                     } => {
-                        let at = first_line - 1 + line;
-                        let message =
-                            message.replace(&format!("at line {line}:"), &format!("at line {at}:"));
-                        return Err(import_failure(&error, message, at));
+                        return Err(failure_at(&error, message, line, first_line));
                     }
                     Progress::Batch { .. } => return Err(no_result()),
                 }
@@ -211,6 +270,37 @@ impl HttpStore {
                 });
             }
         }
+    }
+
+    /// Refuses the record at `line`, nested deeper than the kit reads back
+    /// (EventoDB itself would take it), as the kit's own `/import` does:
+    /// first `before` — the batches of 1000 records ahead of it, which an
+    /// import keeps — is imported, then the import stops with an
+    /// `INVALID_RECORD` error.
+    /// `before` starts at line `first_line` of the input; `line` counts
+    /// from the start of the input.
+    fn refuse_deep_record(
+        &self,
+        before: &[u8],
+        force: bool,
+        first_line: u64,
+        line: u64,
+    ) -> Result<ImportSummary> {
+        if !before.is_empty() || force {
+            if let Progress::Failed {
+                error,
+                message,
+                line,
+            } = self.post_import(before, force)?
+            {
+                return Err(failure_at(&error, message, line, first_line));
+            }
+        }
+        Err(import_failure(
+            "INVALID_RECORD",
+            too_deep_record_message(line),
+            line,
+        ))
     }
 
     /// One `POST /import`; its last progress line.

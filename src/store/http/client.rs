@@ -27,25 +27,54 @@ pub(crate) struct CallContext<'a> {
     pub(crate) id: Option<&'a str>,
 }
 
+/// The `User-Agent` of every request.
+pub(crate) const USER_AGENT: &str = concat!("eventodb-kit/", env!("CARGO_PKG_VERSION"));
+
 /// Timeouts, pool size and TLS of the store's connections.
 #[derive(Debug, Clone)]
 pub(crate) struct AgentSettings {
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
     pub(crate) max_idle_connections: usize,
-    pub(crate) tls: TlsSettings,
-    /// The same trust as `tls`, for the connections the kit opens itself.
-    pub(crate) rustls: Arc<rustls::ClientConfig>,
+    tls: TlsSettings,
+    /// The same trust as `tls` for the connections the kit opens itself
+    /// (pipelined writes, SSE subscriptions, the watch hub): built once,
+    /// from `tls`, when the store is built.
+    rustls: Arc<rustls::ClientConfig>,
 }
 
 impl AgentSettings {
+    /// The settings of a store: `rustls` built from `tls` (the one place
+    /// the store's rustls configuration comes from).
+    pub(crate) fn new(
+        connect_timeout: Duration,
+        read_timeout: Duration,
+        max_idle_connections: usize,
+        tls: TlsSettings,
+    ) -> Result<AgentSettings> {
+        let rustls = tls.rustls_client_config()?;
+        Ok(AgentSettings {
+            connect_timeout,
+            read_timeout,
+            max_idle_connections,
+            tls,
+            rustls,
+        })
+    }
+
+    /// The TLS configuration of the store's own connections (pipelined
+    /// writes, SSE subscriptions, the watch hub).
+    pub(crate) fn rustls_config(&self) -> Arc<rustls::ClientConfig> {
+        Arc::clone(&self.rustls)
+    }
+
     fn config(&self) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
         Agent::config_builder()
             .http_status_as_error(false)
             .no_delay(true)
             .timeout_connect(Some(self.connect_timeout))
             .tls_config(self.tls.ureq_config())
-            .user_agent(concat!("eventodb-kit/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
     }
 
     /// The agent for RPC calls: reads time out, connections are reused.
@@ -212,13 +241,7 @@ pub(crate) fn post_rpc(
         .map_err(transport_error)?;
     let status = response.status().as_u16();
     let bytes = read_body(response)?;
-    if !(200..300).contains(&status) {
-        return Err(answer_error(status, &bytes, ctx));
-    }
-    serde_json::from_slice(&bytes).map_err(|e| Error::Transport {
-        kind: TransportErrorKind::Protocol,
-        message: format!("the store's answer to {method} is not JSON: {e}"),
-    })
+    decode_answer(method, status, &bytes, ctx)
 }
 
 /// Reads a whole response body (no size limit: a `category.get` of 10 000
@@ -231,6 +254,23 @@ pub(crate) fn read_body(response: ureq::http::Response<ureq::Body>) -> Result<Ve
         .read_to_end(&mut bytes)
         .map_err(|e| io_transport_error(&e))?;
     Ok(bytes)
+}
+
+/// The result of an RPC answer with `status` and `body` (the one mapping of
+/// ureq calls and pipelined writes).
+pub(crate) fn decode_answer(
+    method: &str,
+    status: u16,
+    body: &[u8],
+    ctx: CallContext<'_>,
+) -> Result<Value> {
+    if !(200..300).contains(&status) {
+        return Err(answer_error(status, body, ctx));
+    }
+    serde_json::from_slice(body).map_err(|e| Error::Transport {
+        kind: TransportErrorKind::Protocol,
+        message: format!("the store's answer to {method} is not JSON: {e}"),
+    })
 }
 
 /// Maps a non-2xx answer to the kit's error.

@@ -1,5 +1,6 @@
 //! [`HttpStore`]: the [`MessageStore`] of a real EventoDB server (or of
-//! `eventodb-kit serve`), over HTTP with ureq.
+//! `eventodb-kit serve`), over HTTP with ureq — and, for writes kept in
+//! flight, over its own pipelined HTTP/1.1 connections.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -8,12 +9,12 @@ use std::time::Duration;
 use crossbeam_channel::bounded;
 use serde_json::Value;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::message::{Message, NewMessage, WriteOptions, WriteResult};
 use crate::retry::RetryPolicy;
 use crate::store::{
     CategoryInfo, CategoryQuery, MessageStore, StreamInfo, StreamListQuery, StreamQuery,
-    SubscribeTarget, Subscription,
+    SubscribeTarget, Subscription, WriteItem, WritePipeline,
 };
 use crate::tls::TlsSettings;
 use crate::token::Token;
@@ -21,18 +22,26 @@ use crate::wire::rpc;
 
 mod admin;
 mod client;
+mod connection;
 mod hub;
+mod pipeline;
+mod pipelining;
+mod response;
 mod sse;
 mod status;
+mod target;
 
 pub use admin::{ImportSummary, SystemHealth};
+pub use pipelining::Pipelining;
 pub use status::{ConnectionSnapshot, ConnectionState, ConnectionStatus};
 
 use client::{AgentSettings, CallContext, Client};
 use hub::Hub;
+use pipelining::PipeliningState;
 use sse::liveness::{Prober, Silence};
-use sse::stream::{SocketSettings, Target};
+use sse::stream::SocketSettings;
 use sse::{Endpoint, OnRefusal, PokeSink, SseWorker};
+use target::BaseUrl;
 
 /// Default of [`HttpStoreBuilder::silence_timeout`].
 const SILENCE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,7 +54,7 @@ const SUBSCRIPTION_CAPACITY: usize = 2048;
 ///
 /// The namespace is the token's: every call acts on it. One ureq agent is
 /// shared by all calls (and clones), so connections are reused; requests
-/// are sent with `TCP_NODELAY`. Errors map to [`Error`](crate::Error):
+/// are sent with `TCP_NODELAY`. Errors map to [`Error`]:
 /// version conflicts to `Conflict`, "id already exists" (SQLite and Postgres
 /// backends) to `DuplicateId`, 401/403 to `Auth`, 400 to `InvalidInput`,
 /// unknown namespaces to `NotFound`, other answers to `Store`, and network
@@ -95,6 +104,13 @@ const SUBSCRIPTION_CAPACITY: usize = 2048;
 /// the watch hub). Certificate failures are
 /// [`Transport`](crate::Error::Transport) errors of kind
 /// [`Tls`](crate::TransportErrorKind::Tls) that say what was refused.
+///
+/// Pipelined writes ([`MessageStore::open_pipeline`](#method.open_pipeline),
+/// [`MessageStore::write_many`](#method.write_many)) use the store's own
+/// HTTP/1.1 connections, not the agent's: a pipeline has a writer thread
+/// and, while connected, a reader thread, both joined when it is dropped.
+/// `write_many` keeps one pipeline between calls, dropped with the last
+/// clone of the store.
 #[derive(Clone)]
 pub struct HttpStore {
     inner: Arc<Inner>,
@@ -105,6 +121,10 @@ struct Inner {
     reconnect: RetryPolicy,
     silence: Silence,
     hub: Mutex<Option<Hub>>,
+    /// Shared with clones and `with_token` stores (same server).
+    pipelining: Arc<PipeliningState>,
+    /// The pipeline `write_many` keeps between calls.
+    idle_pipeline: Mutex<Option<WritePipeline>>,
 }
 
 impl fmt::Debug for HttpStore {
@@ -211,22 +231,30 @@ impl HttpStoreBuilder {
 
     /// Checks the URL and the token and builds the store (no request is sent).
     ///
-    /// Errors: [`Error::InvalidInput`](crate::Error::InvalidInput) for a URL
+    /// Errors: [`Error::InvalidInput`] for a URL
     /// that is not `http(s)://host…`, a token that does not parse, or TLS
     /// settings that trust no certificate authority.
     pub fn build(self) -> Result<HttpStore> {
         let token = Token::parse(&self.token)?;
-        let rustls = self.tls.rustls_client_config()?;
-        let settings = AgentSettings {
-            connect_timeout: self.connect_timeout,
-            read_timeout: self.read_timeout,
-            max_idle_connections: self.max_idle_connections,
-            tls: self.tls,
-            rustls,
-        };
+        let settings = AgentSettings::new(
+            self.connect_timeout,
+            self.read_timeout,
+            self.max_idle_connections,
+            self.tls,
+        )?;
         let client = Client::new(&self.url, token, settings)?;
-        Target::parse(client.base())?;
-        Ok(HttpStore::from_client(client, self.reconnect, self.silence))
+        // What the store's own connections need of the URL, checked now.
+        BaseUrl::parse(client.base()).map_err(|e| match e {
+            Error::Transport { message, .. } => Error::invalid(message),
+            other => other,
+        })?;
+        let pipelining = Arc::new(PipeliningState::new(client.base()));
+        Ok(HttpStore::from_client(
+            client,
+            self.reconnect,
+            self.silence,
+            pipelining,
+        ))
     }
 }
 
@@ -256,22 +284,54 @@ impl HttpStore {
         HttpStoreBuilder::new(url, token)
     }
 
-    fn from_client(client: Client, reconnect: RetryPolicy, silence: Silence) -> HttpStore {
+    fn from_client(
+        client: Client,
+        reconnect: RetryPolicy,
+        silence: Silence,
+        pipelining: Arc<PipeliningState>,
+    ) -> HttpStore {
         HttpStore {
             inner: Arc::new(Inner {
                 client,
                 reconnect: reconnect.forever(),
                 silence,
                 hub: Mutex::new(None),
+                pipelining,
+                idle_pipeline: Mutex::new(None),
             }),
         }
     }
 
     /// The same server and settings, acting on the namespace of `token`
-    /// (shares the connection pool; has its own watch hub).
+    /// (shares the connection pool and what was learned about pipelining;
+    /// has its own watch hub).
     pub fn with_token(&self, token: &Token) -> HttpStore {
         let client = self.inner.client.with_token(token.clone());
-        Self::from_client(client, self.inner.reconnect.clone(), self.inner.silence)
+        Self::from_client(
+            client,
+            self.inner.reconnect.clone(),
+            self.inner.silence,
+            Arc::clone(&self.inner.pipelining),
+        )
+    }
+
+    /// Whether this store's [`WritePipeline`]s keep several writes in
+    /// flight on a connection, or fell back to one at a time because the
+    /// server (or a proxy in front of it) does not answer pipelined
+    /// requests. Shared by the store's clones; see
+    /// [`MessageStore::open_pipeline`](#method.open_pipeline) for the signs.
+    ///
+    /// ```
+    /// use eventodb_kit::store::http::Pipelining;
+    /// use eventodb_kit::HttpStore;
+    ///
+    /// let token = format!("ns_ZGVmYXVsdA_{}", "0".repeat(64));
+    /// let store = HttpStore::new("http://127.0.0.1:8080", &token)?;
+    /// assert_eq!(store.pipelining(), Pipelining::On);
+    /// # Ok::<(), eventodb_kit::Error>(())
+    /// ```
+    pub fn pipelining(&self) -> Pipelining {
+        self.inner.pipelining.pipelining()
     }
 
     /// The server's base URL.
@@ -306,13 +366,13 @@ impl HttpStore {
         let settings = client.settings();
         let silence = self.inner.silence;
         Ok(Endpoint {
-            target: Target::parse(client.base())?,
+            target: BaseUrl::parse(client.base())?,
             authorization: client.authorization().to_string(),
             socket: SocketSettings {
                 connect_timeout: settings.connect_timeout,
                 keepalive_idle: silence.timeout / 2,
                 keepalive_interval: silence.timeout / 10,
-                tls: Some(Arc::clone(&settings.rustls)),
+                tls: settings.rustls_config(),
             },
             read_timeout: settings.read_timeout,
             reconnect: self.inner.reconnect.clone(),
@@ -431,6 +491,11 @@ impl MessageStore for HttpStore {
         message: &NewMessage,
         options: &WriteOptions,
     ) -> Result<WriteResult> {
+        // Refused here with EventoDB's own messages, before a round trip —
+        // and data nested deeper than the kit reads back, which EventoDB
+        // itself would take.
+        crate::store::check_stream_name(stream)?;
+        message.validate()?;
         let ctx = CallContext {
             stream: Some(stream),
             expected_version: options.expected_version,
@@ -439,6 +504,71 @@ impl MessageStore for HttpStore {
         let args = rpc::write_args(stream, message, options);
         let v = self.inner.client.rpc("stream.write", args, ctx)?;
         rpc::decode_write_result(&v)
+    }
+
+    /// Pipelined on one connection (HTTP/1.1): all the requests are
+    /// written back to back and the answers read in order, so the items
+    /// cost about one round trip instead of one each. Each result is what
+    /// [`write`](MessageStore::write) would return for the item, except
+    /// that a broken connection leaves the outcome of the items sent on it
+    /// unknown (a `Transport` error of kind `ConnectionReset` or `Timeout`;
+    /// see [`open_pipeline`](#method.open_pipeline)). The store keeps the
+    /// pipeline (and its connection) for the next call; a call made while
+    /// another runs opens its own. One item is written with `write`.
+    fn write_many(&self, items: &[WriteItem]) -> Vec<Result<WriteResult>> {
+        if items.len() <= 1 {
+            return items
+                .iter()
+                .map(|i| self.write(&i.stream, &i.message, &i.options))
+                .collect();
+        }
+        self.write_pipelined(items)
+    }
+
+    /// HTTP/1.1 pipelining of `stream.write` requests: two threads
+    /// (`eventodb-pipe-write`, `eventodb-pipe-read`) and one keep-alive
+    /// connection at a time, opened at the first write (plain or TLS, with
+    /// the store's connect timeout). Writes queued together leave in one
+    /// socket write; each answer is mapped exactly as
+    /// [`write`](MessageStore::write) maps it and comes back in order. Every
+    /// write sent gets exactly one answer while the pipeline lives;
+    /// dropping it shuts the connection down and joins both threads at
+    /// once (if a connection is being opened, once that attempt ends: at
+    /// most the connect timeout after name resolution).
+    ///
+    /// When things go wrong:
+    ///
+    /// - **The connection breaks** (closed, reset, no answer for the read
+    ///   timeout): each write sent on it and not answered gets
+    ///   `Err(Error::Transport { kind: ConnectionReset | Timeout, .. })` —
+    ///   its outcome is unknown, it may or may not be stored (resending it
+    ///   with the same id is safe). Writes not sent yet go out on a new
+    ///   connection.
+    /// - **The server answers with `Connection: close`** (or HTTP/1.0
+    ///   without keep-alive): it processed nothing sent after that request
+    ///   (RFC 9112 §9.6), so the writes after it are sent again on a new
+    ///   connection, without an error.
+    /// - **Connecting fails** (refused, timeout, DNS, TLS — or the server
+    ///   closes a new connection before the first request went out): that
+    ///   write and every write queued at that moment get the error; the
+    ///   next write tries again.
+    /// - **The server does not pipeline**: when it closes the connection
+    ///   after its first answer while more requests were outstanding, on
+    ///   two connections in a row; when it answers the first request and
+    ///   then nothing for the stall timeout (10 smoothed round trips,
+    ///   between 1 s and the read timeout; the read timeout before a round
+    ///   trip was measured) while others wait — those get
+    ///   unknown-outcome `Timeout` errors —; or when it answers with
+    ///   HTTP/1.0: every pipeline of the store (and of its clones) sends one
+    ///   write at a time from then on, on keep-alive connections.
+    ///   [`HttpStore::pipelining`] and [`WritePipeline::fallback`] say
+    ///   why, and the `eventodb_kit::store::http` log target says so once
+    ///   at warn.
+    ///
+    /// There is never more than one connection per pipeline, and never a
+    /// retry loop: a connection is opened only for writes waiting to go.
+    fn open_pipeline(&self) -> Result<Option<WritePipeline>> {
+        self.new_pipeline().map(Some)
     }
 
     fn get_stream(&self, stream: &str, query: &StreamQuery) -> Result<Vec<Message>> {

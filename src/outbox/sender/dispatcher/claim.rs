@@ -8,53 +8,46 @@ use rusqlite::TransactionBehavior;
 
 use super::Dispatcher;
 use crate::error::Result;
-use crate::outbox::sender::lane::LaneMsg;
+use crate::outbox::sender::core::{Event, ScanPlan};
 use crate::outbox::sender::queue::{self, Mark, OutboxRow};
-use crate::outbox::sender::streams::ScanPlan;
 
 /// Rows looked at per query while scanning.
 const SCAN_PAGE: usize = 500;
 /// Most rows one scan looks at (it resumes where it stopped).
 const SCAN_BUDGET: usize = 20_000;
 
-/// What a committed claim transaction took: the scan (to apply to the
-/// book), the rows, and whether the scan reached the end of the outbox.
-type Claimed = (Option<ScanPlan>, Vec<OutboxRow>, bool);
+/// What a committed claim transaction took: the scan, the rows, and
+/// whether the scan reached the end of the outbox.
+type Claimed = (ScanPlan, Vec<OutboxRow>, bool);
 
 impl Dispatcher {
-    /// One turn's transaction: writes `pending` back and, when `claim`,
-    /// hands the rows it claimed to their lanes. A database error keeps the
-    /// outcomes for the next try and pauses database work with backoff.
-    pub(super) fn cycle(&mut self, claim: bool) {
-        let marks = std::mem::take(&mut self.pending);
-        self.pending_since = None;
-        let limit = if self.unreachable_streak > 0 {
-            1 // probing whether the store is back
-        } else {
-            self.config
-                .batch_size_value()
-                .min(self.max_in_flight() - self.book.in_flight())
-        };
-        match self.transact(&marks, claim.then_some(limit)) {
+    /// One turn's transaction: writes the core's marks back and, when
+    /// `claim` says how many, claims rows for it. A database error gives the
+    /// marks back to the core and pauses database work with backoff.
+    pub(super) fn cycle(&mut self, claim: Option<usize>) {
+        let marks = self.core.take_marks();
+        match self.transact(&marks, claim) {
             Ok(None) => self.lost_lease(),
-            Ok(Some((plan, rows, exhausted))) => {
+            Ok(Some(claimed)) => {
                 self.db_failures = 0;
                 self.db_pause_until = None;
                 self.next_renew = Instant::now() + self.renew_every();
                 self.written_back(&marks);
-                let dead = marks
+                let dead_letters: Vec<i64> = marks
                     .iter()
-                    .filter(|m| matches!(m, Mark::DeadLetter { .. }));
-                self.watch.add_dead_letters(dead.count() as i64);
-                if claim {
-                    self.more_work = !exhausted;
-                    if let Some(plan) = plan {
-                        self.book.commit(&plan, &rows);
-                    }
-                    for row in rows {
-                        let lane = self.router.route(&row.stream);
-                        let _ = self.lanes[lane].tx.send(LaneMsg::Deliver(Box::new(row)));
-                    }
+                    .filter_map(|m| match m {
+                        Mark::DeadLetter { row, .. } => Some(row.seq),
+                        _ => None,
+                    })
+                    .collect();
+                self.watch.add_dead_letters(dead_letters.len() as i64);
+                self.feed(Event::WrittenBack { dead_letters });
+                if let Some((plan, rows, exhausted)) = claimed {
+                    self.feed(Event::Claimed {
+                        plan,
+                        rows,
+                        exhausted,
+                    });
                 }
             }
             Err(e) => {
@@ -66,19 +59,18 @@ impl Dispatcher {
                     .retry_policy()
                     .jittered_delay_after(self.db_failures);
                 self.db_pause_until = Some(Instant::now() + delay);
-                let mut marks = marks;
-                marks.append(&mut self.pending);
-                self.pending = marks;
-                if !self.pending.is_empty() {
-                    self.pending_since = Some(Instant::now());
-                }
+                self.feed(Event::MarksFailed(marks));
             }
         }
     }
 
     /// Renews the lease, writes `marks`, claims up to `claim` rows — all in
     /// one `BEGIN IMMEDIATE` transaction. `None` when the lease is lost.
-    fn transact(&mut self, marks: &[Mark], claim: Option<usize>) -> Result<Option<Claimed>> {
+    fn transact(
+        &mut self,
+        marks: &[Mark],
+        claim: Option<usize>,
+    ) -> Result<Option<Option<Claimed>>> {
         let mut conn = self.db.connection()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = self.now();
@@ -86,22 +78,21 @@ impl Dispatcher {
             return Ok(None);
         }
         queue::apply(&tx, &self.namespace, marks, now.wall_ms)?;
-        let mut plan = None;
-        let mut rows = Vec::new();
-        let mut exhausted = true;
+        let mut claimed = None;
         if let Some(limit) = claim {
-            let mut scan = self.book.plan();
+            let mut plan = self.core.scan_plan();
+            let mut rows = Vec::new();
             let mut looked = 0;
-            exhausted = false;
+            let mut exhausted = false;
             'pages: loop {
                 // Pages the size of the claim: rows read past it would be
                 // read again by the next claim.
                 let page_size = (limit - rows.len()).clamp(16, SCAN_PAGE);
-                let page = queue::unsent_after(&tx, &self.namespace, scan.cursor(), page_size)?;
+                let page = queue::unsent_after(&tx, &self.namespace, plan.cursor(), page_size)?;
                 let end = page.len() < page_size;
                 for row in page {
                     looked += 1;
-                    if scan.consider(&self.book, &row, &now) {
+                    if self.core.consider(&mut plan, &row, &now) {
                         rows.push(row);
                         if rows.len() >= limit {
                             break 'pages;
@@ -117,9 +108,9 @@ impl Dispatcher {
                 }
             }
             queue::record_attempts(&tx, &mut rows, now.wall_ms, self.config.retry_policy())?;
-            plan = Some(scan);
+            claimed = Some((plan, rows, exhausted));
         }
         tx.commit()?;
-        Ok(Some((plan, rows, exhausted)))
+        Ok(Some(claimed))
     }
 }

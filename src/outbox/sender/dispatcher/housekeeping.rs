@@ -2,12 +2,14 @@
 //! changes made by other connections, rescans after requeues, and
 //! retention of sent rows.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{ms, Dispatcher};
 use crate::outbox::config::AfterDeadLetter;
 use crate::outbox::retention;
+use crate::outbox::sender::core::Event;
 use crate::outbox::sender::queue;
 use crate::time::now_ms;
 
@@ -19,7 +21,7 @@ impl Dispatcher {
         match self.watch.changed(&self.db, &self.namespace) {
             Ok((false, _)) => {}
             Ok((true, dead_letters_changed)) => {
-                self.more_work = true;
+                self.feed(Event::MoreWork);
                 if dead_letters_changed {
                     self.rescan();
                 }
@@ -34,15 +36,19 @@ impl Dispatcher {
     /// Scans the whole outbox again (rows behind the scan position may be
     /// sendable again, e.g. requeued dead letters).
     pub(super) fn rescan(&mut self) {
-        self.book.rewind_all();
-        self.reload_dead_letters();
-        self.more_work = true;
+        if let Some(held) = self.load_dead_letters() {
+            self.feed(Event::Held(held));
+        }
+        self.feed(Event::Rescan);
     }
 
-    pub(super) fn reload_dead_letters(&mut self) {
+    /// The streams held behind a dead letter (policy "hold"), and the
+    /// dead-letter count for the poll.
+    pub(super) fn load_dead_letters(&mut self) -> Option<HashSet<String>> {
         let ns = self.namespace.clone();
+        let policy = self.config.after_dead_letter_value();
         let loaded = self.db.read(|c| {
-            let held = match self.config.after_dead_letter_value() {
+            let held = match policy {
                 AfterDeadLetter::HoldStream => queue::streams_with_dead_letters(c, &ns)?,
                 AfterDeadLetter::Continue => Default::default(),
             };
@@ -50,13 +56,15 @@ impl Dispatcher {
         });
         match loaded {
             Ok((held, count)) => {
-                self.book.set_held(held, self.now().book_ms);
                 self.watch.set_dead_letters(count);
+                Some(held)
             }
-            Err(e) => self
-                .shared
-                .counters
-                .error(format!("reading dead letters: {e}")),
+            Err(e) => {
+                self.shared
+                    .counters
+                    .error(format!("reading dead letters: {e}"));
+                None
+            }
         }
     }
 

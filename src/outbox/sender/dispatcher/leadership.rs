@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::select;
 
 use super::Dispatcher;
-use crate::outbox::sender::lane::LaneMsg;
+use crate::outbox::sender::core::Event;
 use crate::time::now_ms;
 
 impl Dispatcher {
     /// Tries to take the lease; waits a fifth of the lease duration (or
-    /// until told to stop) when another sender holds it.
+    /// until told to stop) when another sender holds it. Answers to writes
+    /// made before the lease was lost are taken (and ignored) meanwhile.
     pub(super) fn stand_by(&mut self) {
         let acquired = self.db.write(|tx| self.lease.try_acquire(tx, now_ms()));
         match acquired {
@@ -29,6 +30,10 @@ impl Dispatcher {
             recv(self.stop) -> _ => {}
             default(wait) => {}
         }
+        for pipeline in &self.pipelines {
+            while pipeline.answers().try_recv().is_ok() {}
+        }
+        while self.checker.results.try_recv().is_ok() {}
         // Wake-ups meant for the active sender are of no use here.
         while self.wake.try_recv().is_ok() {}
     }
@@ -43,24 +48,16 @@ impl Dispatcher {
             self.lease.token()
         );
         self.shared.counters.active.store(true, Ordering::Release);
-        self.book.reset();
-        for lane in &self.lanes {
-            let _ = lane.tx.send(LaneMsg::ResumeAll);
-        }
-        self.flags.halted.store(false, Ordering::Release);
-        self.flags.paused.store(false, Ordering::Release);
-        self.pause_until = None;
-        self.unreachable_streak = 0;
         self.rescans_seen = self.hub.rescan_generation();
-        self.reload_dead_letters();
-        self.more_work = true;
+        let held = self.load_dead_letters().unwrap_or_default();
+        self.feed(Event::LeaseTaken { held });
         let now = Instant::now();
         self.next_renew = now + self.renew_every();
         self.next_poll = now + self.config.poll_interval_value();
         self.next_retention = now;
     }
 
-    /// Someone else holds the lease now: drop everything in flight (their
+    /// Someone else holds the lease now: forget everything in flight (their
     /// sender will resend it; the store recognises the ids) and stand by.
     pub(super) fn lost_lease(&mut self) {
         log::warn!(
@@ -73,9 +70,6 @@ impl Dispatcher {
             .counters
             .error("lost the sender lease to another sender");
         self.lease.forget();
-        let _ = self.drain_lanes();
-        self.pending.clear();
-        self.pending_since = None;
-        self.book.reset();
+        self.feed(Event::LeaseLost);
     }
 }

@@ -1,13 +1,15 @@
 //! After outcomes were committed: counters, hooks, and the waiters of
-//! [`SenderHandle::wait_until_sent`](crate::outbox::SenderHandle::wait_until_sent).
+//! [`SenderHandle::wait_until_sent`](crate::outbox::SenderHandle::wait_until_sent);
+//! and what the sender tells about itself: its pause, its pipelines.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::Dispatcher;
-use crate::hooks::{Delivered, DeliveryRetry, OutboxDeadLetter};
+use crate::disposition::PauseReason;
+use crate::hooks::{Delivered, DeliveryRetry, OutboxDeadLetter, SenderPaused, SenderResumed};
 use crate::outbox::sender::queue::Mark;
-use crate::time::now_ms;
+use crate::time::{from_ms, now_ms};
 
 impl Dispatcher {
     /// Counts what was just written back and tells waiters.
@@ -41,6 +43,11 @@ impl Dispatcher {
                 Mark::DeadLetter { row, error, .. } => {
                     counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
                     settled = true;
+                    log::warn!(
+                        "outbox message {} on {} dead-lettered: {error}",
+                        row.id,
+                        row.stream
+                    );
                     self.hooks.emit(|h| {
                         h.on_outbox_dead_letter(&OutboxDeadLetter {
                             message_id: &row.id,
@@ -59,6 +66,7 @@ impl Dispatcher {
                     ..
                 } => {
                     counters.retried.fetch_add(1, Ordering::Relaxed);
+                    counters.error(format!("delivering {id} to {stream}: {error}"));
                     self.hooks.emit(|h| {
                         h.on_delivery_retry(&DeliveryRetry {
                             message_id: id,
@@ -80,5 +88,59 @@ impl Dispatcher {
         if settled {
             self.shared.progress.notify();
         }
+    }
+
+    /// The sender paused: one warning per pause, the health and the hooks.
+    pub(super) fn paused(&self, reason: PauseReason, error: &str) {
+        log::warn!(
+            "outbox sender of {:?} paused ({reason}): {error}",
+            self.namespace
+        );
+        let counters = &self.shared.counters;
+        counters.error(format!("paused ({reason}): {error}"));
+        self.hooks.emit(|h| {
+            h.on_sender_paused(&SenderPaused {
+                namespace: &self.namespace,
+                reason,
+                error,
+            })
+        });
+    }
+
+    /// The pause ended.
+    pub(super) fn resumed(&self, reason: PauseReason, paused_ms: i64) {
+        let paused_for = Duration::from_millis(paused_ms.max(0) as u64);
+        log::info!(
+            "outbox sender of {:?} resumed after {paused_for:?} ({reason})",
+            self.namespace
+        );
+        self.hooks.emit(|h| {
+            h.on_sender_resumed(&SenderResumed {
+                namespace: &self.namespace,
+                reason,
+                paused_for,
+            })
+        });
+    }
+
+    /// A row reached the store after a later row of its stream.
+    pub(super) fn reordered(&self, stream: &str, id: &str) {
+        log::error!(
+            "outbox message {id} reached {stream} after a later message of the stream: another \
+             writer's appends lined up with a chain whose first write had failed"
+        );
+    }
+
+    /// Publishes the core's state for stats and health.
+    pub(super) fn publish_state(&self) {
+        let pause = self.core.pause().map(|p| crate::outbox::stats::PauseState {
+            reason: p.reason,
+            error: p.error.clone(),
+            since: from_ms(p.since_wall_ms),
+        });
+        let fallback = self.pipelines.iter().find_map(|p| p.fallback());
+        self.shared
+            .counters
+            .set_state(pause, fallback, self.core.windows(), self.core.reordered());
     }
 }

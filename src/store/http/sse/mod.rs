@@ -32,7 +32,7 @@ pub(crate) mod liveness;
 pub(crate) mod stream;
 
 use liveness::{Prober, Silence};
-use stream::{Connection, Interrupt, Read, SocketSettings, Target};
+use stream::{BaseUrl, Connection, Interrupt, Read, SocketSettings};
 
 /// Where pokes go.
 pub(crate) trait PokeSink: Send + Sync + 'static {
@@ -57,7 +57,7 @@ impl PokeSink for Sender<Poke> {
 /// Where `/subscribe` is, with what credentials, and how to watch it.
 #[derive(Clone)]
 pub(crate) struct Endpoint {
-    pub(crate) target: Target,
+    pub(crate) target: BaseUrl,
     pub(crate) authorization: String,
     pub(crate) socket: SocketSettings,
     /// Longest wait for each read of a refusal's body.

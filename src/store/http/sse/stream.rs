@@ -8,63 +8,18 @@
 //! the socket down ([`Interrupt`]).
 
 use std::io::{self, BufRead, BufReader, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
-use rustls_pki_types::ServerName;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::store::http::connection;
+pub(crate) use crate::store::http::target::BaseUrl;
 
 /// Longest response head or event line accepted.
 const MAX_LINE: usize = 64 * 1024;
-
-/// Where the event stream is: scheme, host and port of the store's URL.
-#[derive(Debug, Clone)]
-pub(crate) struct Target {
-    https: bool,
-    /// The host without brackets (DNS name or IP), for connecting and SNI.
-    host: String,
-    port: u16,
-    /// `host[:port]` as written, for the `Host` header.
-    authority: String,
-    /// The URL's path (no trailing slash), before `/subscribe`.
-    prefix: String,
-}
-
-impl Target {
-    /// Parses the store's base URL (`http(s)://host[:port][/prefix]`).
-    pub(crate) fn parse(base: &str) -> Result<Target> {
-        let uri: ureq::http::Uri = base
-            .parse()
-            .map_err(|e| Error::invalid(format!("EventoDB URL {base:?} does not parse: {e}")))?;
-        let https = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => {
-                return Err(Error::invalid(format!(
-                    "EventoDB URL must start with http:// or https://, got {base:?}"
-                )))
-            }
-        };
-        let authority = uri
-            .authority()
-            .ok_or_else(|| Error::invalid(format!("EventoDB URL {base:?} names no host")))?;
-        let host = authority.host();
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        Ok(Target {
-            https,
-            host: host.to_string(),
-            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
-            authority: authority.as_str().to_string(),
-            prefix: uri.path().trim_end_matches('/').to_string(),
-        })
-    }
-}
 
 /// Socket settings of an event-stream connection.
 #[derive(Debug, Clone)]
@@ -74,8 +29,8 @@ pub(crate) struct SocketSettings {
     pub(crate) keepalive_idle: Duration,
     /// Time between keepalive probes.
     pub(crate) keepalive_interval: Duration,
-    /// For `https`.
-    pub(crate) tls: Option<Arc<ClientConfig>>,
+    /// For `https`: the store's rustls configuration.
+    pub(crate) tls: Arc<ClientConfig>,
 }
 
 /// A handle that ends a blocked read of the connection from another thread.
@@ -166,33 +121,17 @@ impl Connection {
     /// Connects (TCP, keepalive, TLS handshake); `register` receives the
     /// interrupt handle before anything can block for long.
     pub(crate) fn open(
-        target: &Target,
+        target: &BaseUrl,
         settings: &SocketSettings,
         register: impl FnOnce(Interrupt),
     ) -> Result<Connection> {
-        let tcp = connect_tcp(target, settings)?;
+        let tcp = connection::dial(target, settings.connect_timeout)?;
+        keepalive(&tcp, settings)?;
         register(Interrupt(tcp.try_clone()?));
-        let io = if target.https {
-            let config = settings.tls.clone().ok_or_else(|| {
-                Error::invalid("an https store needs TLS settings (internal error)")
-            })?;
-            let name = ServerName::try_from(target.host.clone()).map_err(|e| {
-                Error::invalid(format!("{:?} is not a TLS server name: {e}", target.host))
-            })?;
-            let conn = ClientConnection::new(config, name).map_err(|e| Error::Transport {
-                kind: crate::error::TransportErrorKind::Tls,
-                message: crate::tls::describe(&e),
-            })?;
-            let mut stream = StreamOwned::new(conn, tcp.try_clone()?);
-            tcp.set_read_timeout(Some(settings.connect_timeout))?;
-            tcp.set_write_timeout(Some(settings.connect_timeout))?;
-            while stream.conn.is_handshaking() {
-                stream
-                    .conn
-                    .complete_io(&mut stream.sock)
-                    .map_err(|e| super::super::client::io_transport_error(&e))?;
-            }
-            Io::Tls(Box::new(stream))
+        let io = if target.tls {
+            let conn =
+                connection::handshake(&tcp, target, &settings.tls, settings.connect_timeout)?;
+            Io::Tls(Box::new(StreamOwned::new(conn, tcp.try_clone()?)))
         } else {
             Io::Plain(tcp.try_clone()?)
         };
@@ -210,7 +149,7 @@ impl Connection {
     /// Sends `GET <prefix>/subscribe?<query>`.
     pub(crate) fn send_request(
         &mut self,
-        target: &Target,
+        target: &BaseUrl,
         query: &str,
         authorization: &str,
         timeout: Duration,
@@ -219,7 +158,7 @@ impl Connection {
             "GET {}/subscribe?{query} HTTP/1.1\r\nHost: {}\r\nAuthorization: {authorization}\r\n\
              Accept: text/event-stream\r\nUser-Agent: eventodb-kit/{}\r\n\r\n",
             target.prefix,
-            target.authority,
+            target.host_header,
             env!("CARGO_PKG_VERSION"),
         );
         self.tcp.set_write_timeout(Some(timeout))?;
@@ -449,34 +388,6 @@ fn invalid_data(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
-/// Connects to the first address that answers, with keepalive on.
-fn connect_tcp(target: &Target, settings: &SocketSettings) -> Result<TcpStream> {
-    let addrs = (target.host.as_str(), target.port)
-        .to_socket_addrs()
-        .map_err(|e| Error::Transport {
-            kind: crate::error::TransportErrorKind::Dns,
-            message: format!("cannot resolve {}: {e}", target.host),
-        })?;
-    let mut last = None;
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, settings.connect_timeout) {
-            Ok(tcp) => {
-                tcp.set_nodelay(true)?;
-                keepalive(&tcp, settings)?;
-                return Ok(tcp);
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(match last {
-        Some(e) => super::super::client::io_transport_error(&e),
-        None => Error::Transport {
-            kind: crate::error::TransportErrorKind::Dns,
-            message: format!("{} has no address", target.host),
-        },
-    })
-}
-
 /// TCP keepalive: the operating system probes a quiet connection and ends
 /// it (the read fails) when the peer stops answering.
 fn keepalive(tcp: &TcpStream, settings: &SocketSettings) -> io::Result<()> {
@@ -521,15 +432,7 @@ mod tests {
     use std::net::TcpListener;
 
     #[test]
-    fn urls_and_queries() {
-        let t = Target::parse("https://[::1]:8443/base/").unwrap();
-        assert_eq!(
-            (t.https, t.host.as_str(), t.port, t.prefix.as_str()),
-            (true, "::1", 8443, "/base")
-        );
-        let t = Target::parse("http://example.com").unwrap();
-        assert_eq!((t.port, t.authority.as_str()), (80, "example.com"));
-        assert!(Target::parse("ftp://x").is_err());
+    fn queries() {
         assert_eq!(
             encode_query(&[("stream", "café-1 & co".into()), ("position", "3".into())]),
             "stream=caf%C3%A9-1%20%26%20co&position=3"
@@ -537,9 +440,9 @@ mod tests {
     }
 
     /// Serves `script` in pieces, pausing where it says `|`.
-    fn serve(script: &'static str) -> (Target, std::thread::JoinHandle<()>) {
+    fn serve(script: &'static str) -> (BaseUrl, std::thread::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let target = Target::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        let target = BaseUrl::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
         let t = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
             let mut buf = [0u8; 1024];
@@ -558,7 +461,7 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             keepalive_idle: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(5),
-            tls: None,
+            tls: crate::TlsSettings::new().rustls_client_config().unwrap(),
         }
     }
 

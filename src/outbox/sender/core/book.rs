@@ -1,12 +1,11 @@
-//! Per-stream bookkeeping of the dispatcher: which rows are in flight,
-//! which streams wait (for a retry, or behind a dead letter), and how far the
-//! scan of unsent rows has got.
+//! The scan over unsent rows: how far it has got, which streams wait (for a
+//! retry, or behind a dead letter), and the clocks it keeps time on.
 //!
-//! The rule that keeps per-stream order: a stream's rows are handed out only
-//! in commit order; once one of its rows is not delivered, none of its later
-//! rows is handed out until that row is settled, and the stream is resumed
-//! (scan rewound to its first open row) only when none of its rows is in
-//! flight any more.
+//! The rule that keeps per-stream order across claims: a stream's rows are
+//! claimed only in commit order; once one of its rows goes back to the
+//! outbox to wait, none of its later rows is claimed until the stream
+//! resumes — and it resumes (the scan rewound to its first open row) only
+//! when the sender owns none of its rows any more.
 //!
 //! The book keeps time on a monotonic clock ([`Now::book_ms`]), so a wall
 //! clock that jumps does not stretch a wait. Times stored in the outbox are
@@ -17,12 +16,12 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use super::queue::OutboxRow;
+use crate::outbox::sender::queue::OutboxRow;
 
 /// The time, on both clocks the sender deals with.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Now {
-    /// Milliseconds on the book's monotonic clock.
+    /// Milliseconds on the sender's monotonic clock.
     pub(crate) book_ms: i64,
     /// Unix milliseconds: the clock of times stored in the outbox.
     pub(crate) wall_ms: i64,
@@ -32,7 +31,7 @@ pub(crate) struct Now {
 }
 
 impl Now {
-    /// The time now, with the book's clock counted from `origin`.
+    /// The time now, with the monotonic clock counted from `origin`.
     pub(crate) fn at(origin: Instant, wall_ms: i64, max_wait: Duration) -> Self {
         Now {
             book_ms: millis(origin.elapsed()),
@@ -55,65 +54,44 @@ impl Now {
     }
 }
 
-fn millis(d: Duration) -> i64 {
+pub(crate) fn millis(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Blocked {
-    /// The stream's first row that was not delivered.
+    /// The stream's first row that went back to the outbox.
     head: i64,
     /// Not resumed before this time (book ms).
     until_ms: i64,
 }
 
-/// What the dispatcher knows about streams.
+/// Where the scan is and which streams it skips.
 #[derive(Debug, Default)]
-pub(crate) struct StreamBook {
+pub(crate) struct Book {
     /// Rows up to here have been looked at by the scan.
     cursor: i64,
     blocked: HashMap<String, Blocked>,
     /// Streams behind a dead letter (policy "hold").
     held: HashSet<String>,
-    in_flight: HashSet<i64>,
-    per_stream: HashMap<String, usize>,
+    /// Rewinds so far (a scan that began before one must not undo it).
+    rewinds: u64,
 }
 
-impl StreamBook {
-    /// Forgets everything (after taking the lease over). Nothing may be in flight.
-    pub(crate) fn reset(&mut self) {
-        debug_assert!(self.in_flight.is_empty());
-        *self = StreamBook::default();
-    }
-
-    pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.len()
-    }
-
+impl Book {
     /// Starts the next scan from the first unsent row.
     pub(crate) fn rewind_all(&mut self) {
         self.cursor = 0;
+        self.rewinds += 1;
     }
 
-    #[cfg(test)]
-    pub(crate) fn cursor(&self) -> i64 {
-        self.cursor
-    }
-
-    /// A row came back from its lane.
-    pub(crate) fn finish(&mut self, row: &OutboxRow) {
-        if self.in_flight.remove(&row.seq) {
-            if let Some(n) = self.per_stream.get_mut(&row.stream) {
-                *n -= 1;
-                if *n == 0 {
-                    self.per_stream.remove(&row.stream);
-                }
-            }
-        }
+    /// Whether the scan skips `stream` (waiting, or held).
+    pub(crate) fn skips(&self, stream: &str) -> bool {
+        self.held.contains(stream) || self.blocked.contains_key(stream)
     }
 
     /// `stream` waits from row `seq` on, until `until_ms` (book ms) and
-    /// until none of its rows is in flight.
+    /// until the sender owns none of its rows.
     pub(crate) fn block(&mut self, stream: &str, seq: i64, until_ms: i64) {
         match self.blocked.get_mut(stream) {
             Some(b) => {
@@ -132,7 +110,15 @@ impl StreamBook {
         }
     }
 
-    /// `stream` waits behind a dead letter until [`StreamBook::set_held`]
+    /// Row `seq` of `stream` went back to the outbox: if the stream waits,
+    /// its rescan must start no later than that row.
+    pub(crate) fn returned(&mut self, stream: &str, seq: i64) {
+        if let Some(b) = self.blocked.get_mut(stream) {
+            b.head = b.head.min(seq);
+        }
+    }
+
+    /// `stream` waits behind a dead letter until [`Book::set_held`]
     /// releases it.
     pub(crate) fn hold(&mut self, stream: &str) {
         self.held.insert(stream.to_string());
@@ -148,50 +134,53 @@ impl StreamBook {
         self.held = held;
     }
 
-    /// Streams whose wait is over (time passed, nothing in flight), removed
-    /// from the blocked set; the scan is rewound to their first open row.
-    /// Returns them, so their lanes can forget the failure.
-    pub(crate) fn resume_due(&mut self, now_ms: i64) -> Vec<String> {
+    /// Streams whose wait is over (time passed, and `owned` says the sender
+    /// has none of their rows), removed from the blocked set; the scan is
+    /// rewound to their first open row. Returns how many resumed.
+    pub(crate) fn resume_due(&mut self, now_ms: i64, owned: impl Fn(&str) -> bool) -> usize {
         let due: Vec<String> = self
             .blocked
             .iter()
-            .filter(|(s, b)| b.until_ms <= now_ms && !self.per_stream.contains_key(*s))
+            .filter(|(s, b)| b.until_ms <= now_ms && !owned(s))
             .map(|(s, _)| s.clone())
             .collect();
         for stream in &due {
             if let Some(b) = self.blocked.remove(stream) {
                 self.cursor = self.cursor.min(b.head - 1).max(0);
+                self.rewinds += 1;
             }
         }
-        due
+        due.len()
     }
 
-    /// When the next blocked stream may resume (book ms). Streams with rows
-    /// in flight are left out: a lane's report wakes the dispatcher anyway.
-    pub(crate) fn next_resume_ms(&self) -> Option<i64> {
+    /// When the next blocked stream may resume (book ms). Streams the
+    /// sender still owns rows of are left out (their answers come first).
+    pub(crate) fn next_resume_ms(&self, owned: impl Fn(&str) -> bool) -> Option<i64> {
         self.blocked
             .iter()
-            .filter(|(s, _)| !self.per_stream.contains_key(*s))
+            .filter(|(s, _)| !owned(s))
             .map(|(_, b)| b.until_ms)
             .min()
     }
 
     pub(crate) fn plan(&self) -> ScanPlan {
         ScanPlan {
+            rewinds: self.rewinds,
             cursor: self.cursor,
             blocked: HashMap::new(),
         }
     }
 
-    /// Applies a scan whose claim committed.
-    pub(crate) fn commit(&mut self, plan: &ScanPlan, taken: &[OutboxRow]) {
-        self.cursor = plan.cursor;
+    /// Applies a scan whose claim committed. A stream resumed while the
+    /// scan ran (the scan skipped its rows) keeps the rewind.
+    pub(crate) fn commit(&mut self, plan: &ScanPlan) {
+        self.cursor = if self.rewinds == plan.rewinds {
+            plan.cursor
+        } else {
+            self.cursor.min(plan.cursor)
+        };
         for (stream, b) in &plan.blocked {
             self.block(stream, b.head, b.until_ms);
-        }
-        for row in taken {
-            self.in_flight.insert(row.seq);
-            *self.per_stream.entry(row.stream.clone()).or_default() += 1;
         }
     }
 }
@@ -200,6 +189,8 @@ impl StreamBook {
 /// only once its claim transaction committed.
 #[derive(Debug)]
 pub(crate) struct ScanPlan {
+    /// The book's rewinds when the scan began.
+    rewinds: u64,
     cursor: i64,
     blocked: HashMap<String, Blocked>,
 }
@@ -210,17 +201,21 @@ impl ScanPlan {
         self.cursor
     }
 
-    /// Whether `row`, next in commit order, may be sent now.
-    pub(crate) fn consider(&mut self, book: &StreamBook, row: &OutboxRow, now: &Now) -> bool {
+    /// Whether `row`, next in commit order, may be claimed now; `owned`
+    /// says whether the sender already has it.
+    pub(crate) fn consider(
+        &mut self,
+        book: &Book,
+        row: &OutboxRow,
+        owned: bool,
+        now: &Now,
+    ) -> bool {
         self.cursor = self.cursor.max(row.seq);
-        if book.in_flight.contains(&row.seq) {
+        if owned {
             return false;
         }
         let stream = row.stream.as_str();
-        if book.held.contains(stream)
-            || book.blocked.contains_key(stream)
-            || self.blocked.contains_key(stream)
-        {
+        if book.skips(stream) || self.blocked.contains_key(stream) {
             return false;
         }
         if let Some(until_ms) = row.next_attempt_at_ms.and_then(|t| now.wait_for_stored(t)) {
@@ -241,23 +236,7 @@ impl ScanPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(seq: i64, stream: &str, next: Option<i64>) -> OutboxRow {
-        OutboxRow {
-            seq,
-            id: format!("id-{seq}"),
-            stream: stream.into(),
-            message_type: "T".into(),
-            data: "{}".into(),
-            metadata: None,
-            expected_version: None,
-            idempotency_key: None,
-            created_at_ms: 0,
-            attempts: 0,
-            next_attempt_at_ms: next,
-            first_failed_at_ms: None,
-        }
-    }
+    use crate::outbox::sender::queue::tests::row;
 
     /// `now` on both clocks (tests: the same numbers), waits up to a minute.
     fn at(now: i64) -> Now {
@@ -268,42 +247,40 @@ mod tests {
         }
     }
 
-    fn scan(book: &mut StreamBook, rows: &[OutboxRow], now: i64) -> Vec<i64> {
+    fn scan(book: &mut Book, rows: &[OutboxRow], owned: &mut HashSet<i64>, now: i64) -> Vec<i64> {
         let mut plan = book.plan();
         let start = plan.cursor();
-        let taken: Vec<OutboxRow> = rows
+        let taken: Vec<i64> = rows
             .iter()
-            .filter(|r| r.seq > start && plan.consider(book, r, &at(now)))
-            .cloned()
+            .filter(|r| r.seq > start && plan.consider(book, r, owned.contains(&r.seq), &at(now)))
+            .map(|r| r.seq)
             .collect();
-        book.commit(&plan, &taken);
-        taken.iter().map(|r| r.seq).collect()
+        book.commit(&plan);
+        owned.extend(&taken);
+        taken
     }
 
     #[test]
     fn a_waiting_head_holds_back_only_its_stream() {
-        let mut book = StreamBook::default();
-        let rows = [
-            row(1, "a-1", Some(500)),
-            row(2, "b-1", None),
-            row(3, "a-1", None),
-            row(4, "b-1", None),
-        ];
-        assert_eq!(scan(&mut book, &rows, 100), [2, 4]);
-        assert!(scan(&mut book, &rows, 100).is_empty(), "cursor moved on");
-        for r in &rows[..] {
-            book.finish(r);
-        }
-        assert!(book.resume_due(499).is_empty());
-        assert_eq!(book.resume_due(500), ["a-1"]);
-        assert_eq!(book.cursor(), 0, "rewound to a-1's head");
-        let rows_after = [row(1, "a-1", None), row(3, "a-1", None)];
-        assert_eq!(scan(&mut book, &rows_after, 500), [1, 3]);
+        let mut book = Book::default();
+        let mut owned = HashSet::new();
+        let mut rows = [row(1, "a-1"), row(2, "b-1"), row(3, "a-1"), row(4, "b-1")];
+        rows[0].next_attempt_at_ms = Some(500);
+        assert_eq!(scan(&mut book, &rows, &mut owned, 100), [2, 4]);
+        assert!(
+            scan(&mut book, &rows, &mut owned, 100).is_empty(),
+            "cursor moved on"
+        );
+        owned.clear();
+        assert_eq!(book.resume_due(499, |_| false), 0);
+        assert_eq!(book.resume_due(500, |_| false), 1);
+        let rows_after = [row(1, "a-1"), row(3, "a-1")];
+        assert_eq!(scan(&mut book, &rows_after, &mut owned, 500), [1, 3]);
     }
 
     #[test]
     fn stored_times_are_waited_for_on_the_book_clock_unless_impossibly_far() {
-        let mut book = StreamBook::default();
+        let book = Book::default();
         // Wall clock at 10 000 000; the book's clock started at 0. One retry
         // time is due in 200 ms; the other was stored an hour "ahead" (before
         // the wall clock went back an hour), beyond any delay of the policy.
@@ -312,44 +289,66 @@ mod tests {
             wall_ms: 10_000_000,
             max_wait_ms: 1_000,
         };
-        let rows = [
-            row(1, "a-1", Some(10_000_200)),
-            row(2, "b-1", Some(10_000_000 + 3_600_000)),
-        ];
+        let mut rows = [row(1, "a-1"), row(2, "b-1")];
+        rows[0].next_attempt_at_ms = Some(10_000_200);
+        rows[1].next_attempt_at_ms = Some(10_000_000 + 3_600_000);
         let mut plan = book.plan();
-        let taken: Vec<bool> = rows.iter().map(|r| plan.consider(&book, r, &now)).collect();
+        let taken: Vec<bool> = rows
+            .iter()
+            .map(|r| plan.consider(&book, r, false, &now))
+            .collect();
         assert_eq!(taken, [false, true], "b-1 is due, not an hour later");
-        book.commit(&plan, &rows[1..]);
-        assert_eq!(book.next_resume_ms(), Some(200));
-        assert!(book.resume_due(199).is_empty());
-        assert_eq!(book.resume_due(200), ["a-1"]);
+        let mut book = book;
+        book.commit(&plan);
+        assert_eq!(book.next_resume_ms(|_| false), Some(200));
+        assert_eq!(book.resume_due(199, |_| false), 0);
+        assert_eq!(book.resume_due(200, |_| false), 1);
     }
 
     #[test]
-    fn a_stream_resumes_only_when_nothing_of_it_is_in_flight() {
-        let mut book = StreamBook::default();
-        let rows = [row(1, "a-1", None), row(2, "a-1", None)];
-        assert_eq!(scan(&mut book, &rows, 0), [1, 2]);
-        // Row 1 failed; row 2 is still in its lane.
-        book.finish(&rows[0]);
+    fn a_stream_resumes_only_when_the_sender_owns_none_of_its_rows() {
+        let mut book = Book::default();
         book.block("a-1", 1, 10);
-        assert!(book.resume_due(20).is_empty(), "row 2 still in flight");
-        book.finish(&rows[1]);
-        book.block("a-1", 2, 0);
-        assert_eq!(book.resume_due(20), ["a-1"]);
-        assert_eq!(scan(&mut book, &rows, 20), [1, 2], "in order again");
+        assert_eq!(book.resume_due(20, |s| s == "a-1"), 0, "rows still owned");
+        assert_eq!(book.next_resume_ms(|s| s == "a-1"), None);
+        assert_eq!(book.resume_due(20, |_| false), 1);
+    }
+
+    #[test]
+    fn a_rewind_while_a_scan_runs_is_kept() {
+        let mut book = Book::default();
+        let mut owned = HashSet::new();
+        let rows = [row(1, "a-1"), row(2, "b-1"), row(3, "b-1")];
+        book.block("a-1", 1, 10);
+        assert_eq!(scan(&mut book, &rows, &mut owned, 0), [2, 3]);
+        let mut plan = book.plan();
+        // The stream resumes between the scan's start and its commit.
+        assert_eq!(book.resume_due(10, |_| false), 1);
+        let now = at(10);
+        let later = [row(4, "b-1")];
+        for r in &later {
+            plan.consider(&book, r, false, &now);
+        }
+        book.commit(&plan);
+        owned.insert(4);
+        assert_eq!(
+            scan(&mut book, &rows, &mut owned, 10),
+            [1],
+            "a-1's row is scanned again"
+        );
     }
 
     #[test]
     fn held_streams_wait_until_released() {
-        let mut book = StreamBook::default();
+        let mut book = Book::default();
+        let mut owned = HashSet::new();
         book.hold("a-1");
-        let rows = [row(5, "a-1", None), row(6, "b-1", None)];
-        assert_eq!(scan(&mut book, &rows, 0), [6]);
-        book.finish(&rows[1]);
+        let rows = [row(5, "a-1"), row(6, "b-1")];
+        assert_eq!(scan(&mut book, &rows, &mut owned, 0), [6]);
         book.set_held(HashSet::new(), 0);
-        assert_eq!(book.resume_due(0), ["a-1"]);
+        assert_eq!(book.resume_due(0, |_| false), 1);
         // Row 6 was sent meanwhile; only row 5 is still unsent.
-        assert_eq!(scan(&mut book, &rows[..1], 0), [5]);
+        owned.clear();
+        assert_eq!(scan(&mut book, &rows[..1], &mut owned, 0), [5]);
     }
 }

@@ -1,0 +1,472 @@
+//! What the store's answers do: a write delivered, refused for good, to be
+//! retried later, or back in the queue; reads that settle rows in doubt;
+//! probes that end a pause.
+
+use std::time::Duration;
+
+use super::pause::{Pause, LINK_STREAK_PAUSE};
+use super::stream::{Expectation, Reconcile};
+use super::{Core, Effect, Now, Reconciliation, Tag, Verdict};
+use crate::disposition::{Disposition, PauseReason};
+use crate::error::{Error, Result, TransportErrorKind};
+use crate::message::WriteResult;
+use crate::outbox::config::AfterDeadLetter;
+use crate::outbox::sender::queue::Mark;
+
+/// Broken connections a row may be the first unanswered write on before
+/// the failures count as its own (retried with backoff): a message that
+/// makes something on the way drop the connection must not stall its
+/// stream in a loop.
+const LINK_FAILURES_PER_ROW: u32 = 5;
+
+/// Whether `e` says the connection failed mid-request: the outcome is
+/// unknown, and a new connection may well work.
+fn is_link_failure(e: &Error) -> bool {
+    match e {
+        Error::Transport { kind, .. } => matches!(
+            kind,
+            TransportErrorKind::ConnectionReset
+                | TransportErrorKind::Timeout
+                | TransportErrorKind::Protocol
+                | TransportErrorKind::Other
+        ),
+        Error::Timeout(_) | Error::Io(_) => true,
+        _ => false,
+    }
+}
+
+impl Core {
+    pub(super) fn answer(
+        &mut self,
+        tag: Tag,
+        result: Result<WriteResult>,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) {
+        // An answer to a write made before the lease was lost, or given up.
+        let Some(seq) = self.tags.remove(&tag) else {
+            return;
+        };
+        let Some(owned) = self.rows.get_mut(&seq) else {
+            return;
+        };
+        let Some((_, lane, expectation)) = owned.flight.take() else {
+            return;
+        };
+        let bytes = owned.bytes;
+        let stream = owned.row.stream.clone();
+        self.lanes[lane].window.answered(bytes);
+        let Some(st) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let broken = st.broken;
+        st.answered(seq);
+        match result {
+            Ok(written) => {
+                // A write without an expected version landing further on
+                // than the version known from this sender's own answers:
+                // someone else appends to this stream.
+                if let Some(st) = self.streams.get_mut(&stream) {
+                    let known = st.version;
+                    if expectation.version.is_none()
+                        && known.is_some_and(|v| written.position != v + 1)
+                    {
+                        st.shared = true;
+                    }
+                }
+                self.link_streak = 0;
+                self.lanes[lane].link_down = false;
+                self.lanes[lane].window.grow();
+                self.learned(&stream, Some(written.position));
+                self.delivered(seq, false, written.position, out);
+            }
+            // The flight broke earlier: this row's outcome follows from it
+            // (a conflict: not written; anything else: maybe written).
+            Err(e) if broken => {
+                if !matches!(e, Error::Conflict { .. }) {
+                    if let Some(owned) = self.rows.get_mut(&seq) {
+                        owned.doubt = true;
+                    }
+                }
+                self.requeue(seq, now)
+            }
+            Err(e) => self.failed(seq, e, expectation, lane, now, out),
+        }
+        self.touch(&stream);
+    }
+
+    /// The first failure of a flight.
+    fn failed(
+        &mut self,
+        seq: i64,
+        error: Error,
+        expectation: Expectation,
+        lane: usize,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(owned) = self.rows.get(&seq) else {
+            return;
+        };
+        let stream = owned.row.stream.clone();
+        if let (Error::Conflict { actual, .. }, true) = (&error, expectation.chained) {
+            // The sender chose the expected version and nothing before this
+            // row failed: someone else appended to the stream.
+            if let Some(st) = self.streams.get_mut(&stream) {
+                st.break_flight(*actual);
+                st.shared = true;
+            }
+            return self.requeue(seq, now);
+        }
+        match &error {
+            Error::DuplicateId { .. } => {
+                return self.settle_by_reading(seq, Verdict::Duplicate, now);
+            }
+            Error::Conflict { .. } => {
+                return self.settle_by_reading(seq, Verdict::Conflict(error.to_string()), now);
+            }
+            _ => {}
+        }
+        if let Some(st) = self.streams.get_mut(&stream) {
+            st.break_flight(None);
+        }
+        match error.disposition() {
+            Disposition::DeadLetter => self.refused(seq, error.to_string(), now),
+            Disposition::Retry => {
+                self.lanes[lane].window.shrink();
+                self.retry_later(seq, error.to_string(), now);
+            }
+            Disposition::Pause(PauseReason::Unreachable) if is_link_failure(&error) => {
+                self.link_failed(seq, error, lane, now, out)
+            }
+            Disposition::Pause(reason) => {
+                if let Some(owned) = self.rows.get_mut(&seq) {
+                    owned.doubt = true;
+                }
+                self.pause_for(reason, error.to_string(), now, out);
+                self.requeue(seq, now);
+            }
+        }
+    }
+
+    /// A connection broke with this row the first unanswered write: resend
+    /// it at once on a new connection — unless connections keep breaking
+    /// (the store is gone: pause) or this row keeps breaking them (its
+    /// own failure: back off).
+    fn link_failed(
+        &mut self,
+        seq: i64,
+        error: Error,
+        lane: usize,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) {
+        let lane_state = &mut self.lanes[lane];
+        if !lane_state.link_down {
+            lane_state.link_down = true;
+            lane_state.window.shrink();
+            self.link_streak += 1;
+        }
+        let Some(owned) = self.rows.get_mut(&seq) else {
+            return;
+        };
+        owned.doubt = true;
+        owned.link_failures += 1;
+        if owned.link_failures >= LINK_FAILURES_PER_ROW {
+            return self.retry_later(seq, error.to_string(), now);
+        }
+        if self.link_streak >= LINK_STREAK_PAUSE {
+            self.pause_for(PauseReason::Unreachable, error.to_string(), now, out);
+        }
+        self.requeue(seq, now);
+    }
+
+    /// Leaves `seq` at the head of its stream until a read of the stream
+    /// says whether the store has it.
+    fn settle_by_reading(&mut self, seq: i64, verdict: Verdict, now: Now) {
+        let Some(owned) = self.rows.get_mut(&seq) else {
+            return;
+        };
+        owned.verdict = Some(verdict);
+        owned.doubt = true;
+        let stream = owned.row.stream.clone();
+        if let Some(st) = self.streams.get_mut(&stream) {
+            st.break_flight(None);
+            st.reconcile = Reconcile::Wanted;
+        }
+        self.reconciles.insert(stream);
+        self.requeue(seq, now);
+    }
+
+    /// Refused for good: dead letter, then the stream goes on or holds.
+    fn refused(&mut self, seq: i64, error: String, now: Now) {
+        let Some(stream) = self.rows.get(&seq).map(|o| o.row.stream.clone()) else {
+            return;
+        };
+        self.dead_letter(seq, error, now);
+        if self.settings.after_dead_letter == AfterDeadLetter::HoldStream {
+            self.book.hold(&stream);
+            self.give_back_queue(&stream);
+        }
+    }
+
+    /// A failure of this message that may pass: its stream waits for the
+    /// retry policy's delay (or it is dead-lettered once the policy gives up).
+    fn retry_later(&mut self, seq: i64, error: String, now: Now) {
+        let Some(owned) = self.rows.get(&seq) else {
+            return;
+        };
+        let row = &owned.row;
+        let first_failed_at_ms = row.first_failed_at_ms.unwrap_or(now.wall_ms);
+        let failing_for = Duration::from_millis((now.wall_ms - first_failed_at_ms).max(0) as u64);
+        if self.settings.retry.gives_up(row.attempts, failing_for) {
+            let error = format!("gave up after {} attempts: {error}", row.attempts);
+            return self.refused(seq, error, now);
+        }
+        let delay = self
+            .settings
+            .retry
+            .delay_with_jitter(row.attempts, self.rng.f64());
+        let stream = row.stream.clone();
+        let Some(owned) = self.rows.remove(&seq) else {
+            return;
+        };
+        if let Some(st) = self.streams.get_mut(&stream) {
+            st.queue.remove(&seq);
+        }
+        self.book.block(&stream, seq, now.after(delay));
+        self.mark(Mark::Retry {
+            seq,
+            error,
+            next_attempt_at_ms: now.wall_ms + super::book::millis(delay),
+            first_failed_at_ms,
+            id: owned.row.id,
+            stream: stream.clone(),
+            attempts: owned.row.attempts,
+        });
+        self.give_back_queue(&stream);
+        self.touch(&stream);
+    }
+
+    /// Puts `seq` back at its place in its stream's queue — or, when the
+    /// stream waits in the outbox meanwhile, gives it back.
+    pub(super) fn requeue(&mut self, seq: i64, _now: Now) {
+        let Some(stream) = self.rows.get(&seq).map(|o| o.row.stream.clone()) else {
+            return;
+        };
+        if self.book.skips(&stream) {
+            return self.give_back(seq);
+        }
+        if let Some(st) = self.streams.get_mut(&stream) {
+            st.queue.insert(seq);
+        }
+        self.touch(&stream);
+    }
+
+    /// `seq` is in the store, at stream position `position`.
+    pub(super) fn delivered(
+        &mut self,
+        seq: i64,
+        duplicate: bool,
+        position: i64,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(owned) = self.rows.remove(&seq) else {
+            return;
+        };
+        let row = owned.row;
+        if let Some(st) = self.streams.get_mut(&row.stream) {
+            st.queue.remove(&seq);
+            if let Some((max_seq, max_position)) = st.max_delivered {
+                let out_of_order = (seq < max_seq && position > max_position)
+                    || (seq > max_seq && position < max_position);
+                if out_of_order {
+                    self.reordered += 1;
+                    out.push(Effect::Reordered {
+                        stream: row.stream.clone(),
+                        id: row.id.clone(),
+                    });
+                }
+            }
+            if st.max_delivered.is_none_or(|(max_seq, _)| seq > max_seq) {
+                st.max_delivered = Some((seq, position));
+            }
+        }
+        let stream = row.stream.clone();
+        self.mark(Mark::Sent {
+            seq,
+            created_at_ms: row.created_at_ms,
+            duplicate,
+            id: row.id,
+            stream: row.stream,
+        });
+        self.touch(&stream);
+    }
+
+    pub(super) fn dead_letter(&mut self, seq: i64, error: String, now: Now) {
+        let Some(owned) = self.rows.remove(&seq) else {
+            return;
+        };
+        if let Some(st) = self.streams.get_mut(&owned.row.stream) {
+            st.queue.remove(&seq);
+            st.dead_pending.insert(seq);
+        }
+        let stream = owned.row.stream.clone();
+        let first_failed_at_ms = owned.row.first_failed_at_ms.unwrap_or(now.wall_ms);
+        self.mark(Mark::DeadLetter {
+            row: Box::new(owned.row),
+            error,
+            first_failed_at_ms,
+        });
+        self.touch(&stream);
+    }
+
+    /// Pauses the whole sender (or notes a new reason for the pause in
+    /// progress). One outage is one pause, however many writes fail with it.
+    fn pause_for(&mut self, reason: PauseReason, error: String, now: Now, out: &mut Vec<Effect>) {
+        match &mut self.pause {
+            Some(pause) => {
+                pause.reason = reason;
+                pause.error = error;
+            }
+            None => {
+                out.push(Effect::Paused {
+                    reason,
+                    error: error.clone(),
+                });
+                self.pause = Some(Pause::new(
+                    reason,
+                    error,
+                    now.book_ms,
+                    now.wall_ms,
+                    &self.settings.retry,
+                ));
+            }
+        }
+    }
+
+    pub(super) fn probed(&mut self, result: Result<()>, now: Now, out: &mut Vec<Effect>) {
+        let Some(pause) = &mut self.pause else {
+            return;
+        };
+        match result.map_err(|e| (e.disposition(), e)) {
+            Err((Disposition::Pause(reason), e)) => {
+                pause.reason = reason;
+                pause.error = e.to_string();
+                pause.probes_failed += 1;
+                pause.schedule(now.book_ms, &self.settings.retry);
+            }
+            // The store answered (even an error about the request): resume.
+            _ => {
+                let paused_ms = now.wall_ms - pause.since_wall_ms;
+                out.push(Effect::Resumed {
+                    reason: pause.reason,
+                    paused_ms,
+                });
+                self.pause = None;
+                self.link_streak = 0;
+                for lane in &mut self.lanes {
+                    lane.link_down = false;
+                }
+            }
+        }
+    }
+
+    pub(super) fn reconciled(
+        &mut self,
+        stream: &str,
+        result: Result<Reconciliation>,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(st) = self.streams.get_mut(stream) else {
+            return;
+        };
+        if st.reconcile != Reconcile::Running {
+            return;
+        }
+        st.reconcile = Reconcile::None;
+        let found = match result {
+            Ok(found) => found,
+            Err(e) => {
+                match e.disposition() {
+                    Disposition::Pause(reason) => {
+                        self.pause_for(reason, e.to_string(), now, out);
+                        if let Some(st) = self.streams.get_mut(stream) {
+                            st.reconcile = Reconcile::Wanted;
+                        }
+                        self.reconciles.insert(stream.to_string());
+                    }
+                    // Try again later: the rows wait in the outbox and the
+                    // next attempt reads again.
+                    _ => {
+                        let delay = self.settings.retry.delay_with_jitter(1, self.rng.f64());
+                        let head = st_head(&self.streams, stream);
+                        self.book.block(stream, head, now.after(delay));
+                        self.give_back_queue(stream);
+                    }
+                }
+                self.touch(stream);
+                return;
+            }
+        };
+        let queued: Vec<i64> = st.queue.iter().copied().collect();
+        self.learned(stream, found.version);
+        for seq in queued {
+            let Some(owned) = self.rows.get_mut(&seq) else {
+                continue;
+            };
+            if !owned.doubt {
+                continue;
+            }
+            let stored = found
+                .messages
+                .get(&owned.row.id.to_ascii_lowercase())
+                .filter(|(t, _)| *t == owned.row.message_type)
+                .map(|(_, position)| *position);
+            if let Some(position) = stored {
+                self.delivered(seq, true, position, out);
+                continue;
+            }
+            owned.doubt = false;
+            match owned.verdict.take() {
+                None => {}
+                Some(Verdict::Duplicate) => {
+                    let error = format!(
+                        "id {} already used by another message (not this {} in {stream})",
+                        owned.row.id, owned.row.message_type
+                    );
+                    self.refused(seq, error, now);
+                }
+                Some(Verdict::Conflict(error)) => self.refused(seq, error, now),
+            }
+        }
+        self.touch(stream);
+    }
+}
+
+/// The first row the sender holds of `stream` (where a rescan starts).
+fn st_head(streams: &std::collections::HashMap<String, super::StreamState>, stream: &str) -> i64 {
+    streams
+        .get(stream)
+        .and_then(|st| st.queue.first().copied())
+        .unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_failures_are_the_ambiguous_ones() {
+        let t = |kind| Error::Transport {
+            kind,
+            message: "x".into(),
+        };
+        assert!(is_link_failure(&t(TransportErrorKind::ConnectionReset)));
+        assert!(is_link_failure(&t(TransportErrorKind::Timeout)));
+        assert!(!is_link_failure(&t(TransportErrorKind::ConnectionRefused)));
+        assert!(!is_link_failure(&t(TransportErrorKind::Dns)));
+        assert!(!is_link_failure(&t(TransportErrorKind::Tls)));
+    }
+}
