@@ -122,3 +122,111 @@ CREATE TABLE evento_leases (
 
 DROP TABLE evento_leases;
 DROP TABLE evento_dead_letters;
+
+-- migrate:up 3
+
+-- Consumers get an integer key (`consumer_key`, never reused), which names
+-- them in their processed records and their lease (`consumer:<key>`).
+-- `recorded_through` is the highest global position any of the consumer's
+-- processed records holds (0: none): reading past it, there is nothing to
+-- look up.
+CREATE TABLE evento_consumer_positions_v3 (
+    consumer_key     INTEGER PRIMARY KEY AUTOINCREMENT,
+    namespace        TEXT    NOT NULL,
+    category         TEXT    NOT NULL,
+    consumer_id      TEXT    NOT NULL,
+    position         INTEGER NOT NULL,
+    group_member     INTEGER,
+    group_size       INTEGER,
+    correlation      TEXT,
+    updated_at       INTEGER NOT NULL,
+    recorded_through INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (namespace, category, consumer_id)
+);
+INSERT INTO evento_consumer_positions_v3
+    (namespace, category, consumer_id, position, group_member, group_size, correlation, updated_at,
+     recorded_through)
+SELECT p.namespace, p.category, p.consumer_id, p.position, p.group_member, p.group_size,
+       p.correlation, p.updated_at,
+       coalesce((SELECT max(e.global_position) FROM evento_processed_events e
+                  WHERE e.namespace = p.namespace AND e.category = p.category
+                    AND e.consumer_id = p.consumer_id), 0)
+  FROM evento_consumer_positions p
+ ORDER BY p.namespace, p.category, p.consumer_id;
+
+-- Processed records: the messages (by global position, which names a
+-- message within a namespace) a consumer's handler handled, one row per
+-- transaction rather than per message: its first and last positions, how
+-- many, and each one as an offset from the first (a JSON array). A row
+-- spans at most 65 536 positions, so the rows that may hold a position are
+-- a bounded range of the key. Retention deletes rows from a consumer's
+-- first position on (positions grow with processing time): no time index.
+CREATE TABLE evento_processed_events_v3 (
+    consumer_key   INTEGER NOT NULL,
+    first_position INTEGER NOT NULL,
+    last_position  INTEGER NOT NULL,
+    messages       INTEGER NOT NULL,
+    offsets        TEXT    NOT NULL,
+    processed_at   INTEGER NOT NULL,
+    PRIMARY KEY (consumer_key, first_position)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO evento_processed_events_v3
+    (consumer_key, first_position, last_position, messages, offsets, processed_at)
+SELECT p.consumer_key, e.global_position, e.global_position, 1, '[0]', e.processed_at
+  FROM evento_processed_events e
+  JOIN evento_consumer_positions_v3 p
+    ON p.namespace = e.namespace AND p.category = e.category AND p.consumer_id = e.consumer_id;
+
+DROP TABLE evento_processed_events;
+DROP TABLE evento_consumer_positions;
+ALTER TABLE evento_consumer_positions_v3 RENAME TO evento_consumer_positions;
+ALTER TABLE evento_processed_events_v3 RENAME TO evento_processed_events;
+
+-- Whether the holder also holds the OS lock on the file beside the
+-- database (`<file>.lease-<hash>`): a would-be holder that gets that lock
+-- knows such a holder is gone and takes over before the expiry.
+ALTER TABLE evento_leases ADD COLUMN locked INTEGER NOT NULL DEFAULT 0;
+
+-- migrate:down 3
+
+ALTER TABLE evento_leases DROP COLUMN locked;
+
+-- Version 2's records name the event by id, which version 3 no longer
+-- keeps: they come back with 'gp:<global position>' as the id (so an older
+-- build skips nothing it should not, and may handle those messages again
+-- after a position moved back).
+CREATE TABLE evento_processed_events_v2 (
+    namespace       TEXT    NOT NULL,
+    category        TEXT    NOT NULL,
+    consumer_id     TEXT    NOT NULL,
+    event_id        TEXT    NOT NULL,
+    event_type      TEXT    NOT NULL,
+    global_position INTEGER NOT NULL,
+    processed_at    INTEGER NOT NULL,
+    PRIMARY KEY (namespace, category, consumer_id, event_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO evento_processed_events_v2
+SELECT p.namespace, p.category, p.consumer_id, 'gp:' || (e.first_position + j.value), '',
+       e.first_position + j.value, e.processed_at
+  FROM evento_processed_events e
+  JOIN evento_consumer_positions p ON p.consumer_key = e.consumer_key,
+       json_each(e.offsets) j;
+CREATE TABLE evento_consumer_positions_v2 (
+    namespace    TEXT    NOT NULL,
+    category     TEXT    NOT NULL,
+    consumer_id  TEXT    NOT NULL,
+    position     INTEGER NOT NULL,
+    group_member INTEGER,
+    group_size   INTEGER,
+    correlation  TEXT,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (namespace, category, consumer_id)
+);
+INSERT INTO evento_consumer_positions_v2
+SELECT namespace, category, consumer_id, position, group_member, group_size, correlation, updated_at
+  FROM evento_consumer_positions;
+DROP TABLE evento_processed_events;
+DROP TABLE evento_consumer_positions;
+ALTER TABLE evento_consumer_positions_v2 RENAME TO evento_consumer_positions;
+ALTER TABLE evento_processed_events_v2 RENAME TO evento_processed_events;
+CREATE INDEX evento_processed_events_processed_at ON evento_processed_events (processed_at);

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crossbeam_channel::unbounded;
-use eventodb_kit::{ConsumerGroup, Error, Kit, NewMessage, WriteOptions};
+use eventodb_kit::{ConsumerGroup, Kit, NewMessage, WriteOptions};
 use serde_json::json;
 
 const MEMBERS: i64 = 3;
@@ -50,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 );
                 done.send((member, msg.stream_name.clone(), msg.global_position))
                     .ok();
-                Ok::<(), Error>(())
+                Ok(())
             })?;
         members.push(handle);
     }

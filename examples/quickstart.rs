@@ -54,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "[consumer] handled {} #{} of {} (global position {}) (its writes and position commit together)",
             msg.message_type, msg.position, msg.stream_name, msg.global_position
         );
-        Ok::<(), Error>(())
+        Ok(())
     })?;
 
     // The app: each order row and its event commit together.

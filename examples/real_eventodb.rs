@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use crossbeam_channel::unbounded;
-use eventodb_kit::{Error, KitBuilder, NewMessage, StreamQuery};
+use eventodb_kit::{KitBuilder, NewMessage, StreamQuery};
 use serde_json::json;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (seen_tx, seen_rx) = unbounded();
     let consumer = kit.consumer(&category, "demo").spawn(move |msg, _tx| {
         seen_tx.send(msg.clone()).ok();
-        Ok::<(), Error>(())
+        Ok(())
     })?;
 
     let outbox = kit.outbox();

@@ -44,7 +44,7 @@ fn register(
     id: &str,
     name: &str,
     email: &str,
-) -> rusqlite::Result<()> {
+) -> eventodb_kit::Result<()> {
     println!("  {id} registered {name} <{email}>");
     tx.execute(
         "INSERT INTO users (id, name, email, active) VALUES (?1, ?2, ?3, 1)",
@@ -70,7 +70,7 @@ fn dispatcher(lenient: bool) -> Dispatcher {
             "UPDATE users SET email = ?2 WHERE id = ?1",
             (&msg.stream_name, &e.email),
         )?;
-        Ok::<(), rusqlite::Error>(())
+        Ok(())
     })
     .on("UserDeactivated", |e: UserDeactivated, msg, tx| {
         println!("  {} deactivated ({})", msg.stream_name, e.reason);
@@ -78,7 +78,7 @@ fn dispatcher(lenient: bool) -> Dispatcher {
             "UPDATE users SET active = 0 WHERE id = ?1",
             [&msg.stream_name],
         )?;
-        Ok::<(), rusqlite::Error>(())
+        Ok(())
     })
 }
 

@@ -21,7 +21,7 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use r2d2::{Pool, PooledConnection};
@@ -30,9 +30,10 @@ use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
 
 use crate::error::{Error, Result};
 use crate::migrate::{self, Schema};
+use crate::write_scope::{self, WriteScope};
 
 /// The newest schema version of the kit's tables (see `schema.sql`).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// A connection taken from the [`Db`] pool; returned to it on drop.
 pub type DbConnection = PooledConnection<SqliteConnectionManager>;
@@ -123,6 +124,10 @@ impl DbOptions {
     pub fn pool_timeout(mut self, timeout: Duration) -> Self {
         self.pool_timeout = timeout;
         self
+    }
+
+    pub(crate) fn synchronous_value(&self) -> Synchronous {
+        self.synchronous
     }
 
     /// Whether opening applies pending migrations. Defaults to `true`.
@@ -288,6 +293,10 @@ fn os_reason(path: &Path, sqlite: &rusqlite::Error) -> String {
 pub struct Db {
     pool: Pool<SqliteConnectionManager>,
     path: Option<PathBuf>,
+    /// SQLite's absolute name of the file (a unique `:memory:<n>` in
+    /// memory): what [`write_scope`] knows this database by.
+    file: Arc<str>,
+    synchronous: Synchronous,
 }
 
 impl std::fmt::Debug for Db {
@@ -415,7 +424,16 @@ impl Db {
         path: Option<PathBuf>,
         options: &DbOptions,
     ) -> Result<Db> {
-        let db = Db { pool, path };
+        let file = match path {
+            Some(_) => Arc::from(pool.get()?.path().unwrap_or_default()),
+            None => write_scope::memory_name(),
+        };
+        let db = Db {
+            pool,
+            path,
+            file,
+            synchronous: options.synchronous,
+        };
         if options.migrate {
             db.migrate_to(SCHEMA_VERSION)?;
         }
@@ -427,19 +445,46 @@ impl Db {
         self.path.as_deref()
     }
 
+    /// The durability its connections were opened with.
+    pub fn synchronous(&self) -> Synchronous {
+        self.synchronous
+    }
+
+    /// SQLite's name of the file (`:memory:<n>` in memory).
+    pub(crate) fn file(&self) -> &Arc<str> {
+        &self.file
+    }
+
     /// Takes a connection from the pool (waits up to
     /// [`DbOptions::pool_timeout`] for one).
+    ///
+    /// Errors at once, instead of waiting, for an in-memory database while
+    /// this thread's own open transaction holds its one connection (inside
+    /// a consumer handler or [`Db::write`]).
     pub fn connection(&self) -> Result<DbConnection> {
+        if self.path.is_none() && write_scope::held(&self.file) {
+            return Err(write_scope::nested_write_error(
+                "taking the in-memory database's one connection",
+            ));
+        }
         Ok(self.pool.get()?)
     }
 
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction: commits when it returns
     /// `Ok`, rolls back when it returns `Err` (or panics).
+    ///
+    /// Errors at once with [`Error::InvalidInput`](crate::Error::InvalidInput)
+    /// when this thread already has a write transaction open on the same
+    /// file — inside a consumer handler, a replay or another `write` — which
+    /// the new one would wait for until the busy timeout: write through that
+    /// transaction instead.
     pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.connection()?;
+        let scope = WriteScope::enter(&self.file)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
+        scope.committed();
         Ok(value)
     }
 

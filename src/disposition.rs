@@ -6,7 +6,7 @@
 //! | the link or the store as a whole | connection refused, reset or timed out, DNS, TLS, HTTP 408, 429, 502, 503, 504, other 4xx such as 404 (not an EventoDB there) | [`Pause`](Disposition::Pause)`(`[`Unreachable`](PauseReason::Unreachable)`)` |
 //! | the credentials | HTTP 401, 403, the namespace is gone | [`Pause`](Disposition::Pause)`(`[`AuthRefused`](PauseReason::AuthRefused)`)` |
 //! | this message, but maybe not next time | other 5xx, a busy or failing database, a store shutting down | [`Retry`](Disposition::Retry) |
-//! | this message, for good | invalid input (400), too large (413), a malformed custom id (EventoDB's 500 `invalid UUID format`), a version conflict on an expected version the application set, an id taken by another message, JSON that does not decode | [`DeadLetter`](Disposition::DeadLetter) |
+//! | this message, for good | invalid input (400), too large (413), a malformed custom id (EventoDB's 500 `invalid UUID format`), a version conflict on an expected version the application set, an id taken by another message, JSON that does not decode, a stored message that cannot be decoded | [`DeadLetter`](Disposition::DeadLetter) |
 //!
 //! A pause never uses up a message's attempts and never dead-letters
 //! anything: whoever pauses checks the store on a short schedule and goes
@@ -95,6 +95,7 @@ impl Error {
             | Error::DuplicateId { .. }
             | Error::NotFound(_)
             | Error::InvalidInput(_)
+            | Error::Undecodable { .. }
             | Error::Json(_) => DeadLetter,
         }
     }
@@ -103,7 +104,7 @@ impl Error {
 /// A database failure: the environment (busy, locked, full, I/O, out of
 /// memory) is worth a retry; what the statement itself did wrong
 /// (a constraint, a type mismatch, a row that is not there) is not.
-fn db_disposition(e: &rusqlite::Error) -> Disposition {
+pub(crate) fn db_disposition(e: &rusqlite::Error) -> Disposition {
     use rusqlite::ErrorCode::*;
     match e.sqlite_error_code() {
         Some(

@@ -89,6 +89,29 @@ pub enum Error {
     /// The component was shut down while the call was in progress.
     #[error("shut down")]
     Shutdown,
+    /// A stored message cannot be decoded: its data or metadata is not JSON
+    /// the kit can read back (nested deeper than 128 levels, say — written
+    /// before the stores refused such data, or by other means).
+    ///
+    /// A read returns the messages before it; a read that starts at it fails
+    /// with this error, which names it, so a reader can deal with it and go
+    /// on after it. A consumer treats it as a failure of that message
+    /// (retries, then dead-letters it or halts, by its failure policy).
+    #[error("message {id} (global position {global_position}, stream {stream:?}) cannot be decoded: {reason}")]
+    Undecodable {
+        /// The message's id.
+        id: String,
+        /// Its stream.
+        stream: String,
+        /// Its type.
+        message_type: String,
+        /// Its position in the stream.
+        position: i64,
+        /// Its global position.
+        global_position: i64,
+        /// Why it cannot be decoded.
+        reason: String,
+    },
     /// A consumer's (or a replay's) handler failed on a message and the kit
     /// stopped there.
     #[error(

@@ -168,7 +168,8 @@ impl Kit {
             let health = live.shared.health();
             let who = format!("consumer {:?} of {:?}", live.consumer_id, live.category);
             match &health {
-                ConsumerHealth::Running => {}
+                // A standby is healthy: another instance works.
+                ConsumerHealth::Running | ConsumerHealth::Standby => {}
                 ConsumerHealth::Halted {
                     message_id,
                     global_position,

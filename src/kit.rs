@@ -1,12 +1,13 @@
 //! [`Kit`]: the local database and the message store, tied together.
 
+use std::any::Any;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::consumer::ConsumerDefaults;
-use crate::db::{Db, DbOptions};
+use crate::db::{Db, DbOptions, Synchronous};
 use crate::dlq::Dlq;
 use crate::error::Result;
 use crate::hooks::{Hooks, KitHook};
@@ -143,7 +144,11 @@ pub struct KitBuilder {
     path: Option<PathBuf>,
     db: Option<Db>,
     db_options: DbOptions,
+    /// Whether `db_options` was called.
+    db_options_given: bool,
     store: Option<Arc<dyn MessageStore>>,
+    /// The durability of an [`EmbeddedStore`] given with `store`.
+    store_synchronous: Option<Synchronous>,
     url: Option<String>,
     token: Option<Secret>,
     tls: Option<TlsSettings>,
@@ -171,22 +176,39 @@ impl KitBuilder {
         self
     }
 
-    /// Settings for opening the database file. Defaults to [`DbOptions::default`].
+    /// Settings for opening the database file — and the embedded store the
+    /// kit opens itself (by default, or from [`KitBuilder::url`]), so its
+    /// durability is set once. Defaults to [`DbOptions::default`], or, with
+    /// an [`EmbeddedStore`] given to [`KitBuilder::store`], to that store's
+    /// durability.
     pub fn db_options(mut self, options: DbOptions) -> Self {
         self.db_options = options;
+        self.db_options_given = true;
         self
     }
 
     /// The store to deliver to and consume from. Defaults to an
     /// [`EmbeddedStore`] in the database file (in memory without one).
+    ///
+    /// Durability is set once: given an [`EmbeddedStore`], the kit opens
+    /// its own database with the store's [`synchronous`](EmbeddedStore::synchronous)
+    /// setting; [`KitBuilder::build`] refuses [`KitBuilder::db_options`] or
+    /// a [`KitBuilder::db`] that say otherwise.
     pub fn store(mut self, store: impl MessageStore + 'static) -> Self {
+        let any: &dyn Any = &store;
+        self.store_synchronous = any
+            .downcast_ref::<EmbeddedStore>()
+            .map(EmbeddedStore::synchronous);
         self.store = Some(Arc::new(store));
         self
     }
 
-    /// Like [`KitBuilder::store`], for a store already behind an `Arc`.
+    /// Like [`KitBuilder::store`], for a store already behind an `Arc` (an
+    /// embedded store's durability is not checked here: open it with the
+    /// kit's [`DbOptions`]).
     pub fn shared_store(mut self, store: Arc<dyn MessageStore>) -> Self {
         self.store = Some(store);
+        self.store_synchronous = None;
         self
     }
 
@@ -272,13 +294,40 @@ impl KitBuilder {
     /// Opens the database (migrating it) and the store: the one given, the
     /// one the URL names, or the default embedded store.
     ///
+    /// A kit whose store is not embedded (an [`HttpStore`](crate::HttpStore))
+    /// creates only the kit's own tables in its database file, none of the
+    /// embedded store's.
+    ///
     /// Errors: [`Error::InvalidInput`](crate::Error::InvalidInput) for an
     /// unusable URL, an HTTP URL without a token, a token that does not
-    /// parse, or a database path that cannot work (empty, `:memory:`, a
+    /// parse, a database path that cannot work (empty, `:memory:`, a
     /// missing directory, a directory, not an SQLite file, read-only — at
-    /// once, naming the path and the reason); database errors.
+    /// once, naming the path and the reason), and for an [`EmbeddedStore`]
+    /// given to [`KitBuilder::store`] whose durability differs from the
+    /// [`KitBuilder::db_options`] or the [`KitBuilder::db`] given; database
+    /// errors.
     pub fn build(self) -> Result<Kit> {
         let mut db_options = self.db_options;
+        if let Some(store) = self.store_synchronous {
+            let kit = match &self.db {
+                Some(db) => Some(("the database given to KitBuilder::db", db.synchronous())),
+                None if self.db_options_given => {
+                    Some(("KitBuilder::db_options", db_options.synchronous_value()))
+                }
+                None => None,
+            };
+            match kit {
+                Some((what, kit)) if kit != store => {
+                    return Err(crate::Error::invalid(format!(
+                        "the embedded store given to KitBuilder::store is opened with synchronous = {store:?}, \
+                         but {what} says {kit:?}: open both with the same DbOptions \
+                         (or give the kit only the store, whose setting it adopts)"
+                    )));
+                }
+                Some(_) => {}
+                None => db_options = db_options.synchronous(store),
+            }
+        }
         if let Some(on) = self.log_sql {
             db_options = db_options.log_sql(on);
         }

@@ -23,7 +23,7 @@
 //! let consumer = kit.consumer("order", "audit").spawn(|msg, tx| {
 //!     // Runs in a transaction that also records the position.
 //!     tx.execute("INSERT INTO audit (event) VALUES (?1)", [&msg.id])?;
-//!     Ok::<(), Error>(())
+//!     Ok(())
 //! })?;
 //!
 //! // The order and its event commit together.
@@ -129,7 +129,7 @@
 //!
 //! ## Minimum Rust version
 //!
-//! Rust 1.85 (`rust-version` in `Cargo.toml`).
+//! Rust 1.89 (`rust-version` in `Cargo.toml`).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -145,6 +145,7 @@ pub mod error;
 pub mod health;
 pub mod hooks;
 mod kit;
+mod lease;
 pub mod message;
 pub mod metrics;
 mod migrate;
@@ -161,6 +162,7 @@ pub mod time;
 pub mod tls;
 pub mod token;
 mod wire;
+mod write_scope;
 
 pub use cleanup::{CleanupConfig, CleanupHandle, CleanupReport};
 pub use consumer::ConsumerDefaults;

@@ -24,7 +24,10 @@ fn sent_rows(kit: &Kit) -> i64 {
 }
 
 fn processed_records(kit: &Kit) -> i64 {
-    count(kit, "SELECT COUNT(*) FROM evento_processed_events")
+    count(
+        kit,
+        "SELECT coalesce(sum(messages), 0) FROM evento_processed_events",
+    )
 }
 
 /// Delivers `n` outbox messages of category `order` and lets a consumer
@@ -45,7 +48,7 @@ fn traffic(kit: &Kit, n: usize) {
     let consumer = kit
         .consumer("order", "audit")
         .processed_retention(None)
-        .spawn(|_m, _tx| Ok::<(), String>(()))
+        .spawn(|_m, _tx| Ok(()))
         .unwrap();
     consumer
         .wait_for_position(head.last().unwrap().global_position, common::WAIT)

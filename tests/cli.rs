@@ -175,7 +175,7 @@ fn consumer_dead_letter(kit: &Kit) {
     let consumer = kit
         .consumer("order", "mailer")
         .retry_policy(RetryPolicy::new().max_attempts(1))
-        .spawn(|msg, _tx| {
+        .spawn_typed(|msg, _tx| {
             if msg.stream_name == "order-9" {
                 Err("mail server said no".to_string())
             } else {
@@ -380,7 +380,7 @@ fn status_shows_a_stalled_consumer() {
         .consumer("order", "billing")
         .retry_policy(RetryPolicy::new().max_attempts(1))
         .failure_policy(FailurePolicy::Stop)
-        .spawn(|msg, _tx| {
+        .spawn_typed(|msg, _tx| {
             if msg.global_position == 3 {
                 Err("cannot bill".to_string())
             } else {

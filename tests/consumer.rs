@@ -80,7 +80,7 @@ fn a_group_of_three_covers_every_stream_once_and_agrees_with_category_get() {
                 .spawn(move |msg, _tx| {
                     tx.send((member, msg.stream_name.clone(), msg.id.clone()))
                         .unwrap();
-                    Ok::<(), Error>(())
+                    Ok(())
                 })
                 .unwrap()
         })
@@ -145,7 +145,7 @@ fn a_failing_message_is_retried_dead_lettered_and_requeue_runs_it_once() {
         .consumer("task", "worker")
         .retry_policy(quick_retry(3))
         .poll_interval(Duration::from_millis(10))
-        .spawn(move |msg, tx| {
+        .spawn_typed(move |msg, tx| {
             // The effect is written first, so a failure must roll it back.
             record_effect("worker", msg, tx)?;
             if msg.global_position == poison {
@@ -221,7 +221,7 @@ fn a_requeued_message_that_fails_again_stays_dead_lettered() {
             if msg.global_position == 1 {
                 panic!("boom at {}", msg.global_position);
             }
-            Ok::<(), Error>(())
+            Ok(())
         })
         .unwrap();
     consumer.wait_for_position(last, DEADLINE).unwrap();
@@ -260,7 +260,7 @@ fn the_stop_policy_halts_at_the_failing_message() {
             if msg.global_position == 3 {
                 return Err(Error::InvalidInput("no".into()));
             }
-            Ok::<(), Error>(())
+            Ok(())
         })
         .unwrap();
     match consumer.wait_for_position(last, DEADLINE) {
@@ -348,7 +348,7 @@ fn a_write_wakes_an_idle_consumer_without_polling() {
         .poll_interval(Duration::from_secs(3600))
         .spawn(move |msg, _tx| {
             tx.send(msg.global_position).unwrap();
-            Ok::<(), Error>(())
+            Ok(())
         })
         .unwrap();
     for round in 1..=3 {
@@ -363,7 +363,7 @@ fn a_write_wakes_an_idle_consumer_without_polling() {
 fn a_changed_group_size_is_refused_until_the_checkpoint_is_reset() {
     let (kit, _dir) = kit();
     let last = write_many(&kit, "account", 4, 8);
-    let ok = |_: &eventodb_kit::Message, _: &rusqlite::Transaction<'_>| Ok::<(), Error>(());
+    let ok = |_: &eventodb_kit::Message, _: &rusqlite::Transaction<'_>| Ok(());
     let c = kit
         .consumer("account", "m0")
         .consumer_group(ConsumerGroup::new(0, 2).unwrap())
@@ -438,7 +438,7 @@ fn threads_end_when_the_handle_is_dropped() {
         .consumer("order", "dropped")
         .spawn(move |_msg, _tx| {
             let _owned = &alive_tx; // dropped with the handler, i.e. with the thread
-            Ok::<(), Error>(())
+            Ok(())
         })
         .unwrap();
     assert_eq!(

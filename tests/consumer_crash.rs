@@ -46,7 +46,7 @@ fn spawn_consumer(kit: &Kit) -> eventodb_kit::ConsumerHandle {
         .poll_interval(Duration::from_millis(5))
         .spawn(|msg, tx| {
             tx.execute("INSERT INTO effects (event_id) VALUES (?1)", [&msg.id])?;
-            Ok::<(), rusqlite::Error>(())
+            Ok(())
         })
         .unwrap()
 }

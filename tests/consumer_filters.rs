@@ -9,7 +9,7 @@ use std::time::Duration;
 use crossbeam_channel::unbounded;
 use eventodb_kit::consumer::{Dispatcher, UnknownTypes};
 use eventodb_kit::dlq::DeadLetterFilter;
-use eventodb_kit::{Error, NewMessage, RetryPolicy};
+use eventodb_kit::{NewMessage, RetryPolicy};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -34,7 +34,7 @@ fn type_filters_take_exact_names_and_prefix_wildcards() {
         .types(["UserCreated", "product.*"])
         .spawn(move |msg, _tx| {
             tx.send(msg.message_type.clone()).unwrap();
-            Ok::<(), Error>(())
+            Ok(())
         })
         .unwrap();
     c.wait_for_position(6, DEADLINE).unwrap();
@@ -56,7 +56,7 @@ fn type_filters_take_exact_names_and_prefix_wildcards() {
     let err = kit
         .consumer("catalog", "bad")
         .types(["pro*duct"])
-        .spawn(|_, _| Ok::<(), Error>(()))
+        .spawn(|_, _| Ok(()))
         .unwrap_err();
     assert!(err.to_string().contains("only allowed at the end"), "{err}");
 }
@@ -129,9 +129,12 @@ fn the_dispatcher_routes_types_to_typed_handlers_and_rejects_bad_data() {
     let dispatcher = Dispatcher::new()
         .on("UserCreated", move |e: UserCreated, msg, _tx| {
             tx.send(format!("created {} at {}", e.name, msg.global_position))
+                .unwrap();
+            Ok(())
         })
         .on("UserRenamed", move |e: UserRenamed, _msg, _tx| {
-            renamed.send(format!("renamed to {}", e.name))
+            renamed.send(format!("renamed to {}", e.name)).unwrap();
+            Ok(())
         });
     assert_eq!(dispatcher.types(), ["UserCreated", "UserRenamed"]);
     let c = kit
@@ -144,7 +147,15 @@ fn the_dispatcher_routes_types_to_typed_handlers_and_rejects_bad_data() {
         .spawn(dispatcher.into_handler())
         .unwrap();
     c.wait_for_position(last, DEADLINE).unwrap();
-    let seen: Vec<String> = rx.try_iter().collect();
+    // The bad message fails its batch's transaction, which is then done
+    // again message by message: the handlers before it run twice, and only
+    // the second run's work counts.
+    let mut seen: Vec<String> = Vec::new();
+    for line in rx.try_iter() {
+        if !seen.contains(&line) {
+            seen.push(line);
+        }
+    }
     assert_eq!(
         seen,
         ["created ann at 1", "renamed to anne", "created bob at 5"]
@@ -165,7 +176,7 @@ fn the_dispatcher_can_refuse_unknown_types() {
     let (kit, _dir) = kit();
     write(&kit, "user-1", "UserLoggedIn", json!({}));
     let mut dispatcher = Dispatcher::new()
-        .on("UserCreated", |_: UserCreated, _, _| Ok::<(), Error>(()))
+        .on("UserCreated", |_: UserCreated, _, _| Ok(()))
         .unknown_types(UnknownTypes::Fail);
     let msg = kit
         .store()

@@ -19,7 +19,7 @@ use crossbeam_channel::unbounded;
 use eventodb_kit::dlq::DeadLetterFilter;
 use eventodb_kit::server::{Server, ServerConfig};
 use eventodb_kit::{
-    CategoryQuery, ConnectionState, ConsumerGroup, Error, HttpStore, Kit, MessageStore, NewMessage,
+    CategoryQuery, ConnectionState, ConsumerGroup, HttpStore, Kit, MessageStore, NewMessage,
     RetryPolicy, WriteOptions, WriteResult,
 };
 use serde_json::json;
@@ -90,7 +90,7 @@ fn a_write_reaches_an_idle_consumer_by_push_over_sse() {
         .spawn(move |msg, db| {
             record_effect("notifier", msg, db)?;
             tx.send(msg.global_position).unwrap();
-            Ok::<(), rusqlite::Error>(())
+            Ok(())
         })
         .unwrap();
     assert!(store
@@ -204,7 +204,7 @@ fn a_group_of_three_over_http_agrees_with_the_servers_category_get() {
                 .spawn(move |msg, _db| {
                     tx.send((member, msg.stream_name.clone(), msg.id.clone()))
                         .unwrap();
-                    Ok::<(), Error>(())
+                    Ok(())
                 })
                 .unwrap()
         })
@@ -258,7 +258,7 @@ fn an_idle_consumer_picks_up_a_requeued_dead_letter() {
         .consumer("task", "worker")
         .retry_policy(RetryPolicy::new().max_attempts(1))
         .poll_interval(Duration::from_millis(50))
-        .spawn(move |msg, tx| {
+        .spawn_typed(move |msg, tx| {
             record_effect("worker", msg, tx)?;
             if msg.data["n"] == 1 {
                 r.fetch_add(1, Ordering::SeqCst);

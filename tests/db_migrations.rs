@@ -175,3 +175,74 @@ fn write_rolls_back_on_error() {
     assert!(result.is_err());
     assert!(outbox_ids(&db).is_empty());
 }
+
+#[test]
+fn version_3_keeps_positions_and_processed_records_and_goes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    {
+        let old = Db::open_with(&path, DbOptions::new().migrate(false)).unwrap();
+        old.migrate_to(2).unwrap();
+        old.write(|tx| {
+            tx.execute_batch(
+                "INSERT INTO evento_consumer_positions
+                   (namespace, category, consumer_id, position, group_member, group_size, updated_at)
+                 VALUES ('default', 'order', 'ledger', 7, 0, 0, 1000),
+                        ('default', 'order', 'audit', 3, 0, 0, 1000);
+                 INSERT INTO evento_processed_events
+                   (namespace, category, consumer_id, event_id, event_type, global_position, processed_at)
+                 VALUES ('default', 'order', 'ledger', 'e5', 'T', 5, 2000),
+                        ('default', 'order', 'ledger', 'e7', 'T', 7, 2000),
+                        ('default', 'order', 'audit', 'e3', 'T', 3, 2000);",
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    }
+    let db = Db::open(&path).unwrap();
+    assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
+    let records = |db: &Db| -> Vec<(String, i64)> {
+        db.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT p.consumer_id, e.first_position + j.value FROM evento_processed_events e
+                   JOIN evento_consumer_positions p USING (consumer_key), json_each(e.offsets) j
+                  ORDER BY 1, 2",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .unwrap()
+    };
+    assert_eq!(
+        records(&db),
+        [
+            ("audit".into(), 3),
+            ("ledger".into(), 5),
+            ("ledger".into(), 7)
+        ]
+    );
+    let kit = eventodb_kit::Kit::builder().db(db.clone()).build().unwrap();
+    assert_eq!(
+        kit.checkpoints()
+            .get("order", "ledger")
+            .unwrap()
+            .unwrap()
+            .position,
+        7
+    );
+
+    db.migrate_to(2).unwrap();
+    let ids: Vec<(String, i64)> = db
+        .read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT event_id, global_position FROM evento_processed_events ORDER BY 2",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .unwrap();
+    assert_eq!(
+        ids,
+        [("gp:3".into(), 3), ("gp:5".into(), 5), ("gp:7".into(), 7)]
+    );
+}

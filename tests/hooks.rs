@@ -166,19 +166,19 @@ fn every_component_calls_the_hooks() {
     // Consumers: handled messages, a retry then a dead letter, a halt.
     let audit = kit
         .consumer("order", "audit")
-        .spawn(|_m, _tx| Ok::<(), String>(()))
+        .spawn(|_m, _tx| Ok(()))
         .unwrap();
     rec.wait_for("handled audit", 3);
     let picky = kit
         .consumer("invoice", "picky")
         .retry_policy(retries(2))
-        .spawn(|_m, _tx| Err::<(), _>("no"))
+        .spawn_typed(|_m, _tx| Err::<(), _>("no"))
         .unwrap();
     let strict = kit
         .consumer("invoice", "strict")
         .retry_policy(retries(1))
         .failure_policy(FailurePolicy::Stop)
-        .spawn(|_m, _tx| Err::<(), _>("no"))
+        .spawn_typed(|_m, _tx| Err::<(), _>("no"))
         .unwrap();
     let w = kit
         .store()

@@ -237,7 +237,7 @@ fn consumer_and_sender_settings_apply_and_the_builder_overrides_them() {
     // Batch size 1 from the environment: three batches for three messages.
     let c = kit
         .consumer("task", "worker")
-        .spawn(|_m, _tx| Ok::<(), String>(()))
+        .spawn(|_m, _tx| Ok(()))
         .unwrap();
     c.wait_for_position(3, DEADLINE).unwrap();
     assert_eq!(c.stats().batches_fetched, 3);
@@ -245,7 +245,7 @@ fn consumer_and_sender_settings_apply_and_the_builder_overrides_them() {
     // The stop policy from the environment halts a failing consumer.
     let failing = kit
         .consumer("task", "failing")
-        .spawn(|_m, _tx| Err::<(), _>("no"))
+        .spawn_typed(|_m, _tx| Err::<(), _>("no"))
         .unwrap();
     assert!(failing.wait_for_position(1, DEADLINE).is_err());
     assert!(matches!(
@@ -256,7 +256,7 @@ fn consumer_and_sender_settings_apply_and_the_builder_overrides_them() {
     let c = kit
         .consumer("task", "batched")
         .batch_size(100)
-        .spawn(|_m, _tx| Ok::<(), String>(()))
+        .spawn(|_m, _tx| Ok(()))
         .unwrap();
     c.wait_for_position(3, DEADLINE).unwrap();
     assert_eq!(c.stats().batches_fetched, 1);

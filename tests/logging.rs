@@ -167,7 +167,7 @@ fn tokens_are_never_logged() {
     let consumer = kit
         .consumer("order", "audit")
         .poll_interval(Duration::from_millis(20))
-        .spawn(|_m, _tx| Ok::<(), String>(()))
+        .spawn(|_m, _tx| Ok(()))
         .unwrap();
     let id = kit
         .outbox()

@@ -93,7 +93,7 @@ fn a_live_sender_and_consumer_report_what_a_user_checks() {
     // Running it: the lag goes to 0, handler figures appear.
     let consumer = kit
         .consumer("order", "audit")
-        .spawn(|_msg, _tx| Ok::<(), String>(()))
+        .spawn(|_msg, _tx| Ok(()))
         .unwrap();
     consumer.wait_for_position(50, common::WAIT).unwrap();
     let m = kit.metrics().unwrap();
@@ -145,7 +145,7 @@ fn a_database_with_nothing_running_shows_positions_lags_and_stalls() {
         }
         let c = kit
             .consumer("invoice", "mailer")
-            .spawn(|_m, _tx| Ok::<(), String>(()))
+            .spawn(|_m, _tx| Ok(()))
             .unwrap();
         c.wait_for_position(10, common::WAIT).unwrap();
         c.shutdown();
@@ -197,13 +197,13 @@ fn a_halted_consumer_is_stalled_and_a_caught_up_one_is_not() {
         .unwrap();
     let healthy = kit
         .consumer("payment", "ledger")
-        .spawn(|_m, _tx| Ok::<(), String>(()))
+        .spawn(|_m, _tx| Ok(()))
         .unwrap();
     let halting = kit
         .consumer("payment", "strict")
         .retry_policy(once(1))
         .failure_policy(FailurePolicy::Stop)
-        .spawn(|m, _tx| {
+        .spawn_typed(|m, _tx| {
             if m.message_type == "Poison" {
                 Err("cannot handle poison".to_string())
             } else {
@@ -285,7 +285,7 @@ fn dead_letters_are_counted_by_source() {
     let consumer = kit
         .consumer("ledger", "projector")
         .retry_policy(once(1))
-        .spawn(|_m, _tx| Err::<(), _>("always fails"))
+        .spawn_typed(|_m, _tx| Err::<(), _>("always fails"))
         .unwrap();
     let w = kit
         .store()
@@ -334,7 +334,7 @@ fn prometheus_output_parses_and_has_the_expected_series() {
     let sender = kit.spawn_sender(common::fast()).unwrap();
     let consumer = kit
         .consumer("order", "audit")
-        .spawn(|_m, _tx| Ok::<(), String>(()))
+        .spawn(|_m, _tx| Ok(()))
         .unwrap();
     let ids = write_outbox(kit, 20);
     for id in &ids {

@@ -167,7 +167,7 @@ fn a_kit_over_http_counts_lag_through_the_store_and_reports_health() {
     kit.checkpoints().set("order", "late", 2).unwrap();
     let consumer = kit
         .consumer("order", "live")
-        .spawn(|_m, _tx| Ok::<(), String>(()))
+        .spawn(|_m, _tx| Ok(()))
         .unwrap();
     consumer.wait_for_position(6, support_wait()).unwrap();
     let m = kit.metrics().unwrap();

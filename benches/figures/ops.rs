@@ -129,10 +129,7 @@ impl KitHook for CountHandled {
 /// Messages per second of a fresh consumer reading the whole category.
 fn consume(kit: &Kit, id: &str) -> f64 {
     let start = Instant::now();
-    let consumer = kit
-        .consumer("account", id)
-        .spawn(|_m, _tx| Ok::<(), String>(()))
-        .unwrap();
+    let consumer = kit.consumer("account", id).spawn(|_m, _tx| Ok(())).unwrap();
     consumer
         .wait_for_position(STORE_MESSAGES, Duration::from_secs(300))
         .unwrap();

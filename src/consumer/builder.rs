@@ -9,15 +9,18 @@ use serde_json::Value;
 use crate::consumer_group::ConsumerGroup;
 use crate::error::{Error, Result};
 use crate::kit::Kit;
+use crate::lease::{self, Lease};
 use crate::message::Message;
 use crate::retry::RetryPolicy;
 use crate::store::MAX_BATCH_SIZE;
+use crate::time::now_ms;
 
 use super::config::{ConsumerConfig, FailurePolicy};
 use super::filter::{self, MessageFilter};
 use super::handle::ConsumerHandle;
 use super::handler;
 use super::position::{self, ConsumerKey};
+use super::processed;
 use super::retention;
 use super::worker;
 
@@ -53,7 +56,7 @@ use super::worker;
 ///              ON CONFLICT (account) DO UPDATE SET amount = amount + excluded.amount",
 ///             (&msg.stream_name, amount),
 ///         )?;
-///         Ok::<(), rusqlite::Error>(())
+///         Ok(())
 ///     })?;
 /// consumer.wait_for_position(written.global_position, Duration::from_secs(10))?;
 /// consumer.shutdown();
@@ -211,24 +214,90 @@ impl ConsumerBuilder {
         self
     }
 
+    /// How long the consumer's lease lasts unless renewed. One instance of
+    /// a consumer works at a time — across threads and processes on the
+    /// database file —, the one holding its lease; it renews it with every
+    /// transaction and at least every third of this duration. Others stand
+    /// by ([`ConsumerHealth::Standby`](super::ConsumerHealth::Standby)) and
+    /// take over when it stops, at once when its process dies on this
+    /// machine (the OS releases the lock file beside the database), after
+    /// this long otherwise (an in-memory database, a frozen process).
+    /// Defaults to 10 s.
+    pub fn lease_duration(mut self, duration: Duration) -> Self {
+        self.config.lease_duration = duration.max(Duration::from_millis(10));
+        self
+    }
+
     /// Starts the consumer: a thread that fetches the category from the saved
     /// position + 1 and runs `handler` on each message inside a transaction
     /// on the kit's database, committing the handler's writes, the processed
     /// record and the new position together.
     ///
-    /// The handler may fail with any error type that implements `Display`;
-    /// an error or a panic rolls back that message's work alone and is
-    /// retried, then handled by the [`FailurePolicy`].
+    /// The handler returns the kit's [`Result`], so `?` works on the kit's,
+    /// rusqlite's and serde_json's errors and a closure needs no type
+    /// annotation: `spawn(|msg, tx| { tx.execute(..)?; Ok(()) })`. (For an
+    /// error type of your own, see [`ConsumerBuilder::spawn_typed`].) An
+    /// error or a panic rolls back that message's work alone and is retried,
+    /// then handled by the [`FailurePolicy`]; an error about the store as a
+    /// whole ([`Disposition::Pause`](crate::Disposition::Pause): unreachable,
+    /// token refused) pauses the consumer instead, without using up the
+    /// message's attempts.
+    ///
+    /// To emit messages from the handler, write them to the outbox in its
+    /// transaction: `kit.outbox().write_in(tx, ..)` (they commit with the
+    /// handler's work). Calls that open a write transaction of their own on
+    /// the kit's database file from inside the handler — `outbox().write`,
+    /// `db().write`, a write to an [`EmbeddedStore`](crate::EmbeddedStore)
+    /// in that file — fail at once with [`Error::InvalidInput`]: the
+    /// handler's transaction holds the file's write lock.
+    ///
+    /// If another instance of this consumer holds its lease, the new one
+    /// stands by (see [`ConsumerBuilder::lease_duration`]).
     ///
     /// Errors: [`Error::InvalidInput`] for an empty consumer id, a batch size
     /// out of range, a bad type pattern, or a consumer group that differs
     /// from the one saved with the position; database errors reading the
     /// position.
-    pub fn spawn<F, E>(self, handler: F) -> Result<ConsumerHandle>
+    pub fn spawn<F>(self, handler: F) -> Result<ConsumerHandle>
     where
-        F: FnMut(&Message, &Transaction<'_>) -> Result<(), E> + Send + 'static,
+        F: FnMut(&Message, &Transaction<'_>) -> Result<()> + Send + 'static,
+    {
+        self.start(handler::boxed(handler))
+    }
+
+    /// Like [`ConsumerBuilder::spawn`], for a handler with an error type of
+    /// its own (anything that implements `Display`). Its errors are worth a
+    /// retry, except the kit's [`Error`] and `rusqlite::Error` (also in a
+    /// `Box<dyn std::error::Error>`), which are classified by
+    /// [`Error::disposition`].
+    ///
+    /// ```
+    /// # let kit = eventodb_kit::Kit::builder().build()?;
+    /// #[derive(Debug)]
+    /// enum BillingError { CardDeclined }
+    /// impl std::fmt::Display for BillingError {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    ///         f.write_str("card declined")
+    ///     }
+    /// }
+    /// let consumer = kit.consumer("invoice", "billing").spawn_typed(|msg, _tx| {
+    ///     match msg.data["card"].as_str() {
+    ///         Some("declined") => Err(BillingError::CardDeclined),
+    ///         _ => Ok(()),
+    ///     }
+    /// })?;
+    /// consumer.shutdown();
+    /// # Ok::<(), eventodb_kit::Error>(())
+    /// ```
+    pub fn spawn_typed<F, E>(self, handler: F) -> Result<ConsumerHandle>
+    where
+        F: FnMut(&Message, &Transaction<'_>) -> std::result::Result<(), E> + Send + 'static,
         E: Display + 'static,
     {
+        self.start(handler::boxed_typed(handler))
+    }
+
+    fn start(self, handler: handler::BoxedHandler) -> Result<ConsumerHandle> {
         if self.consumer_id.is_empty() {
             return Err(Error::invalid("a consumer id must not be empty"));
         }
@@ -254,16 +323,31 @@ impl ConsumerBuilder {
             )?;
         }
         let (start, group) = (self.config.start_position, self.config.consumer_group);
-        let position = self.kit.db().write(|tx| {
-            position::open(tx, &key, start, group, self.config.correlation.as_deref())
+        let (position, consumer_key, lease, recorded_through) = self.kit.db().write(|tx| {
+            let (position, consumer_key) =
+                position::open(tx, &key, start, group, self.config.correlation.as_deref())?;
+            let recorded_through = processed::recorded_through(tx, consumer_key)?;
+            // Taken at once when free; otherwise the worker stands by.
+            let mut lease = Lease::new(
+                position::lease_name(consumer_key),
+                lease::holder_id("consumer"),
+                self.config.lease_duration,
+            );
+            lease.try_acquire(tx, now_ms())?;
+            Ok((position, consumer_key, lease, recorded_through))
         })?;
         worker::spawn(
             &self.kit,
-            key,
-            self.config,
-            filter,
-            handler::boxed(handler),
-            position,
+            worker::Start {
+                key,
+                consumer_key,
+                config: self.config,
+                filter,
+                handler,
+                lease,
+                position,
+                recorded_through,
+            },
         )
     }
 }

@@ -29,6 +29,10 @@ pub enum FailurePolicy {
 /// commits what it has done (see `ConsumerBuilder::max_transaction_time`).
 pub(crate) const DEFAULT_MAX_TRANSACTION_TIME: Duration = Duration::from_millis(100);
 
+/// How long a consumer's lease lasts unless renewed (see
+/// `ConsumerBuilder::lease_duration`).
+pub(crate) const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(10);
+
 /// Settings of one consumer; see [`ConsumerBuilder`](super::ConsumerBuilder).
 #[derive(Clone)]
 pub(crate) struct ConsumerConfig {
@@ -44,6 +48,7 @@ pub(crate) struct ConsumerConfig {
     pub(crate) retry_permanent_errors: bool,
     pub(crate) processed_retention: Option<Duration>,
     pub(crate) max_transaction_time: Duration,
+    pub(crate) lease_duration: Duration,
     /// How often a consumer prunes its processed records (crate-private knob).
     pub(crate) retention_interval: Duration,
     /// Backoff while the store or the local database fails (crate-private knob).
@@ -72,6 +77,7 @@ impl ConsumerConfig {
             retry_permanent_errors: d.retry_permanent_errors,
             processed_retention: d.processed_retention,
             max_transaction_time: DEFAULT_MAX_TRANSACTION_TIME,
+            lease_duration: DEFAULT_LEASE_DURATION,
             retention_interval: Duration::from_secs(3600),
             io_retry: RetryPolicy::new()
                 .initial_delay(Duration::from_millis(100))
@@ -95,6 +101,7 @@ impl fmt::Debug for ConsumerConfig {
             .field("retry_permanent_errors", &self.retry_permanent_errors)
             .field("processed_retention", &self.processed_retention)
             .field("max_transaction_time", &self.max_transaction_time)
+            .field("lease_duration", &self.lease_duration)
             .finish()
     }
 }

@@ -2,7 +2,7 @@
 //! for the data.
 
 use std::collections::HashMap;
-use std::fmt::{self, Display};
+use std::fmt;
 
 use rusqlite::Transaction;
 use serde::de::DeserializeOwned;
@@ -51,11 +51,11 @@ type TypedHandler = Box<dyn FnMut(&Message, &Transaction<'_>) -> Result<()> + Se
 /// let dispatcher = Dispatcher::new()
 ///     .on("UserCreated", |e: UserCreated, msg, tx| {
 ///         tx.execute("INSERT INTO users VALUES (?1, ?2)", (&msg.stream_name, &e.name))?;
-///         Ok::<(), rusqlite::Error>(())
+///         Ok(())
 ///     })
 ///     .on("UserRenamed", |e: UserRenamed, msg, tx| {
 ///         tx.execute("UPDATE users SET name = ?2 WHERE id = ?1", (&msg.stream_name, &e.name))?;
-///         Ok::<(), rusqlite::Error>(())
+///         Ok(())
 ///     });
 ///
 /// let new = |t: &str, name: &str| NewMessage::new(t, serde_json::json!({ "name": name }));
@@ -95,20 +95,19 @@ impl Dispatcher {
     /// Handles messages of type `message_type` with `handler`, which gets the
     /// data as a `T`. A second registration for the same type replaces the
     /// first.
-    pub fn on<T, E, F>(mut self, message_type: impl Into<String>, mut handler: F) -> Self
+    ///
+    /// The handler returns the kit's [`Result`] (`?` works on the kit's,
+    /// rusqlite's and serde_json's errors); its errors reach the consumer as
+    /// they are, so they are classified by [`Error::disposition`].
+    pub fn on<T, F>(mut self, message_type: impl Into<String>, mut handler: F) -> Self
     where
         T: DeserializeOwned,
-        E: Display,
-        F: FnMut(T, &Message, &Transaction<'_>) -> Result<(), E> + Send + 'static,
+        F: FnMut(T, &Message, &Transaction<'_>) -> Result<()> + Send + 'static,
     {
         let message_type = message_type.into();
         let typed: TypedHandler = Box::new(move |message, tx| {
             let event: T = message.data_as()?;
-            handler(event, message, tx).map_err(|e| Error::Handler {
-                message_id: message.id.clone(),
-                global_position: message.global_position,
-                message: e.to_string(),
-            })
+            handler(event, message, tx)
         });
         self.handlers.insert(message_type, typed);
         self
@@ -132,7 +131,7 @@ impl Dispatcher {
     ///
     /// Errors: [`Error::InvalidInput`] when the data does not fit the type (or
     /// the type is unknown under [`UnknownTypes::Fail`]);
-    /// [`Error::Handler`] with the handler's own error.
+    /// the handler's own error.
     pub fn handle(&mut self, message: &Message, tx: &Transaction<'_>) -> Result<()> {
         match self.handlers.get_mut(&message.message_type) {
             Some(handler) => handler(message, tx),

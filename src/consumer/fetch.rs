@@ -12,10 +12,15 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{never, select, Receiver};
 
+use crate::disposition::{Disposition, PauseReason};
 use crate::error::Error;
 use crate::message::Message;
 use crate::retry::RetryPolicy;
 use crate::store::{CategoryQuery, MessageStore, Poke, Subscription};
+
+/// The longest wait between reads while the store cannot be reached:
+/// noticing soon that it is back matters more than one request's cost.
+const UNREACHABLE_MAX_DELAY: Duration = Duration::from_secs(2);
 
 /// What ended a wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +41,22 @@ pub(crate) enum FetchOutcome<'a> {
     },
     /// It failed (the fetcher backs off and tries again).
     Failed(&'a Error),
+}
+
+/// What a fetch brought.
+#[derive(Debug)]
+pub(crate) enum Fetched {
+    /// Messages in global order (never empty).
+    Messages(Vec<Message>),
+    /// A message the store cannot decode (see [`Error::Undecodable`]): a
+    /// stand-in with its id, stream, type and positions (no data), and why.
+    /// The next fetch goes on after it.
+    Undecodable {
+        /// The stand-in.
+        message: Message,
+        /// Why it cannot be decoded.
+        reason: String,
+    },
 }
 
 /// Fetches batches of a category from a position on.
@@ -103,7 +124,7 @@ impl Fetcher {
         &mut self,
         stop: &Receiver<()>,
         on_fetch: &mut dyn FnMut(FetchOutcome<'_>),
-    ) -> Option<Vec<Message>> {
+    ) -> Option<Fetched> {
         loop {
             self.ensure_watch();
             if let Some(watch) = &self.watch {
@@ -117,17 +138,48 @@ impl Fetcher {
                     self.failures = 0;
                     if let Some(last) = batch.last() {
                         self.query.position = last.global_position + 1;
-                        return Some(batch);
+                        return Some(Fetched::Messages(batch));
                     }
                     if self.wait(stop, self.poll_interval) == Wake::Stop {
                         return None;
                     }
                 }
+                Err(Error::Undecodable {
+                    id,
+                    stream,
+                    message_type,
+                    position,
+                    global_position,
+                    reason,
+                }) if global_position >= self.query.position => {
+                    // The store read up to it: the rest of the category goes
+                    // on after it.
+                    on_fetch(FetchOutcome::Read {
+                        after_errors: self.failures > 0,
+                    });
+                    self.failures = 0;
+                    self.query.position = global_position + 1;
+                    let message = Message {
+                        id,
+                        stream_name: stream,
+                        message_type,
+                        position,
+                        global_position,
+                        data: serde_json::Value::Null,
+                        metadata: None,
+                        time: std::time::SystemTime::now(),
+                    };
+                    return Some(Fetched::Undecodable { message, reason });
+                }
                 Err(e) => {
                     self.failures = self.failures.saturating_add(1);
                     log::warn!("reading category {:?} failed: {e}", self.category);
                     on_fetch(FetchOutcome::Failed(&e));
-                    let delay = self.backoff.jittered_delay_after(self.failures);
+                    let mut delay = self.backoff.jittered_delay_after(self.failures);
+                    if e.disposition() == Disposition::Pause(PauseReason::Unreachable) {
+                        // One cheap read: notice soon that the store is back.
+                        delay = delay.min(UNREACHABLE_MAX_DELAY);
+                    }
                     if self.wait(stop, delay) == Wake::Stop {
                         return None;
                     }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::store::{CategoryQuery, MessageStore, MAX_BATCH_SIZE};
+use crate::time::Deadline;
 
 use super::stats::{ConsumerHealth, ConsumerStats, Shared};
 
@@ -24,6 +26,10 @@ pub struct ConsumerHandle {
     thread: Option<JoinHandle<()>>,
     category: String,
     consumer_id: String,
+    /// The store and the query (group, correlation) it fetches with, for
+    /// [`ConsumerHandle::wait_until_caught_up`].
+    store: Arc<dyn MessageStore>,
+    query: CategoryQuery,
 }
 
 impl fmt::Debug for ConsumerHandle {
@@ -44,6 +50,8 @@ impl ConsumerHandle {
         thread: JoinHandle<()>,
         category: String,
         consumer_id: String,
+        store: Arc<dyn MessageStore>,
+        query: CategoryQuery,
     ) -> Self {
         ConsumerHandle {
             shared,
@@ -51,6 +59,8 @@ impl ConsumerHandle {
             thread: Some(thread),
             category,
             consumer_id,
+            store,
+            query,
         }
     }
 
@@ -99,6 +109,76 @@ impl ConsumerHandle {
     /// stopped.
     pub fn wait_for_position(&self, global_position: i64, timeout: Duration) -> Result<()> {
         self.shared.wait_for_position(global_position, timeout)
+    }
+
+    /// Waits until the consumer has caught up with its category as it is
+    /// now: every message the store holds at the time of the call for this
+    /// consumer (its category, consumer group and correlation filter)
+    /// handled, dead-lettered or passed over — or `timeout` passes.
+    ///
+    /// It reads the store from the consumer's position on to find the
+    /// category's head (a `category.get` per 10 000 messages of lag), then
+    /// waits as [`ConsumerHandle::wait_for_position`] does. Messages
+    /// written after the call are not waited for.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use eventodb_kit::{Kit, MessageStore, NewMessage, WriteOptions};
+    ///
+    /// let kit = Kit::builder().build()?;
+    /// for n in 0..3 {
+    ///     let msg = NewMessage::new("Placed", serde_json::json!({ "n": n }));
+    ///     kit.store().write("order-1", &msg, &WriteOptions::new())?;
+    /// }
+    /// let consumer = kit.consumer("order", "audit").spawn(|_msg, _tx| Ok(()))?;
+    /// consumer.wait_until_caught_up(Duration::from_secs(10))?;
+    /// assert_eq!(consumer.stats().processed, 3);
+    /// # Ok::<(), eventodb_kit::Error>(())
+    /// ```
+    ///
+    /// Errors: the store's error when it cannot be read;
+    /// [`Error::Timeout`](crate::Error::Timeout);
+    /// [`Error::Handler`](crate::Error::Handler) when the consumer halted at
+    /// a message before the head; [`Error::Shutdown`](crate::Error::Shutdown)
+    /// when it stopped.
+    pub fn wait_until_caught_up(&self, timeout: Duration) -> Result<()> {
+        let deadline = Deadline::after(timeout);
+        let head = self.head()?;
+        self.shared
+            .wait_for_position(head, deadline.remaining())
+            .map_err(|e| match e {
+                Error::Timeout(_) => Error::Timeout(format!(
+                    "consumer {:?} reached position {}, not the head {head} of {:?}, within {timeout:?}",
+                    self.consumer_id,
+                    self.position(),
+                    self.category
+                )),
+                e => e,
+            })
+    }
+
+    /// The global position of the last message the store holds for this
+    /// consumer (its position when there is none after it).
+    fn head(&self) -> Result<i64> {
+        let mut head = self.position();
+        loop {
+            let query = self
+                .query
+                .clone()
+                .position(head.saturating_add(1).max(1))
+                .batch_size(MAX_BATCH_SIZE);
+            match self.store.get_category(&self.category, &query) {
+                Ok(batch) => match batch.last() {
+                    Some(last) => head = last.global_position,
+                    None => return Ok(head),
+                },
+                // The consumer passes it over as a failure of that message.
+                Err(Error::Undecodable {
+                    global_position, ..
+                }) if global_position > head => head = global_position,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn signal(&mut self) {

@@ -1,6 +1,7 @@
-//! Running the application's handler: inside a savepoint of the batch's
-//! transaction, with panics caught and errors turned into text for the
-//! dead-letter table.
+//! Running the application's handler: with panics caught, its errors
+//! classified by the kit's one [`Disposition`] model and turned into text
+//! for the dead-letter table, and — when a batch goes message by message —
+//! inside a savepoint that rolls back on drop.
 
 use std::any::Any;
 use std::fmt::Display;
@@ -8,6 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use rusqlite::{CachedStatement, Connection, Transaction};
 
+use crate::disposition::{db_disposition, Disposition};
 use crate::error::{Error, Result};
 use crate::message::Message;
 
@@ -16,34 +18,63 @@ use crate::message::Message;
 pub(crate) struct Failure {
     /// The handler's error (or panic message) as text.
     pub(crate) error: String,
-    /// The error is a kit [`Error`] (or `rusqlite::Error`) that fails the same
-    /// way every time.
-    pub(crate) permanent: bool,
+    /// What the error is about: the store or the link as a whole (pause,
+    /// do not use up the message's attempts), this message maybe not next
+    /// time (retry), or this message for good.
+    pub(crate) disposition: Disposition,
+}
+
+impl Failure {
+    /// A failure that fails the same way every time.
+    pub(crate) fn permanent(&self) -> bool {
+        self.disposition == Disposition::DeadLetter
+    }
+
+    /// What the failure is about, in words.
+    pub(crate) fn disposition_text(&self) -> String {
+        match self.disposition {
+            Disposition::Pause(reason) => reason.to_string(),
+            Disposition::Retry => "worth a retry".to_string(),
+            Disposition::DeadLetter => "fails for good".to_string(),
+        }
+    }
 }
 
 /// A handler with its error type erased.
 pub(crate) type BoxedHandler =
     Box<dyn FnMut(&Message, &Transaction<'_>) -> Result<(), Failure> + Send>;
 
-/// Boxes a handler closure.
-pub(crate) fn boxed<F, E>(mut handler: F) -> BoxedHandler
+/// Boxes a handler returning the kit's [`Result`].
+pub(crate) fn boxed<F>(mut handler: F) -> BoxedHandler
+where
+    F: FnMut(&Message, &Transaction<'_>) -> Result<()> + Send + 'static,
+{
+    Box::new(move |message, tx| {
+        handler(message, tx).map_err(|e| Failure {
+            error: e.to_string(),
+            disposition: e.disposition(),
+        })
+    })
+}
+
+/// Boxes a handler with an error type of its own.
+pub(crate) fn boxed_typed<F, E>(mut handler: F) -> BoxedHandler
 where
     F: FnMut(&Message, &Transaction<'_>) -> Result<(), E> + Send + 'static,
     E: Display + 'static,
 {
-    Box::new(move |message, tx| handler(message, tx).map_err(|e| failure_of(&e)))
+    Box::new(move |message, tx| {
+        handler(message, tx).map_err(|e| Failure {
+            error: e.to_string(),
+            disposition: classify(&e),
+        })
+    })
 }
 
-fn failure_of<E: Display + 'static>(error: &E) -> Failure {
-    Failure {
-        error: error.to_string(),
-        permanent: is_permanent(error),
-    }
-}
-
-/// Whether `error` is one the kit can classify as permanent: its own
-/// [`Error`] or a `rusqlite::Error` (possibly boxed) that is not transient.
-fn is_permanent(error: &dyn Any) -> bool {
+/// The disposition of a handler's error of any type: the kit's [`Error`]
+/// and `rusqlite::Error` (also boxed) by [`Error::disposition`]; anything
+/// else is worth a retry.
+pub(crate) fn classify(error: &dyn Any) -> Disposition {
     type Boxed = Box<dyn std::error::Error + Send + Sync>;
     type BoxedLocal = Box<dyn std::error::Error>;
     let inner: Option<&(dyn std::error::Error + 'static)> =
@@ -58,17 +89,14 @@ fn is_permanent(error: &dyn Any) -> bool {
         .downcast_ref::<Error>()
         .or_else(|| inner.and_then(|e| e.downcast_ref::<Error>()));
     if let Some(e) = kit {
-        return !e.is_transient();
+        return e.disposition();
     }
     let sqlite = error
         .downcast_ref::<rusqlite::Error>()
         .or_else(|| inner.and_then(|e| e.downcast_ref::<rusqlite::Error>()));
     match sqlite {
-        Some(e) => !matches!(
-            e.sqlite_error_code(),
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-        ),
-        None => false,
+        Some(e) => db_disposition(e),
+        None => Disposition::Retry,
     }
 }
 
@@ -85,7 +113,7 @@ where
         Ok(result) => result,
         Err(payload) => Err(Failure {
             error: format!("handler panicked: {}", panic_text(payload.as_ref())),
-            permanent: false,
+            disposition: Disposition::Retry,
         }),
     }
 }
@@ -100,9 +128,8 @@ fn panic_text(payload: &(dyn Any + Send)) -> &str {
     }
 }
 
-/// The statements that frame each message's work inside a batch
-/// transaction, prepared once per batch: a savepoint per message, released to
-/// keep the work or rolled back to undo it alone.
+/// The statements that frame one message's work inside a transaction when
+/// it goes message by message, prepared once per transaction.
 pub(crate) struct Savepoints<'c> {
     savepoint: CachedStatement<'c>,
     release: CachedStatement<'c>,
@@ -118,38 +145,107 @@ impl<'c> Savepoints<'c> {
         })
     }
 
-    /// Marks the start of one message's work.
-    pub(crate) fn begin(&mut self) -> Result<()> {
+    /// Starts one message's work. Unless [kept](MessageWork::keep), it is
+    /// undone when the guard goes — also on an early `?` or a panic — so no
+    /// savepoint is ever left open in the transaction.
+    pub(crate) fn begin(&mut self) -> Result<MessageWork<'_, 'c>> {
         self.savepoint.execute([])?;
-        Ok(())
+        Ok(MessageWork {
+            statements: self,
+            open: true,
+        })
     }
+}
 
+/// One message's work inside a savepoint: [`MessageWork::keep`] releases
+/// it, dropping the guard rolls it back.
+pub(crate) struct MessageWork<'s, 'c> {
+    statements: &'s mut Savepoints<'c>,
+    open: bool,
+}
+
+impl MessageWork<'_, '_> {
     /// Keeps the message's work.
-    pub(crate) fn keep(&mut self) -> Result<()> {
-        self.release.execute([])?;
+    pub(crate) fn keep(mut self) -> Result<()> {
+        self.open = false;
+        self.statements.release.execute([])?;
         Ok(())
     }
 
     /// Undoes the message's work (and only it).
-    pub(crate) fn undo(&mut self) -> Result<()> {
-        self.rollback.execute([])?;
-        self.keep()
+    pub(crate) fn undo(mut self) -> Result<()> {
+        self.open = false;
+        self.statements.rollback.execute([])?;
+        self.statements.release.execute([])?;
+        Ok(())
+    }
+}
+
+impl Drop for MessageWork<'_, '_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.statements.rollback.execute([]);
+            let _ = self.statements.release.execute([]);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disposition::PauseReason;
 
     #[test]
-    fn classifies_kit_and_sqlite_errors() {
-        assert!(is_permanent(&Error::InvalidInput("bad data".into())));
-        assert!(!is_permanent(&Error::Timeout("slow".into())));
+    fn classifies_kit_and_sqlite_errors_by_their_disposition() {
+        use Disposition::*;
+        assert_eq!(
+            classify(&Error::InvalidInput("bad data".into())),
+            DeadLetter
+        );
+        assert_eq!(
+            classify(&Error::Timeout("slow".into())),
+            Pause(PauseReason::Unreachable)
+        );
+        let auth = Error::Auth {
+            status: 403,
+            code: "AUTH_UNAUTHORIZED".into(),
+            message: "no".into(),
+        };
+        assert_eq!(classify(&auth), Pause(PauseReason::AuthRefused));
         let boxed: Box<dyn std::error::Error + Send + Sync> =
             Box::new(Error::InvalidInput("x".into()));
-        assert!(is_permanent(&boxed));
-        assert!(is_permanent(&rusqlite::Error::QueryReturnedNoRows));
-        assert!(!is_permanent(&"some text".to_string()));
-        assert!(!is_permanent(&std::io::Error::other("io")));
+        assert_eq!(classify(&boxed), DeadLetter);
+        assert_eq!(classify(&rusqlite::Error::QueryReturnedNoRows), DeadLetter);
+        assert_eq!(classify(&"some text".to_string()), Retry);
+        assert_eq!(classify(&std::io::Error::other("io")), Retry);
+    }
+
+    #[test]
+    fn a_message_guard_rolls_back_when_dropped_unkept() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x)").unwrap();
+        let tx = conn.transaction().unwrap();
+        {
+            let mut savepoints = Savepoints::prepare(&tx).unwrap();
+            let work = savepoints.begin().unwrap();
+            tx.execute("INSERT INTO t VALUES (1)", []).unwrap();
+            work.keep().unwrap();
+            let mut early_exit = || -> Result<()> {
+                let _work = savepoints.begin()?;
+                tx.execute("INSERT INTO t VALUES (2)", [])?;
+                Err(Error::InvalidInput("an early `?`".into()))
+            };
+            assert!(early_exit().is_err());
+        }
+        // No savepoint is left open: the transaction commits as usual.
+        tx.commit().unwrap();
+        let rows: Vec<i64> = conn
+            .prepare("SELECT x FROM t")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(rows, [1]);
     }
 }

@@ -25,12 +25,21 @@
 //!   over; fetching resumes at position + 1; a fresh consumer starts at its
 //!   [start position](ConsumerBuilder::start_position).
 //! * **Failures are never skipped silently.** A handler error or panic rolls
-//!   back that message's work alone (a batch shares one transaction with a
-//!   savepoint per message), is retried with backoff, and then — by
-//!   [`FailurePolicy`] — is dead-lettered (visible in [`Kit::dlq`]; a requeue
-//!   runs the handler on it once more) or halts the consumer at it. The
-//!   position never passes a message that neither succeeded nor was
-//!   dead-lettered.
+//!   back that message's work alone (the messages before it in its
+//!   transaction are done again, each in a savepoint, and committed — so
+//!   their handlers run a second time), is retried with backoff, and then —
+//!   by [`FailurePolicy`] — is dead-lettered (visible in [`Kit::dlq`]; a
+//!   requeue runs the handler on it once more) or halts the consumer at it.
+//!   The position never passes a message that neither succeeded nor was
+//!   dead-lettered, and never moves back by itself. An error about the store
+//!   as a whole ([`Disposition::Pause`](crate::Disposition::Pause)) pauses
+//!   the consumer instead, without using up the message's attempts; a
+//!   stored message that cannot be decoded fails like a handler would.
+//! * **One working instance.** Instances of one consumer (category and
+//!   consumer id on one database file, in any thread or process) share a
+//!   lease: one works, the others stand by
+//!   ([`ConsumerHealth::Standby`]) and take over when it stops or its
+//!   process dies.
 //! * **Consumer groups** use the store's own assignment (`category.get`'s
 //!   consumerGroup, EventoDB's MD5 rule), so members in other processes and
 //!   SDKs agree. The group is saved with the position; a different group is
@@ -60,7 +69,7 @@
 //!
 //! let consumer = kit.consumer("order", "audit").spawn(|msg, tx| {
 //!     tx.execute("INSERT INTO seen (id) VALUES (?1)", [&msg.id])?;
-//!     Ok::<(), rusqlite::Error>(())
+//!     Ok(())
 //! })?;
 //! let written = kit.store().write(
 //!     "order-1",
@@ -85,6 +94,7 @@ mod filter;
 mod handle;
 mod handler;
 mod position;
+mod processed;
 mod redeliver;
 mod replay;
 mod requeue;
@@ -104,6 +114,7 @@ pub use replay::{Replay, ReplayReport};
 pub use stats::{ConsumerHealth, ConsumerStats};
 pub use subscription::{MessageSubscription, SubscribeOptions};
 
+pub(crate) use position::lease_name as consumer_lease_name;
 pub(crate) use retention::delete_processed_before_until;
 pub(crate) use stats::Shared as ConsumerShared;
 

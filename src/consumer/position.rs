@@ -3,10 +3,9 @@
 //! or to a time).
 //!
 //! A position is the global position of the last message a consumer has
-//! handled (or passed over); it fetches from position + 1. A processed record
-//! says that a consumer's handler ran for one event id, so a message seen
-//! again (after a position moved back, or by a second process with the same
-//! consumer id) is skipped without running the handler.
+//! handled (or passed over); it fetches from position + 1. Its row also
+//! gives the consumer an integer key (`consumer_key`, never reused), which
+//! names it in its processed records (see `processed`) and its lease.
 
 use std::time::{Duration, SystemTime};
 
@@ -15,10 +14,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::consumer_group::ConsumerGroup;
 use crate::error::{Error, Result};
 use crate::kit::Kit;
-use crate::message::Message;
 use crate::store::{CategoryQuery, MessageStore};
 use crate::time::{from_ms, now_ms};
 
+use super::processed;
 use super::retention;
 
 /// Identifies one consumer's rows: namespace, category, consumer id.
@@ -101,27 +100,41 @@ pub(crate) fn load(conn: &Connection, key: &ConsumerKey) -> Result<Option<Checkp
 }
 
 /// Where a consumer starts: its saved position, or `start - 1` for a fresh
-/// one (saved now, with its group). Refuses a group that differs from the
-/// saved one. Records the consumer's correlation filter (for lag counts).
+/// one (saved now, with its group), and its consumer key. Refuses a group
+/// that differs from the saved one. Records the consumer's correlation
+/// filter (for lag counts).
 pub(crate) fn open(
     conn: &Connection,
     key: &ConsumerKey,
     start: i64,
     group: Option<ConsumerGroup>,
     correlation: Option<&str>,
-) -> Result<i64> {
+) -> Result<(i64, i64)> {
     let position = open_position(conn, key, start, group)?;
-    conn.prepare_cached(
-        "UPDATE evento_consumer_positions SET correlation = ?4
-         WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3",
-    )?
-    .execute(params![
-        key.namespace,
-        key.category,
-        key.consumer_id,
-        correlation
-    ])?;
-    Ok(position)
+    let consumer_key = conn
+        .prepare_cached(
+            "UPDATE evento_consumer_positions SET correlation = ?4
+             WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3
+             RETURNING consumer_key",
+        )?
+        .query_row(
+            params![key.namespace, key.category, key.consumer_id, correlation],
+            |r| r.get(0),
+        )?;
+    Ok((position, consumer_key))
+}
+
+/// The name of the lease of the consumer with key `consumer_key`.
+pub(crate) fn lease_name(consumer_key: i64) -> String {
+    format!("consumer:{consumer_key}")
+}
+
+/// The position saved for the consumer with key `consumer_key`.
+pub(crate) fn load_by_key(conn: &Connection, consumer_key: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT position FROM evento_consumer_positions WHERE consumer_key = ?1")?
+        .query_row([consumer_key], |r| r.get(0))
+        .optional()?)
 }
 
 fn open_position(
@@ -181,8 +194,31 @@ fn describe_group(group: Option<ConsumerGroup>) -> String {
     }
 }
 
-/// Moves a consumer's position (inside the caller's transaction).
-pub(crate) fn save(conn: &Connection, key: &ConsumerKey, position: i64) -> Result<()> {
+/// Moves a running consumer's position forward to `position` (never back:
+/// only an explicit [`set`] does that), inside the caller's transaction,
+/// and notes the time of the progress.
+///
+/// Errors: [`Error::NotFound`] when the position row is gone (the
+/// checkpoint was reset while the consumer ran).
+pub(crate) fn advance(conn: &Connection, consumer_key: i64, position: i64) -> Result<()> {
+    let updated = conn
+        .prepare_cached(
+            "UPDATE evento_consumer_positions
+                SET position = max(position, ?2), updated_at = ?3
+              WHERE consumer_key = ?1",
+        )?
+        .execute(params![consumer_key, position, now_ms()])?;
+    if updated == 0 {
+        return Err(Error::NotFound(format!(
+            "the position of consumer key {consumer_key} (its checkpoint was reset while it ran)"
+        )));
+    }
+    Ok(())
+}
+
+/// Sets a consumer's position to `position`, back or forward (inside the
+/// caller's transaction): for explicit moves of a checkpoint.
+pub(crate) fn set(conn: &Connection, key: &ConsumerKey, position: i64) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO evento_consumer_positions
            (namespace, category, consumer_id, position, updated_at)
@@ -200,36 +236,10 @@ pub(crate) fn save(conn: &Connection, key: &ConsumerKey, position: i64) -> Resul
     Ok(())
 }
 
-/// Writes one consumer's processed records; prepared once per batch, with
-/// the consumer's key and the time bound once (only the message's own
-/// values are bound per message).
-pub(crate) struct ProcessedRecords<'c> {
-    insert: rusqlite::CachedStatement<'c>,
-}
-
-impl<'c> ProcessedRecords<'c> {
-    pub(crate) fn prepare(conn: &'c Connection, key: &ConsumerKey) -> Result<Self> {
-        let mut insert = conn.prepare_cached(
-            "INSERT OR IGNORE INTO evento_processed_events
-               (namespace, category, consumer_id, event_id, event_type, global_position, processed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
-        insert.raw_bind_parameter(1, &key.namespace)?;
-        insert.raw_bind_parameter(2, &key.category)?;
-        insert.raw_bind_parameter(3, &key.consumer_id)?;
-        insert.raw_bind_parameter(7, now_ms())?;
-        Ok(ProcessedRecords { insert })
-    }
-
-    /// Records that the consumer handled `message`; `false` if it already had.
-    pub(crate) fn mark(&mut self, message: &Message) -> Result<bool> {
-        // Bindings survive each execution (a reset keeps them).
-        self.insert.raw_bind_parameter(4, &message.id)?;
-        self.insert.raw_bind_parameter(5, &message.message_type)?;
-        self.insert.raw_bind_parameter(6, message.global_position)?;
-        Ok(self.insert.raw_execute()? == 1)
-    }
-}
+/// SQL naming a consumer's key by its namespace (`?1`), category (`?2`) and
+/// id (`?3`).
+pub(crate) const KEY_OF: &str = "(SELECT consumer_key FROM evento_consumer_positions
+     WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3)";
 
 /// The position to resume from so that the first message fetched from
 /// `category` is the first one recorded at or after `time`.
@@ -337,7 +347,7 @@ impl Checkpoints {
         }
         let key = self.key(category, consumer_id);
         self.kit.db().write(|tx| {
-            save(tx, &key, position)?;
+            set(tx, &key, position)?;
             clear_group(tx, &key)
         })
     }
@@ -348,12 +358,13 @@ impl Checkpoints {
     pub fn reset(&self, category: &str, consumer_id: &str) -> Result<()> {
         let key = self.key(category, consumer_id);
         self.kit.db().write(|tx| {
+            forget_processed_after(tx, &key, 0)?;
             tx.execute(
                 "DELETE FROM evento_consumer_positions
                  WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3",
                 params![key.namespace, key.category, key.consumer_id],
             )?;
-            forget_processed_after(tx, &key, 0)
+            Ok(())
         })
     }
 
@@ -371,7 +382,7 @@ impl Checkpoints {
         }
         let key = self.key(category, consumer_id);
         self.kit.db().write(|tx| {
-            save(tx, &key, position)?;
+            set(tx, &key, position)?;
             clear_group(tx, &key)?;
             forget_processed_after(tx, &key, position)
         })
@@ -423,10 +434,50 @@ fn clear_group(conn: &Connection, key: &ConsumerKey) -> Result<()> {
 }
 
 fn forget_processed_after(conn: &Connection, key: &ConsumerKey, position: i64) -> Result<()> {
-    conn.execute(
-        "DELETE FROM evento_processed_events
-         WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3 AND global_position > ?4",
-        params![key.namespace, key.category, key.consumer_id, position],
-    )?;
+    let consumer_key: Option<i64> = conn
+        .query_row(
+            &format!("SELECT {KEY_OF}"),
+            params![key.namespace, key.category, key.consumer_id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    if let Some(consumer_key) = consumer_key {
+        processed::forget_between(conn, consumer_key, position.saturating_add(1), i64::MAX)?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+
+    #[test]
+    fn a_running_consumer_never_moves_its_position_back_only_an_explicit_set_does() {
+        let db = Db::open_in_memory().unwrap();
+        let key = ConsumerKey {
+            namespace: "default".into(),
+            category: "order".into(),
+            consumer_id: "ledger".into(),
+        };
+        let (_, id) = db.write(|tx| open(tx, &key, 1, None, None)).unwrap();
+        let position = |db: &Db| db.read(|c| load_by_key(c, id)).unwrap();
+        db.write(|tx| advance(tx, id, 10)).unwrap();
+        // A second worker that lagged behind (before leases made that
+        // impossible) saving its older position.
+        db.write(|tx| advance(tx, id, 4)).unwrap();
+        assert_eq!(position(&db), Some(10));
+        db.write(|tx| set(tx, &key, 4)).unwrap();
+        assert_eq!(position(&db), Some(4));
+        db.write(|tx| {
+            tx.execute("DELETE FROM evento_consumer_positions", [])?;
+            Ok(())
+        })
+        .unwrap();
+        assert!(matches!(
+            db.write(|tx| advance(tx, id, 11)),
+            Err(Error::NotFound(_))
+        ));
+    }
 }

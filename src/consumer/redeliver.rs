@@ -13,7 +13,8 @@ use crate::consumer_group::ConsumerGroup;
 use crate::error::{Error, Result};
 use crate::store::{CategoryQuery, MAX_BATCH_SIZE};
 
-use super::position::{load, ConsumerKey};
+use super::position::{load, ConsumerKey, KEY_OF};
+use super::processed;
 use super::Checkpoints;
 
 /// Most messages after the range that a plan reads from the store to find
@@ -119,15 +120,12 @@ impl Checkpoints {
         }
         let range_end = to_position.unwrap_or(i64::MAX);
         let (forgotten, kept) = self.kit.db().read(|c| {
+            let consumer_key = consumer_key(c, &key)?;
             let count = |lo: i64, hi: i64| -> Result<u64> {
-                let n: i64 = c.query_row(
-                    "SELECT COUNT(*) FROM evento_processed_events
-                     WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3
-                       AND global_position BETWEEN ?4 AND ?5",
-                    params![key.namespace, key.category, key.consumer_id, lo, hi],
-                    |r| r.get(0),
-                )?;
-                Ok(n.max(0) as u64)
+                match consumer_key {
+                    Some(k) => processed::count_between(c, k, lo, hi),
+                    None => Ok(0),
+                }
             };
             let kept = if range_end < current {
                 count(range_end + 1, current)?
@@ -200,19 +198,10 @@ impl Checkpoints {
         }
         plan.checked_through = checked_through;
         let (recorded, dead): (i64, i64) = self.kit.db().read(|c| {
-            let recorded = c.query_row(
-                "SELECT COUNT(*) FROM evento_processed_events
-                 WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3
-                   AND global_position BETWEEN ?4 AND ?5",
-                params![
-                    key.namespace,
-                    key.category,
-                    key.consumer_id,
-                    range_end + 1,
-                    checked_through
-                ],
-                |r| r.get(0),
-            )?;
+            let recorded = match consumer_key(c, key)? {
+                Some(k) => processed::count_between(c, k, range_end + 1, checked_through)? as i64,
+                None => 0,
+            };
             let dead = c.query_row(
                 "SELECT COUNT(*) FROM evento_dead_letters
                  WHERE source = 'consumer' AND namespace = ?1 AND category = ?2 AND consumer_id = ?3
@@ -257,18 +246,15 @@ impl Checkpoints {
                     plan.consumer_id, plan.category, plan.current_position, now.position
                 )));
             }
-            let deleted = tx.execute(
-                "DELETE FROM evento_processed_events
-                 WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3
-                   AND global_position BETWEEN ?4 AND ?5",
-                params![
-                    key.namespace,
-                    key.category,
-                    key.consumer_id,
+            let deleted = match consumer_key(tx, &key)? {
+                Some(k) => processed::forget_between(
+                    tx,
+                    k,
                     plan.from_position,
-                    plan.to_position.unwrap_or(i64::MAX)
-                ],
-            )?;
+                    plan.to_position.unwrap_or(i64::MAX),
+                )?,
+                None => 0,
+            };
             tx.execute(
                 "UPDATE evento_consumer_positions SET position = ?4, updated_at = ?5
                  WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3",
@@ -314,7 +300,7 @@ impl Checkpoints {
     ///     let seen = Arc::clone(&seen);
     ///     let consumer = kit.consumer("order", "audit").spawn(move |msg, _tx| {
     ///         seen.lock().unwrap().push(msg.global_position);
-    ///         Ok::<(), std::convert::Infallible>(())
+    ///         Ok(())
     ///     })?;
     ///     consumer.wait_for_position(6, Duration::from_secs(10))?;
     ///     consumer.shutdown();
@@ -338,6 +324,15 @@ impl Checkpoints {
         self.apply_replay_range(&plan)?;
         Ok(plan)
     }
+}
+
+/// The consumer key of `key`, if it has a position row.
+fn consumer_key(conn: &rusqlite::Connection, key: &ConsumerKey) -> Result<Option<i64>> {
+    Ok(conn.query_row(
+        &format!("SELECT {KEY_OF}"),
+        params![key.namespace, key.category, key.consumer_id],
+        |r| r.get(0),
+    )?)
 }
 
 #[cfg(test)]
@@ -374,7 +369,7 @@ mod tests {
             .consumer("order", "audit")
             .spawn(move |msg, _tx| {
                 sink.lock().unwrap().push(msg.global_position);
-                Ok::<(), std::convert::Infallible>(())
+                Ok(())
             })
             .unwrap();
         consumer

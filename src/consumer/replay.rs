@@ -1,7 +1,6 @@
 //! [`Replay`]: running a handler over a range of a category without touching
 //! any consumer's position or processed records.
 
-use std::fmt::Display;
 use std::time::SystemTime;
 
 use rusqlite::Transaction;
@@ -10,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::kit::Kit;
 use crate::message::Message;
 use crate::store::{CategoryQuery, MAX_BATCH_SIZE};
+use crate::write_scope::WriteScope;
 
 use super::filter::MessageFilter;
 use super::handler::{self, Failure, Savepoints};
@@ -41,7 +41,7 @@ use super::position::position_at_time;
 ///     .types(["Deposited"])
 ///     .run(|msg, _tx| {
 ///         seen.push(msg.global_position);
-///         Ok::<(), std::convert::Infallible>(())
+///         Ok(())
 ///     })?;
 /// assert_eq!(seen, [4, 6, 8]);
 /// assert_eq!(report.handled, 3);
@@ -143,10 +143,9 @@ impl Replay {
     /// message (what came before it is committed; replay again from its
     /// position to go on); [`Error::InvalidInput`] for a bad type pattern or
     /// batch size; store and database errors.
-    pub fn run<F, E>(self, mut handler: F) -> Result<ReplayReport>
+    pub fn run<F>(self, mut handler: F) -> Result<ReplayReport>
     where
-        F: FnMut(&Message, &Transaction<'_>) -> Result<(), E>,
-        E: Display,
+        F: FnMut(&Message, &Transaction<'_>) -> Result<()>,
     {
         if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
             return Err(Error::invalid(format!(
@@ -158,7 +157,7 @@ impl Replay {
         let mut handler = |m: &Message, tx: &Transaction<'_>| {
             handler(m, tx).map_err(|e| Failure {
                 error: e.to_string(),
-                permanent: false,
+                disposition: e.disposition(),
             })
         };
         let store = self.kit.store();
@@ -213,6 +212,7 @@ where
         return Ok(());
     }
     let mut conn = kit.db().connection()?;
+    let scope = WriteScope::enter(kit.db().file())?;
     let tx = conn.transaction()?;
     let mut done = *report;
     let mut failed = None;
@@ -224,15 +224,15 @@ where
                 done.last_position = Some(message.global_position);
                 continue;
             }
-            savepoints.begin()?;
+            let work = savepoints.begin()?;
             match handler::run(handler, message, &tx) {
                 Ok(()) => {
-                    savepoints.keep()?;
+                    work.keep()?;
                     done.handled += 1;
                     done.last_position = Some(message.global_position);
                 }
                 Err(failure) => {
-                    savepoints.undo()?;
+                    work.undo()?;
                     failed = Some(Error::Handler {
                         message_id: message.id.clone(),
                         global_position: message.global_position,
@@ -244,6 +244,7 @@ where
         }
     }
     tx.commit()?;
+    scope.committed();
     *report = done;
     match failed {
         Some(e) => Err(e),

@@ -9,23 +9,44 @@
 use rusqlite::params;
 
 use crate::db::Db;
+use crate::disposition::Disposition;
 use crate::dlq::message_from_json;
 use crate::error::Result;
 use crate::hooks::{Handled, HandlerFailed, Hooks, NextStep};
+use crate::lease::Lease;
 use crate::time::now_ms;
+use crate::write_scope::WriteScope;
 
 use super::handler::{self, BoxedHandler, Savepoints};
-use super::position::{ConsumerKey, ProcessedRecords};
+use super::position::ConsumerKey;
+use super::processed;
 use super::stats::Shared;
 
-/// Runs the handler once on every requeued dead letter of this consumer.
+/// The consumer whose requeued dead letters run: who it is, the lease it
+/// holds, and where its processed records reach.
+pub(crate) struct Holder<'a> {
+    pub(crate) key: &'a ConsumerKey,
+    pub(crate) consumer_key: i64,
+    pub(crate) lease: &'a mut Lease,
+    pub(crate) recorded_through: &'a mut i64,
+}
+
+/// Runs the handler once on every requeued dead letter of this consumer,
+/// each in a transaction that renews the consumer's lease first.
+/// Returns `false` when the lease is lost (another instance works now).
 pub(crate) fn run_requeued(
     db: &Db,
-    key: &ConsumerKey,
+    holder: Holder<'_>,
     handler: &mut BoxedHandler,
     shared: &Shared,
     hooks: &Hooks,
-) -> Result<()> {
+) -> Result<bool> {
+    let Holder {
+        key,
+        consumer_key,
+        lease,
+        recorded_through,
+    } = holder;
     let letters: Vec<(i64, String)> = db.read(|c| {
         let mut stmt = c.prepare_cached(
             "SELECT id, message FROM evento_dead_letters
@@ -53,23 +74,27 @@ pub(crate) fn run_requeued(
             }
         };
         let mut conn = db.connection()?;
+        let scope = WriteScope::enter(db.file())?;
         let tx = conn.transaction()?;
+        if !lease.renew(&tx, now_ms())? {
+            return Ok(false);
+        }
         let started = std::time::Instant::now();
         let outcome = {
             let mut savepoints = Savepoints::prepare(&tx)?;
-            savepoints.begin()?;
-            if !ProcessedRecords::prepare(&tx, key)?.mark(&message)? {
+            let work = savepoints.begin()?;
+            if !processed::mark(&tx, consumer_key, &message, now_ms())? {
                 // Already handled (say, after a reset): the dead letter is moot.
-                savepoints.keep()?;
+                work.keep()?;
                 None
             } else {
                 match handler::run(handler, &message, &tx) {
                     Ok(()) => {
-                        savepoints.keep()?;
+                        work.keep()?;
                         Some(Ok(()))
                     }
                     Err(failure) => {
-                        savepoints.undo()?;
+                        work.undo()?;
                         Some(Err(failure))
                     }
                 }
@@ -79,6 +104,8 @@ pub(crate) fn run_requeued(
             None | Some(Ok(())) => {
                 delete(&tx, id)?;
                 tx.commit()?;
+                scope.committed();
+                *recorded_through = (*recorded_through).max(message.global_position);
                 if outcome.is_some() {
                     shared.requeue_processed();
                     let took = started.elapsed();
@@ -92,8 +119,20 @@ pub(crate) fn run_requeued(
                     });
                 }
             }
+            Some(Err(failure)) if matches!(failure.disposition, Disposition::Pause(_)) => {
+                // About the store, not the message: it keeps its requeue
+                // mark and runs again at the next turn.
+                log::warn!(
+                    "consumer {:?}: requeued message {} waits for the store: {}",
+                    key.consumer_id,
+                    message.id,
+                    failure.error
+                );
+                return Ok(true);
+            }
             Some(Err(failure)) => {
                 drop(tx);
+                drop(scope);
                 drop(conn);
                 shared.handler_failed();
                 log::warn!(
@@ -116,7 +155,7 @@ pub(crate) fn run_requeued(
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 fn delete(conn: &rusqlite::Connection, id: i64) -> Result<()> {

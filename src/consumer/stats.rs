@@ -84,6 +84,11 @@ pub enum ConsumerHealth {
         /// The last error.
         error: String,
     },
+    /// Another instance of this consumer (same category and consumer id on
+    /// the same database file, in this process or another) holds its lease
+    /// and works; this one waits to take over when that one stops or dies.
+    /// Its position follows the working instance's.
+    Standby,
     /// Shut down.
     Stopped,
 }
@@ -111,6 +116,7 @@ struct State {
     db_error: Option<String>,
     retrying: Option<FailingMessage>,
     halted: Option<FailingMessage>,
+    standby: bool,
     stopped: bool,
 }
 
@@ -234,6 +240,15 @@ impl Shared {
         });
     }
 
+    pub(crate) fn set_standby(&self, standby: bool) {
+        self.update(|s| s.standby = standby);
+    }
+
+    /// The position as the working instance saved it (while standing by).
+    pub(crate) fn set_position(&self, position: i64) {
+        self.update(|s| s.position = position);
+    }
+
     pub(crate) fn mark_stopped(&self) {
         self.update(|s| s.stopped = true);
     }
@@ -254,6 +269,9 @@ impl Shared {
         }
         if s.stopped {
             return ConsumerHealth::Stopped;
+        }
+        if s.standby {
+            return ConsumerHealth::Standby;
         }
         if let Some(r) = &s.retrying {
             return ConsumerHealth::Retrying {

@@ -16,7 +16,7 @@ use crate::message::Message;
 use crate::retry::RetryPolicy;
 use crate::store::{CategoryQuery, MAX_BATCH_SIZE};
 
-use super::fetch::{FetchOutcome, Fetcher};
+use super::fetch::{FetchOutcome, Fetched, Fetcher};
 
 /// Settings of a [`MessageSubscription`] (see [`Kit::subscribe_with`]).
 ///
@@ -209,7 +209,18 @@ impl Drop for MessageSubscription {
 
 fn feed(mut fetcher: Fetcher, tx: Sender<Message>, stop: Receiver<()>, delivered: Arc<AtomicU64>) {
     let mut on_fetch = |_: FetchOutcome<'_>| {};
-    while let Some(batch) = fetcher.next_batch(&stop, &mut on_fetch) {
+    while let Some(fetched) = fetcher.next_batch(&stop, &mut on_fetch) {
+        let batch = match fetched {
+            Fetched::Messages(batch) => batch,
+            Fetched::Undecodable { message, reason } => {
+                log::error!(
+                    "subscription: message {} (global position {}) cannot be decoded and is passed over: {reason}",
+                    message.id,
+                    message.global_position
+                );
+                continue;
+            }
+        };
         for message in batch {
             select! {
                 send(tx, message) -> sent => if sent.is_err() { return },

@@ -13,10 +13,12 @@ use super::snapshot::{
     OutboxMetrics, SenderMetrics,
 };
 use super::Histogram;
+use crate::consumer::consumer_lease_name;
 use crate::consumer::ConsumerHealth;
 use crate::consumer_group::ConsumerGroup;
 use crate::error::Result;
 use crate::kit::Kit;
+use crate::lease::{self, LeaseInfo};
 use crate::outbox::SenderShared;
 use crate::store::{CategoryQuery, MessageStore};
 use crate::time::from_ms;
@@ -24,6 +26,8 @@ use crate::time::from_ms;
 /// A consumer's row in `evento_consumer_positions`.
 #[derive(Debug, Clone)]
 struct PositionRow {
+    /// The consumer key (`None` for a live consumer without a row).
+    consumer_key: Option<i64>,
     category: String,
     consumer_id: String,
     position: i64,
@@ -34,7 +38,8 @@ struct PositionRow {
 
 fn read_positions(conn: &Connection, namespace: &str) -> Result<Vec<PositionRow>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT category, consumer_id, position, group_member, group_size, correlation, updated_at
+        "SELECT category, consumer_id, position, group_member, group_size, correlation, updated_at,
+                consumer_key
            FROM evento_consumer_positions WHERE namespace = ?1
           ORDER BY category, consumer_id",
     )?;
@@ -42,6 +47,7 @@ fn read_positions(conn: &Connection, namespace: &str) -> Result<Vec<PositionRow>
         let member: Option<i64> = r.get(3)?;
         let size: Option<i64> = r.get(4)?;
         Ok(PositionRow {
+            consumer_key: Some(r.get(7)?),
             category: r.get(0)?,
             consumer_id: r.get(1)?,
             position: r.get(2)?,
@@ -207,7 +213,7 @@ impl Kit {
     ///
     /// let dir = tempfile::tempdir()?;
     /// let kit = Kit::builder().database(dir.path().join("app.db")).build()?;
-    /// let consumer = kit.consumer("order", "audit").spawn(|_msg, _tx| Ok::<(), String>(()))?;
+    /// let consumer = kit.consumer("order", "audit").spawn(|_msg, _tx| Ok(()))?;
     /// let w = kit.store().write("order-1", &NewMessage::new("Placed", serde_json::json!({})), &WriteOptions::new())?;
     /// consumer.wait_for_position(w.global_position, Duration::from_secs(10))?;
     ///
@@ -225,17 +231,22 @@ impl Kit {
         let now = SystemTime::now();
         let outbox = self.outbox();
         let status = outbox.status()?;
-        let lease = outbox.sender_lease()?.map(|l| LeaseMetrics {
+        let lease_metrics = |l: LeaseInfo| LeaseMetrics {
             held: l.is_held_at(now),
             holder: l.holder,
             fencing_token: l.fencing_token,
             expires_at: l.expires_at,
-        });
-        let (rows, dead) = self.db().read(|c| {
-            Ok((
-                read_positions(c, &namespace)?,
-                read_dead_letters(c, &namespace)?,
-            ))
+        };
+        let lease = outbox.sender_lease()?.map(lease_metrics);
+        let (rows, dead, consumer_leases) = self.db().read(|c| {
+            let rows = read_positions(c, &namespace)?;
+            let mut leases = HashMap::new();
+            for key in rows.iter().filter_map(|r| r.consumer_key) {
+                if let Some(l) = lease::read(c, &consumer_lease_name(key))? {
+                    leases.insert(key, lease_metrics(l));
+                }
+            }
+            Ok((rows, read_dead_letters(c, &namespace)?, leases))
         })?;
         let live = self.runtime().registry.consumers();
         let settings = self.settings();
@@ -248,6 +259,7 @@ impl Kit {
                 .any(|r| r.category == l.category && r.consumer_id == l.consumer_id)
             {
                 rows.push(PositionRow {
+                    consumer_key: None,
                     category: l.category.clone(),
                     consumer_id: l.consumer_id.clone(),
                     position: l.shared.position(),
@@ -313,6 +325,9 @@ impl Kit {
                 stalled: behind && idle_too_long,
                 dead_letters,
                 dead_letters_requeued,
+                lease: row
+                    .consumer_key
+                    .and_then(|k| consumer_leases.get(&k).cloned()),
                 live: live.map(|(_, l)| l),
             });
         }

@@ -71,11 +71,11 @@ pub struct OutboxMetrics {
     pub sender: Option<SenderMetrics>,
 }
 
-/// The sender lease of the namespace, as stored.
+/// A lease (the namespace's sender's, a consumer's), as stored.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct LeaseMetrics {
-    /// The holder (`pid <pid> sender <uuid>`).
+    /// The holder (`pid <pid> sender <uuid>`, `pid <pid> consumer <uuid>`).
     pub holder: String,
     /// Grows by one with every change of holder.
     pub fencing_token: i64,
@@ -148,6 +148,9 @@ pub struct ConsumerMetrics {
     pub dead_letters: u64,
     /// Of those, requeued ones waiting for their re-run.
     pub dead_letters_requeued: u64,
+    /// Who holds (or last held) the consumer's lease: the one instance of
+    /// it that works (`None` when it never ran since the kit had leases).
+    pub lease: Option<LeaseMetrics>,
     /// Live figures when this kit runs the consumer.
     pub live: Option<LiveConsumerMetrics>,
 }

@@ -46,7 +46,6 @@
 
 mod config;
 mod entry;
-mod lease;
 mod query;
 mod record;
 mod retention;
@@ -55,9 +54,12 @@ mod stats;
 mod wake;
 mod writer;
 
+pub use crate::lease::LeaseInfo;
 pub use config::{AfterDeadLetter, SenderConfig};
 pub use entry::{OutboxEntry, DEFAULT_MAX_PAYLOAD_BYTES};
-pub use lease::LeaseInfo;
+// The sender's lease is the kit's one lease mechanism (`crate::lease`);
+// this path keeps the sender's imports working.
+pub(crate) use crate::lease;
 pub use query::OutboxFilter;
 pub use record::{OutboxRecord, OutboxState, OutboxStatus};
 pub use sender::SenderHandle;

@@ -81,13 +81,31 @@ impl Deref for Listener {
 /// Makes the next commit of `conn`'s open transaction wake `hub`; a rollback
 /// disarms it.
 ///
-/// SQLite calls the commit hook just before the commit completes. A sender
-/// woken by it claims rows in a `BEGIN IMMEDIATE` transaction, which waits
-/// for the committing writer to finish and then sees its rows.
+/// Inside a write transaction the kit runs itself ([`Db::write`](crate::Db::write),
+/// a consumer batch, a replay) the wake-up is handed to that transaction's
+/// scope and runs after its commit: no hook is installed, so the
+/// connection's own hooks stay as they are.
 ///
-/// The hooks stay installed on the connection (as no-ops once used) until the
-/// next call replaces them.
+/// Otherwise (the application's own transaction) it installs a commit and a
+/// rollback hook. SQLite calls the commit hook just before the commit
+/// completes; a sender woken by it claims rows in a `BEGIN IMMEDIATE`
+/// transaction, which waits for the committing writer to finish and then
+/// sees its rows. SQLite keeps one hook of each kind per connection, so
+/// these replace any the application set on `conn`, and stay installed (as
+/// no-ops once used) until the next call replaces them.
 pub(crate) fn wake_on_commit(conn: &Connection, hub: &Arc<WakeHub>) -> Result<()> {
+    let weak = Arc::downgrade(hub);
+    let deferred = crate::write_scope::after_commit(
+        conn.path().unwrap_or_default(),
+        Box::new(move || {
+            if let Some(hub) = weak.upgrade() {
+                hub.notify();
+            }
+        }),
+    );
+    if deferred.is_ok() {
+        return Ok(());
+    }
     let armed = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let on_rollback = Arc::clone(&armed);
     let hub: Weak<WakeHub> = Arc::downgrade(hub);

@@ -189,8 +189,21 @@ impl Outbox {
     /// must be a connection to the kit's database file (for example from
     /// [`Db::write`](crate::Db::write) or [`Db::connection`](crate::Db::connection))
     /// with a transaction open; otherwise the call fails with
-    /// [`Error::InvalidInput`]. To wake the sender it installs a commit hook
-    /// and a rollback hook on the connection, replacing any others.
+    /// [`Error::InvalidInput`].
+    ///
+    /// This is how a consumer handler emits (consume-then-emit): call it
+    /// with the handler's transaction, and the message commits with the
+    /// handler's work. (`write`, `write_with` and `write_batch` open a
+    /// transaction of their own, which inside a handler fails at once: the
+    /// handler's transaction holds the file's write lock.)
+    ///
+    /// Waking the sender: inside a transaction the kit runs ([`Db::write`](crate::Db::write),
+    /// a consumer handler's, a replay's) the sender is woken after the
+    /// commit, and the connection is left alone. In a transaction of the
+    /// application's own it installs a commit hook and a rollback hook on
+    /// the connection — SQLite keeps one of each per connection, so these
+    /// replace any the application set there; set yours again after
+    /// `write_in` if you use hooks on that connection.
     ///
     /// ```
     /// use eventodb_kit::{Kit, NewMessage};

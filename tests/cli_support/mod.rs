@@ -118,7 +118,7 @@ pub fn run_consumer(kit: &Kit, category: &str, id: &str, until: i64) -> Vec<i64>
         .consumer(category, id)
         .spawn(move |msg, _tx| {
             sink.lock().unwrap().push(msg.global_position);
-            Ok::<(), std::convert::Infallible>(())
+            Ok(())
         })
         .unwrap();
     consumer.wait_for_position(until, DEADLINE).unwrap();

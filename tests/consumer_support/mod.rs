@@ -65,7 +65,7 @@ pub fn record_effect(
     consumer: &str,
     msg: &eventodb_kit::Message,
     tx: &Transaction<'_>,
-) -> rusqlite::Result<()> {
+) -> eventodb_kit::Result<()> {
     tx.execute(
         "INSERT INTO effects (consumer, event_id, stream, global_position) VALUES (?1, ?2, ?3, ?4)",
         (consumer, &msg.id, &msg.stream_name, msg.global_position),

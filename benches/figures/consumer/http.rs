@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::unbounded;
 use eventodb_kit::server::{Server, ServerConfig};
-use eventodb_kit::{ConnectionState, Error, Kit, MessageStore, NewMessage, WriteOptions};
+use eventodb_kit::{ConnectionState, Kit, MessageStore, NewMessage, WriteOptions};
 
 use super::{percentile_ms, LATENCY_SAMPLES, MESSAGES};
 use crate::report::Report;
@@ -90,7 +90,7 @@ fn latency(report: &mut Report, kit: &Kit, store: &eventodb_kit::HttpStore) {
             db.prepare_cached("INSERT INTO bench_effects (event_id, amount) VALUES (?1, 0)")?
                 .execute([&msg.id])?;
             tx.send(Instant::now()).ok();
-            Ok::<(), Error>(())
+            Ok(())
         })
         .unwrap();
     assert!(store

@@ -1,5 +1,6 @@
 //! `eventodb-kit status`: the outbox backlog, dead letters, consumers with
-//! their lag, and who holds the sender lease — in one screen.
+//! their lag, and who holds the sender lease and each consumer's — in one
+//! screen.
 //!
 //! Everything comes from the library's [`Kit::metrics`] snapshot, read from
 //! the kit's database and the store with nothing running, so the tool shows
@@ -168,6 +169,7 @@ fn print_consumers(m: &Metrics) {
         "DLQ",
         "LAST PROGRESS",
         "STATE",
+        "RUN BY",
     ]);
     for c in &m.consumers {
         let (head, lag, waiting) = match &c.lag {
@@ -195,6 +197,7 @@ fn print_consumers(m: &Metrics) {
             c.dead_letters.to_string(),
             c.last_progress_at.map_or("-".into(), output::ago),
             state(c).to_string(),
+            run_by(c),
         ]);
     }
     table.print_indented("  ");
@@ -208,6 +211,21 @@ fn category_text(c: &ConsumerMetrics) -> String {
             display_category(&c.category)
         ),
         None => display_category(&c.category),
+    }
+}
+
+/// Who holds the consumer's lease: the process of its one working
+/// instance (`pid <pid>`), or `-` when none does.
+fn run_by(c: &ConsumerMetrics) -> String {
+    match &c.lease {
+        Some(l) if l.held => {
+            let mut words = l.holder.split(' ');
+            match (words.next(), words.next()) {
+                (Some("pid"), Some(pid)) => format!("pid {pid}"),
+                _ => l.holder.clone(),
+            }
+        }
+        _ => "-".into(),
     }
 }
 

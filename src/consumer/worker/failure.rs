@@ -1,9 +1,12 @@
-//! A failed handler run: retry with backoff, then — by the failure
-//! policy — dead-letter the message (with the position past it, in one
-//! transaction) or halt the consumer before it.
+//! A failed handler run: a pause while the failure is about the store as a
+//! whole (unreachable, token refused — [`Disposition::Pause`]), never using
+//! up the message's attempts; otherwise retry with backoff, then — by the
+//! failure policy — dead-letter the message (with the position past it, in
+//! one transaction) or halt the consumer before it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use crate::disposition::Disposition;
 use crate::dlq::{self, DeadLetterSource, NewDeadLetter};
 use crate::error::Result;
 use crate::hooks::{ConsumerDeadLetter, HandlerFailed, NextStep};
@@ -41,9 +44,53 @@ impl Worker {
         });
     }
 
+    /// A message the store cannot decode, as a failure of that message.
+    pub(super) fn undecodable(&mut self, message: &Message, reason: String) -> Flow {
+        let failure = Failure {
+            error: format!("the message cannot be decoded: {reason}"),
+            disposition: Disposition::DeadLetter,
+        };
+        loop {
+            match self.on_failure(message, failure.clone()) {
+                Ok(true) => return Flow::Continue,
+                Ok(false) => {}
+                Err(flow) => return flow,
+            }
+        }
+    }
+
+    /// A failure about the store as a whole: wait (without using up the
+    /// message's attempts), then try the message again.
+    fn paused_by(&mut self, message: &Message, failure: &Failure) -> Result<bool, Flow> {
+        if self.paused_since.is_none() {
+            log::warn!(
+                "consumer {:?} pauses at message {} ({}): {}",
+                self.key.consumer_id,
+                message.id,
+                failure.disposition_text(),
+                failure.error
+            );
+        }
+        let since = *self.paused_since.get_or_insert_with(Instant::now);
+        self.shared.set_store_error(Some(failure.error.clone()));
+        // Growing with the outage from 100 ms to 2 s: notice soon that the
+        // store is back.
+        let delay = (since.elapsed() / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
+        match self.pause(delay) {
+            Flow::Continue => Ok(false),
+            flow => Err(flow),
+        }
+    }
+
     /// A failed attempt at `message`. `Ok(true)`: it was dead-lettered (move
     /// on); `Ok(false)`: retry it now; `Err(flow)`: stop.
     pub(super) fn on_failure(&mut self, message: &Message, failure: Failure) -> Result<bool, Flow> {
+        if let Disposition::Pause(_) = failure.disposition {
+            return self.paused_by(message, &failure);
+        }
+        if self.paused_since.take().is_some() {
+            self.shared.set_store_error(None);
+        }
         self.shared.handler_failed();
         let retry = match &mut self.retry {
             Some(r) if r.message_id == message.id => r,
@@ -61,7 +108,7 @@ impl Worker {
             attempts: retry.failures,
             error: failure.error.clone(),
         };
-        let give_up = (failure.permanent && !self.config.retry_permanent_errors)
+        let give_up = (failure.permanent() && !self.config.retry_permanent_errors)
             || self
                 .config
                 .retry
@@ -80,7 +127,7 @@ impl Worker {
             self.shared.set_retrying(Some(failing));
             return match self.pause(delay) {
                 Flow::Continue => Ok(false),
-                Flow::Exit => Err(Flow::Exit),
+                flow => Err(flow),
             };
         }
         match self.config.failure_policy {
@@ -102,7 +149,8 @@ impl Worker {
                 let mut db_failures = 0u32;
                 loop {
                     match self.dead_letter(message, &failing, first_failed_ms) {
-                        Ok(()) => break,
+                        Ok(true) => break,
+                        Ok(false) => return Err(Flow::LeaseLost),
                         Err(e) => {
                             db_failures = db_failures.saturating_add(1);
                             self.shared.set_db_error(Some(e.to_string()));
@@ -136,15 +184,20 @@ impl Worker {
         }
     }
 
-    /// Records the dead letter and moves the position past it, together.
+    /// Records the dead letter and moves the position past it, together
+    /// (`false`: not done, another instance holds the lease).
     fn dead_letter(
-        &self,
+        &mut self,
         message: &Message,
         failing: &FailingMessage,
         first_ms: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let json = dlq::message_to_json(message);
-        self.db.write(|tx| {
+        let db = self.db.clone();
+        db.write(|tx| {
+            if !self.hold_lease_in(tx)? {
+                return Ok(false);
+            }
             dlq::record(
                 tx,
                 &NewDeadLetter {
@@ -161,7 +214,8 @@ impl Worker {
                     first_failed_at_ms: first_ms,
                 },
             )?;
-            position::save(tx, &self.key, message.global_position)
+            position::advance(tx, self.consumer_key, message.global_position)?;
+            Ok(true)
         })
     }
 }

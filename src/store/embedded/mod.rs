@@ -8,7 +8,7 @@ use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 
-use crate::db::{self, DbOptions};
+use crate::db::{self, DbOptions, Synchronous};
 use crate::error::Result;
 use crate::message::{Message, NewMessage, WriteOptions, WriteResult};
 use crate::migrate::{self, Schema};
@@ -78,6 +78,10 @@ struct Shared {
     readers: Option<Pool<SqliteConnectionManager>>,
     pokes: Arc<Registry>,
     path: Option<PathBuf>,
+    /// SQLite's absolute name of the file (`""` in memory).
+    file: String,
+    /// The durability its connections were opened with.
+    synchronous: Synchronous,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -119,7 +123,12 @@ impl EmbeddedStore {
             &options,
             options.pool_size_value(),
         )?;
-        Ok(Self::from_parts(writer, Some(readers), Some(path)))
+        Ok(Self::from_parts(
+            writer,
+            Some(readers),
+            Some(path),
+            &options,
+        ))
     }
 
     /// A private in-memory store, gone when the last handle is dropped.
@@ -133,20 +142,23 @@ impl EmbeddedStore {
         let mut writer = Connection::open_in_memory()?;
         db::configure(&mut writer, &options)?;
         migrate::migrate_to(&mut writer, store_schema(), store_schema().latest())?;
-        Ok(Self::from_parts(writer, None, None))
+        Ok(Self::from_parts(writer, None, None, &options))
     }
 
     fn from_parts(
         writer: Connection,
         readers: Option<Pool<SqliteConnectionManager>>,
         path: Option<PathBuf>,
+        options: &DbOptions,
     ) -> Self {
         EmbeddedStore {
             shared: Arc::new(Shared {
+                file: writer.path().unwrap_or_default().to_string(),
                 writer: Mutex::new(writer),
                 readers,
                 pokes: Arc::new(Registry::default()),
                 path,
+                synchronous: options.synchronous_value(),
             }),
             namespace: Arc::from(DEFAULT_NAMESPACE),
         }
@@ -166,6 +178,24 @@ impl EmbeddedStore {
     /// The file the store lives in (`None` in memory).
     pub fn path(&self) -> Option<&Path> {
         self.shared.path.as_deref()
+    }
+
+    /// The durability its connections were opened with (see
+    /// [`DbOptions::synchronous`]).
+    pub fn synchronous(&self) -> Synchronous {
+        self.shared.synchronous
+    }
+
+    /// Refuses a write while this thread has a write transaction open on the
+    /// same file (a consumer handler's, say): it would wait for it until the
+    /// busy timeout.
+    fn check_not_nested(&self) -> Result<()> {
+        if !self.shared.file.is_empty() && crate::write_scope::held(&self.shared.file) {
+            return Err(crate::write_scope::nested_write_error(
+                "writing to the embedded store in the same file",
+            ));
+        }
+        Ok(())
     }
 
     fn writer(&self) -> MutexGuard<'_, Connection> {
@@ -268,6 +298,7 @@ impl MessageStore for EmbeddedStore {
         message: &NewMessage,
         options: &WriteOptions,
     ) -> Result<WriteResult> {
+        self.check_not_nested()?;
         let mut conn = self.writer();
         let result = write::append(
             &mut conn,

@@ -15,26 +15,60 @@ use crate::time::from_ms;
 
 const COLUMNS: &str = "id, stream_name, type, position, global_position, data, metadata, time_ms";
 
-fn parse_json(text: Option<String>) -> rusqlite::Result<Option<Value>> {
-    text.map(|t| {
-        serde_json::from_str(&t).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-        })
+/// A message row whose data or metadata did not decode.
+struct Undecodable(Error);
+
+/// Reads a message row; a row whose JSON does not decode (deeper than
+/// serde_json reads, say) is [`Error::Undecodable`], naming it.
+fn message_from_row(row: &Row<'_>) -> rusqlite::Result<std::result::Result<Message, Undecodable>> {
+    let id: String = row.get(0)?;
+    let stream_name: String = row.get(1)?;
+    let message_type: String = row.get(2)?;
+    let position: i64 = row.get(3)?;
+    let global_position: i64 = row.get(4)?;
+    let data: Option<String> = row.get(5)?;
+    let metadata: Option<String> = row.get(6)?;
+    let parse = |text: Option<String>, what: &str| -> std::result::Result<Option<Value>, String> {
+        text.map(|t| serde_json::from_str(&t).map_err(|e| format!("its {what}: {e}")))
+            .transpose()
+    };
+    let decoded = parse(data, "data").and_then(|d| Ok((d, parse(metadata, "metadata")?)));
+    Ok(match decoded {
+        Ok((data, metadata)) => Ok(Message {
+            id,
+            stream_name,
+            message_type,
+            position,
+            global_position,
+            data: data.unwrap_or(Value::Null),
+            metadata,
+            time: from_ms(row.get(7)?),
+        }),
+        Err(reason) => Err(Undecodable(Error::Undecodable {
+            id,
+            stream: stream_name,
+            message_type,
+            position,
+            global_position,
+            reason,
+        })),
     })
-    .transpose()
 }
 
-fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
-    Ok(Message {
-        id: row.get(0)?,
-        stream_name: row.get(1)?,
-        message_type: row.get(2)?,
-        position: row.get(3)?,
-        global_position: row.get(4)?,
-        data: parse_json(row.get(5)?)?.unwrap_or(Value::Null),
-        metadata: parse_json(row.get(6)?)?,
-        time: from_ms(row.get(7)?),
-    })
+/// Collects decoded rows up to the first that does not decode: the rows
+/// before it, or — when it is the first — its [`Error::Undecodable`].
+fn collect_until_undecodable(
+    rows: impl Iterator<Item = rusqlite::Result<std::result::Result<Message, Undecodable>>>,
+) -> Result<Vec<Message>> {
+    let mut out = Vec::new();
+    for row in rows {
+        match row? {
+            Ok(message) => out.push(message),
+            Err(Undecodable(e)) if out.is_empty() => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(out)
 }
 
 /// SQLite's LIMIT for a `batchSize`: ≤ 0 means unlimited (-1).
@@ -69,7 +103,7 @@ pub(super) fn stream_messages(
         params![namespace, stream, from, limit(query.batch_size)],
         message_from_row,
     )?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    collect_until_undecodable(rows)
 }
 
 /// `stream.last`.
@@ -98,7 +132,11 @@ pub(super) fn last_message(
             .query_row(params![namespace, stream], message_from_row)
             .optional()?,
     };
-    Ok(found)
+    match found {
+        None => Ok(None),
+        Some(Ok(message)) => Ok(Some(message)),
+        Some(Err(Undecodable(e))) => Err(e),
+    }
 }
 
 /// `category.get`: filters in SQL so the batch limit applies after them.
@@ -139,7 +177,7 @@ pub(super) fn category_messages(
     sql.push_str(&format!(" ORDER BY global_position LIMIT ?{}", args.len()));
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), message_from_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    collect_until_undecodable(rows)
 }
 
 /// `ns.streams`.

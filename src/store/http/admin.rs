@@ -44,7 +44,7 @@ impl DepthGuard {
             return true;
         }
         self.records += 1;
-        if self.records % IMPORT_BATCH as u64 == 0 {
+        if self.records.is_multiple_of(IMPORT_BATCH as u64) {
             self.keep = offset + line.len() + 1;
         }
         false
