@@ -473,7 +473,7 @@ impl Db {
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction: commits when it returns
     /// `Ok`, rolls back when it returns `Err` (or panics).
     ///
-    /// Errors at once with [`Error::InvalidInput`](crate::Error::InvalidInput)
+    /// Errors at once with [`Error::InvalidInput`]
     /// when this thread already has a write transaction open on the same
     /// file — inside a consumer handler, a replay or another `write` — which
     /// the new one would wait for until the busy timeout: write through that

@@ -17,6 +17,7 @@ use crate::kit::{Kit, KitBuilder};
 use crate::outbox::SenderConfig;
 use crate::retry::RetryPolicy;
 use crate::store::StoreUrl;
+use crate::tls::{self, TlsSettings};
 use crate::token::Token;
 
 /// A variable lookup: `Some(value)` when set.
@@ -157,6 +158,8 @@ impl KitBuilder {
     /// | --- | --- | --- |
     /// | `EVENTODB_URL` | the store: `http(s)://host:port` (EventoDB or `eventodb-kit serve`), `embedded:///abs/path.db`, `embedded:relative/path.db` or `embedded::memory:` (see [`StoreUrl`]) | the embedded store in the kit's database file |
     /// | `EVENTODB_TOKEN` | the namespace token (`ns_…`); required with an `http(s)` URL; with an embedded URL it picks the namespace | none (namespace `default`) |
+    /// | `EVENTODB_CA_CERT` | PEM file of the certificate authorities an `https` store's certificate must come from, *instead of* the built-in web roots (as `curl --cacert`); see [`TlsSettings::from_lookup`] | the built-in roots |
+    /// | `EVENTODB_CLIENT_CERT`, `EVENTODB_CLIENT_KEY` | PEM files of the client certificate (chain) and its key, for servers that require mutual TLS; both or neither | none |
     /// | `EVENTODB_KIT_DB` | the kit's database file (outbox, positions, dead letters) | the `embedded:` URL's file; otherwise in memory, with a warning logged at build (lost at exit) |
     /// | `EVENTODB_KIT_LOG_SQL` | [`KitBuilder::log_sql`] (`true`/`false`) | `false` |
     /// | `CONSUMER_STALLED_AFTER` | [`KitBuilder::stalled_after`] | `60s` |
@@ -168,7 +171,8 @@ impl KitBuilder {
     ///
     /// Errors: [`Error::InvalidInput`] naming the variable — an unknown URL
     /// scheme, an `http(s)` URL without `EVENTODB_TOKEN`, a token that does
-    /// not parse (its text is never repeated), a value that does not parse.
+    /// not parse (its text is never repeated), a value that does not parse,
+    /// a certificate or key file that is missing or holds no PEM.
     pub fn from_env() -> Result<KitBuilder> {
         Self::from_lookup(process_env)
     }
@@ -238,6 +242,9 @@ impl KitBuilder {
             (None, Some(StoreUrl::Embedded(path))) => builder = builder.database(path),
             (None, _) => builder.warn_in_memory = true,
         }
+        if let Some(tls) = TlsSettings::from_lookup(&lookup)? {
+            builder = builder.tls(tls);
+        }
         if let Some(on) = vars.flag("EVENTODB_KIT_LOG_SQL")? {
             builder = builder.log_sql(on);
         }
@@ -247,6 +254,84 @@ impl KitBuilder {
         Ok(builder
             .consumer_defaults(ConsumerDefaults::from_lookup(&lookup)?)
             .sender_config(SenderConfig::from_lookup(&lookup)?))
+    }
+}
+
+impl TlsSettings {
+    /// TLS settings from `EVENTODB_CA_CERT`, `EVENTODB_CLIENT_CERT` and
+    /// `EVENTODB_CLIENT_KEY` (file paths), as [`KitBuilder::from_env`] reads
+    /// them; `None` when none is set.
+    ///
+    /// `EVENTODB_CA_CERT` replaces the built-in web roots (as `curl
+    /// --cacert` does): a fleet's own CA, and only it. Use
+    /// [`TlsSettings::add_root_certificates_file`] to trust a CA on top of
+    /// them.
+    ///
+    /// Errors: [`Error::InvalidInput`] naming the variable when its file is
+    /// missing, unreadable or holds no PEM certificate (or key), when the
+    /// key does not belong to the certificate, or when only one of
+    /// `EVENTODB_CLIENT_CERT` and `EVENTODB_CLIENT_KEY` is set.
+    ///
+    /// ```
+    /// use eventodb_kit::TlsSettings;
+    ///
+    /// let err = TlsSettings::from_lookup(|name| {
+    ///     (name == "EVENTODB_CA_CERT").then(|| "/nonexistent/ca.pem".to_string())
+    /// })
+    /// .unwrap_err();
+    /// assert!(err.to_string().contains("EVENTODB_CA_CERT"));
+    /// assert!(TlsSettings::from_lookup(|_| None)?.is_none());
+    /// # Ok::<(), eventodb_kit::Error>(())
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<TlsSettings>> {
+        let vars = Vars::new(&lookup);
+        let named = |name: &'static str| {
+            move |e: Error| match e {
+                Error::InvalidInput(m) => Error::invalid(format!("{name}: {m}")),
+                other => other,
+            }
+        };
+        let ca = vars.get("EVENTODB_CA_CERT");
+        let cert = vars.get("EVENTODB_CLIENT_CERT");
+        let key = vars.get("EVENTODB_CLIENT_KEY");
+        if ca.is_none() && cert.is_none() && key.is_none() {
+            return Ok(None);
+        }
+        let mut settings = TlsSettings::new();
+        if let Some(path) = ca {
+            settings = settings
+                .built_in_roots(false)
+                .add_root_certificates_file(path)
+                .map_err(named("EVENTODB_CA_CERT"))?;
+        }
+        match (cert, key) {
+            (Some(cert), Some(key)) => {
+                let what = format!("client certificate file {cert}");
+                let chain = tls::read_file(cert.as_ref(), &what)
+                    .and_then(|pem| tls::certificates_from_pem(&pem, &what))
+                    .map_err(named("EVENTODB_CLIENT_CERT"))?;
+                let what = format!("client key file {key}");
+                let key = tls::read_file(key.as_ref(), &what)
+                    .and_then(|pem| tls::private_key_from_pem(&pem, &what))
+                    .map_err(named("EVENTODB_CLIENT_KEY"))?;
+                settings = settings
+                    .with_identity(chain, key)
+                    .map_err(named("EVENTODB_CLIENT_KEY"))?;
+            }
+            (Some(_), None) => return Err(Error::invalid(
+                "EVENTODB_CLIENT_CERT is set but EVENTODB_CLIENT_KEY is not: set both (PEM files)",
+            )),
+            (None, Some(_)) => return Err(Error::invalid(
+                "EVENTODB_CLIENT_KEY is set but EVENTODB_CLIENT_CERT is not: set both (PEM files)",
+            )),
+            (None, None) => {}
+        }
+        Ok(Some(settings))
+    }
+
+    /// [`TlsSettings::from_lookup`] on the process environment.
+    pub fn from_env() -> Result<Option<TlsSettings>> {
+        Self::from_lookup(process_env)
     }
 }
 

@@ -14,6 +14,7 @@ use crate::hooks::{Hooks, KitHook};
 use crate::outbox::{self, Outbox, SenderConfig, SenderHandle, WakeHub};
 use crate::runtime::{Runtime, Settings};
 use crate::store::{EmbeddedStore, MessageStore, StoreUrl};
+use crate::tls::TlsSettings;
 
 /// The kit: the local SQLite database (outbox, positions, dead letters) and
 /// the [`MessageStore`] events go to and come from.
@@ -150,6 +151,7 @@ pub struct KitBuilder {
     store_synchronous: Option<Synchronous>,
     url: Option<String>,
     token: Option<Secret>,
+    tls: Option<TlsSettings>,
     log_sql: Option<bool>,
     hooks: Vec<Arc<dyn KitHook>>,
     settings: Settings,
@@ -228,6 +230,16 @@ impl KitBuilder {
     /// in `Debug`. Defaults to none.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(Secret(token.into()));
+        self
+    }
+
+    /// The TLS settings of an `https://` [`KitBuilder::url`]: private
+    /// certificate authorities, a client certificate (see [`TlsSettings`];
+    /// `from_env` reads `EVENTODB_CA_CERT`, `EVENTODB_CLIENT_CERT` and
+    /// `EVENTODB_CLIENT_KEY`). Not used with [`KitBuilder::store`], whose
+    /// store brings its own. Defaults to [`TlsSettings::new`].
+    pub fn tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -332,9 +344,11 @@ impl KitBuilder {
         };
         let store: Arc<dyn MessageStore> = match (self.store, &self.url) {
             (Some(store), _) => store,
-            (None, Some(url)) => {
-                StoreUrl::parse(url)?.open(self.token.as_ref().map(|t| t.0.as_str()), db_options)?
-            }
+            (None, Some(url)) => StoreUrl::parse(url)?.open_with_tls(
+                self.token.as_ref().map(|t| t.0.as_str()),
+                db_options,
+                self.tls.as_ref(),
+            )?,
             (None, None) => match db.path() {
                 Some(path) => Arc::new(EmbeddedStore::open_with(path, db_options)?),
                 None => Arc::new(EmbeddedStore::open_in_memory_with(db_options)?),

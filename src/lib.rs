@@ -112,8 +112,10 @@
 //! * `cli` — the `eventodb-kit` command-line tool (implies `server`):
 //!   `serve`, and `status`, `outbox`, `dlq`, `positions`, `replay`, `drain`,
 //!   `export` and `import` for operating a kit's database without SQL.
+//! * `platform-verifier` — `TlsSettings::platform_verifier`: trust the
+//!   operating system's certificate store (`rustls-platform-verifier`).
 //!
-//! The default build has neither, so a device build carries only the library.
+//! The default build has none, so a device build carries only the library.
 //!
 //! ## Threads and shutdown
 //!
@@ -157,6 +159,7 @@ pub mod server;
 pub mod store;
 pub mod stream_name;
 pub mod time;
+pub mod tls;
 pub mod token;
 mod wire;
 mod write_scope;
@@ -190,6 +193,7 @@ pub use store::{
     CategoryInfo, CategoryQuery, EmbeddedStore, MessageStore, Poke, StreamInfo, StreamListQuery,
     StreamQuery, SubscribeTarget, Subscription,
 };
+pub use tls::TlsSettings;
 pub use token::Token;
 
 /// The rusqlite version the kit uses (handlers receive its `Transaction`).

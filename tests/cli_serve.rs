@@ -1,9 +1,11 @@
 //! `eventodb-kit serve` run as a user runs it: it prints its address and the
 //! generated token, `/metrics` needs that token unless `--public-metrics`
-//! (or `EVENTODB_PUBLIC_METRICS`) opens it, and SIGTERM stops it cleanly.
+//! (or `EVENTODB_PUBLIC_METRICS`) opens it, HTTPS with client certificates
+//! from `EVENTODB_TLS_*` / `--client-ca`, and SIGTERM stops it cleanly.
 #![cfg(feature = "cli")]
 
 mod cli_support;
+mod pki;
 mod support;
 
 use cli_support::{command, DEADLINE};
@@ -122,6 +124,62 @@ fn metrics_need_the_printed_token_unless_public() {
     assert_eq!(get(&env.url, "/metrics", None).status, 200);
     let off = Serving::start(&["--public-metrics=false"], &[]);
     assert_eq!(get(&off.url, "/metrics", None).status, 401);
+}
+
+#[test]
+fn https_with_client_certificates_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let save = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let ca = pki::Ca::new("fleet CA");
+    let devices = pki::Ca::new("device CA");
+    let server = ca.server();
+    let (cert, key) = (
+        save("server.pem", &server.cert),
+        save("server.key", &server.key),
+    );
+    let client_ca = save("devices.pem", &devices.pem());
+    let mut serving = Serving::start(
+        &["--client-ca", &client_ca],
+        &[("EVENTODB_TLS_CERT", &cert), ("EVENTODB_TLS_KEY", &key)],
+    );
+    assert!(serving.url.starts_with("https://"), "{}", serving.banner);
+    assert!(
+        serving.banner.contains("client certificates required"),
+        "{}",
+        serving.banner
+    );
+    let token = serving.printed_token();
+    let device = devices.client("device-1");
+    let tls = pki::trusting(&ca)
+        .client_certificate_pem(&device.cert, &device.key)
+        .unwrap();
+    let store = pki::store(&serving.url, &token, tls);
+    assert_eq!(
+        eventodb_kit::MessageStore::stream_version(&store, "a-1").unwrap(),
+        None
+    );
+    let anonymous = pki::store(&serving.url, &token, pki::trusting(&ca));
+    assert!(eventodb_kit::MessageStore::stream_version(&anonymous, "a-1").is_err());
+
+    // A key file that does not exist stops it at once, naming the file.
+    let run = cli_support::cli(&[
+        "serve",
+        "--port",
+        "0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        "/nonexistent/server.key",
+    ]);
+    let failed = run.expect(1);
+    assert!(
+        failed.stderr.contains("/nonexistent/server.key"),
+        "{failed:?}"
+    );
 }
 
 #[test]

@@ -148,6 +148,8 @@ fn consumers_poll_while_sse_is_cut_and_return_to_push_after_reconnect() {
 
     relay.cut_sse();
     assert!(hub.wait_until(DEADLINE, |s| s.disconnects >= 1));
+    // The break wakes every watcher once, so `pushed` reads at once.
+    wait_for(|| pushed.stats().fetches >= 4);
     let mut during = Vec::new();
     for n in 2..=4 {
         during.push(write(&writer, &format!("job-{n}"), n).global_position);
@@ -163,8 +165,8 @@ fn consumers_poll_while_sse_is_cut_and_return_to_push_after_reconnect() {
     let idle = pushed.stats();
     assert_eq!(
         (idle.fetches, idle.position),
-        (3, first),
-        "without pokes, a consumer that does not poll stays idle"
+        (4, first),
+        "after that read, without pokes, a consumer that does not poll stays idle"
     );
     assert_ne!(hub.state(), ConnectionState::Connected);
 

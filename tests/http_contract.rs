@@ -2,10 +2,12 @@
 //! project's own server on 127.0.0.1 (a server per test, a fresh namespace
 //! made with `ns.create`), or — when `EVENTODB_URL` and
 //! `EVENTODB_ADMIN_TOKEN` are set — to that external EventoDB, with a fresh
-//! namespace per test that is deleted afterwards.
+//! namespace per test that is deleted afterwards. And once more over HTTPS
+//! to the project's server with a private CA made in the test (`https`).
 #![cfg(feature = "server")]
 
 mod contract;
+mod pki;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -84,7 +86,32 @@ fn http_store() -> HttpFixture {
     }
 }
 
+/// The project's server over TLS, with a certificate of a private CA that
+/// the client trusts instead of the built-in roots.
+fn https_store() -> HttpFixture {
+    let ca = pki::Ca::new("contract CA");
+    let server = pki::tls_server(&ca.server(), None);
+    let url = server.url();
+    let admin_token = server.default_token().unwrap().expose_secret().to_string();
+    let admin = pki::store(&url, &admin_token, pki::trusting(&ca));
+    let namespace = unique_namespace();
+    let created = admin
+        .create_namespace(&namespace, "eventodb-kit contract test over TLS", None)
+        .unwrap();
+    HttpFixture {
+        store: pki::store(&url, created.token.expose_secret(), pki::trusting(&ca)),
+        admin,
+        namespace,
+        _server: Some(server),
+    }
+}
+
 mod http {
     use super::*;
     contract_tests!(http_store);
+}
+
+mod https {
+    use super::*;
+    contract_tests!(https_store);
 }

@@ -259,6 +259,8 @@ fn watchers_keep_their_channel_while_the_hub_reconnects() {
 
     server.shutdown();
     assert!(hub.wait_until(WAIT, |s| s.disconnects >= 1));
+    // The break wakes every watcher once (read now: pokes have stopped).
+    assert!(orders.recv_timeout(WAIT).unwrap().is_wake_up());
     assert!(
         matches!(
             orders.recv_timeout(Duration::from_millis(50)),
@@ -269,6 +271,8 @@ fn watchers_keep_their_channel_while_the_hub_reconnects() {
     let restarted = Server::start(config.port(port)).unwrap();
     assert!(hub.wait_until(WAIT, |s| s.connects >= 2
         && s.state == ConnectionState::Connected));
+    // And again once it is back (writes made meanwhile were not poked).
+    assert!(orders.recv_timeout(WAIT).unwrap().is_wake_up());
     write(&store, "order-2");
     assert_eq!(orders.recv_timeout(WAIT).unwrap().stream, "order-2");
     drop(orders);

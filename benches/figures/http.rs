@@ -15,6 +15,13 @@
 //!
 //! `http_poke_latency_ms`: write → SSE poke through `HttpStore`.
 //!
+//! `tls_write_1`, `tls_category_read_100`: `HttpStore` writes/s and
+//! 100-message `category.get` reads/s over TLS to `serve` (a private CA made
+//! with rcgen), next to the same over plain HTTP to a server set up the same
+//! way: what TLS on a kept-alive connection costs. `tls_write_pipelined`:
+//! 1000 writes through `HttpStore::write_many` (pipelined, batched by
+//! `serve`) over TLS, next to the same over plain HTTP.
+//!
 //! `http_write_pipelined`: 1000 writes through `HttpStore::write_many`
 //! (HTTP/1.1 pipelining on one connection) next to the same writes made one
 //! per round trip with `HttpStore::write`.
@@ -36,7 +43,7 @@ use eventodb_kit::server::{Server, ServerConfig};
 use eventodb_kit::store::WriteItem;
 use eventodb_kit::{
     CategoryQuery, EmbeddedStore, HttpStore, MessageStore, NewMessage, SubscribeTarget,
-    WriteOptions,
+    TlsSettings, WriteOptions,
 };
 use serde_json::json;
 
@@ -68,6 +75,92 @@ pub fn run(report: &mut Report) {
     pipelined_raw(report, server.addr(), &token);
     drop(store);
     server.shutdown();
+    tls(report);
+}
+
+/// TLS vs plain HTTP, same server settings, one kept-alive connection.
+fn tls(report: &mut Report) {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates();
+    let secure = Server::start(
+        ServerConfig::new()
+            .data_dir(dir.path().join("tls"))
+            .tls_pem(cert, key),
+    )
+    .unwrap();
+    let plain = Server::start(ServerConfig::new().data_dir(dir.path().join("plain"))).unwrap();
+    let token = secure.default_token().unwrap().expose_secret().to_string();
+    let trust = TlsSettings::new()
+        .built_in_roots(false)
+        .add_root_certificates_pem(ca)
+        .unwrap();
+    let over_tls = HttpStore::builder(&secure.url(), &token)
+        .tls(trust)
+        .build()
+        .unwrap();
+    let over_plain = plain.http_store().unwrap();
+    let kit = best_of(3, || kit_writes(&over_tls, 1));
+    let limit = best_of(3, || kit_writes(&over_plain, 1));
+    report.ratio("tls_write_1", kit, limit);
+    let message = NewMessage::new("Read", payload());
+    for store in [&over_tls, &over_plain] {
+        for n in 0..100 {
+            store
+                .write(
+                    &format!("read100-{}", n % 10),
+                    &message,
+                    &WriteOptions::new(),
+                )
+                .unwrap();
+        }
+    }
+    let reads = |store: &HttpStore| {
+        let query = CategoryQuery::new();
+        rate_on_threads(1, |_, _| {
+            assert_eq!(store.get_category("read100", &query).unwrap().len(), 100);
+        })
+    };
+    let kit = best_of(3, || reads(&over_tls));
+    let limit = best_of(3, || reads(&over_plain));
+    report.ratio("tls_category_read_100", kit, limit);
+    let writes: Vec<WriteItem> = (0..1000)
+        .map(|i| {
+            WriteItem::new(
+                format!("tls-piped-{}", i % STREAMS),
+                NewMessage::new("Deposited", payload()),
+                WriteOptions::new(),
+            )
+        })
+        .collect();
+    let pipelined = |store: &HttpStore| {
+        // Warm-up: the store's pipeline is open (and its handshake done).
+        assert!(store.write_many(&writes[..10]).iter().all(|r| r.is_ok()));
+        best_of(3, || {
+            let start = Instant::now();
+            let results = store.write_many(&writes);
+            let elapsed = start.elapsed();
+            assert!(results.iter().all(|r| r.is_ok()));
+            writes.len() as f64 / elapsed.as_secs_f64()
+        })
+    };
+    let kit = pipelined(&over_tls);
+    let limit = pipelined(&over_plain);
+    report.ratio("tls_write_pipelined", kit, limit);
+}
+
+/// A private CA's certificate, and a server certificate for 127.0.0.1
+/// with its key (PEM).
+fn certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
 fn payload() -> serde_json::Value {

@@ -217,6 +217,11 @@ fn start_connection(shared: &Arc<Shared>, socket: TcpStream) -> std::io::Result<
     } else if full {
         drop(reg);
         shared.metrics.closed(Closed::Refused);
+        if shared.tls.is_some() {
+            // A 503 would need a handshake (on this, the acceptor's,
+            // thread): just close.
+            return Ok(());
+        }
         let body =
             crate::wire::error::ErrorBody::new("SERVICE_UNAVAILABLE", "Too many connections")
                 .to_go_json();
@@ -270,7 +275,15 @@ fn serve(shared: &Shared, socket: &Arc<TcpStream>, phase: &Phase, accepted: Inst
         return;
     }
     let head_deadline = |from: Instant| limit(shared.head_timeout).map(|t| from + t);
-    let transport = Transport::new(Arc::clone(socket), limit(shared.idle_timeout));
+    // Plain, or TLS whose handshake happens in the first read (so within
+    // the first head's deadline).
+    let Ok(transport) = Transport::new(
+        Arc::clone(socket),
+        limit(shared.idle_timeout),
+        shared.tls.as_ref(),
+    ) else {
+        return;
+    };
     let mut reader = BufReader::with_capacity(READ_BUFFER, transport);
     // The first request's head is due within the head timeout of the
     // accept; later ones may wait the idle timeout before they start.
@@ -296,7 +309,7 @@ fn serve(shared: &Shared, socket: &Arc<TcpStream>, phase: &Phase, accepted: Inst
         let head = match head {
             Ok(Some(head)) => head,
             Ok(None) => return,
-            Err(e) => return refuse(shared, socket, &mut reader, e),
+            Err(e) => return refuse(shared, &mut reader, e),
         };
         if !phase.busy() {
             // The slot went to a new connection while the head arrived:
@@ -308,7 +321,7 @@ fn serve(shared: &Shared, socket: &Arc<TcpStream>, phase: &Phase, accepted: Inst
         }
         let request = match http::read_body(&mut reader, head, shared.max_body) {
             Ok(request) => request,
-            Err(e) => return refuse(shared, socket, &mut reader, e),
+            Err(e) => return refuse(shared, &mut reader, e),
         };
         let started = Instant::now();
         let keep_alive = match batch::serve(shared, request, started, &mut reader) {
@@ -340,7 +353,7 @@ fn answer(
     let head_only = request.method == "HEAD";
     let keep_alive = request.keep_alive && !shared.stopping();
     let (path, method) = (request.path.clone(), request.method.clone());
-    match router::route(shared, request, out.socket()) {
+    match router::route(shared, request, out) {
         router::Outcome::Respond(response) => {
             shared
                 .metrics
@@ -355,7 +368,7 @@ fn answer(
 
 /// Answers a request that could not be read (when there is something to
 /// say) and closes.
-fn refuse(shared: &Shared, socket: &TcpStream, reader: &mut BufReader<Transport>, e: ReadError) {
+fn refuse(shared: &Shared, reader: &mut BufReader<Transport>, e: ReadError) {
     let (status, text) = match e {
         ReadError::Io(e) if e.kind() == io::ErrorKind::TimedOut => {
             shared.metrics.closed(Closed::HeadTimeout);
@@ -375,15 +388,15 @@ fn refuse(shared: &Shared, socket: &TcpStream, reader: &mut BufReader<Transport>
         false,
         false,
     );
-    linger(socket, reader);
+    linger(reader);
 }
 
 /// Closes after an error answer without losing it: closing a socket with
 /// unread input makes the kernel send a reset, which may destroy the answer
-/// before the client reads it. So: end our side, then discard what the client
-/// still sends, for a short while.
-fn linger(socket: &TcpStream, reader: &mut BufReader<Transport>) {
-    let _ = socket.shutdown(Shutdown::Write);
+/// before the client reads it. So: end our side (with TLS, its close_notify
+/// first), then discard what the client still sends, for a short while.
+fn linger(reader: &mut BufReader<Transport>) {
+    reader.get_mut().shutdown_write();
     reader
         .get_mut()
         .set_deadline(Some(Instant::now() + Duration::from_millis(500)));

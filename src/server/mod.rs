@@ -64,6 +64,7 @@ mod metrics;
 mod router;
 mod rpc;
 mod subscribe;
+mod tls;
 mod transport;
 
 /// The EventoDB version the server reports (`/version`, `sys.version`,
@@ -89,6 +90,8 @@ pub struct ServerConfig {
     sse_liveness_interval: Duration,
     max_body: usize,
     public_metrics: bool,
+    tls: Option<tls::TlsFiles>,
+    client_ca: Option<tls::Pem>,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -107,6 +110,8 @@ impl fmt::Debug for ServerConfig {
             .field("sse_liveness_interval", &self.sse_liveness_interval)
             .field("max_body", &self.max_body)
             .field("public_metrics", &self.public_metrics)
+            .field("tls", &self.tls)
+            .field("client_ca", &self.client_ca)
             .finish()
     }
 }
@@ -127,6 +132,8 @@ impl Default for ServerConfig {
             sse_liveness_interval: Duration::from_secs(5),
             max_body: 100 * 1024 * 1024,
             public_metrics: false,
+            tls: None,
+            client_ca: None,
         }
     }
 }
@@ -239,6 +246,52 @@ impl ServerConfig {
         self.public_metrics = public;
         self
     }
+
+    /// Serves HTTPS with the certificate chain (server certificate first)
+    /// and private key in these PEM files (`serve --tls-cert --tls-key`,
+    /// `EVENTODB_TLS_CERT`, `EVENTODB_TLS_KEY`). They are read at
+    /// [`Server::start`]. Defaults to plain HTTP.
+    pub fn tls_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls = Some(tls::TlsFiles {
+            cert: tls::Pem::File(cert.into()),
+            key: tls::Pem::File(key.into()),
+            client_ca: None,
+        });
+        self
+    }
+
+    /// Like [`ServerConfig::tls_files`], with the PEM text itself.
+    ///
+    /// ```
+    /// use eventodb_kit::server::ServerConfig;
+    /// # let (cert_pem, key_pem) = (Vec::new(), Vec::new());
+    /// let config = ServerConfig::new().tls_pem(cert_pem, key_pem);
+    /// assert!(format!("{config:?}").contains("<PEM bytes>"), "keys never show");
+    /// ```
+    pub fn tls_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.tls = Some(tls::TlsFiles {
+            cert: tls::Pem::Bytes(cert.into()),
+            key: tls::Pem::Bytes(key.into()),
+            client_ca: None,
+        });
+        self
+    }
+
+    /// Requires a client certificate issued by a CA in this PEM file
+    /// (mutual TLS; `serve --client-ca`, `EVENTODB_TLS_CLIENT_CA`); a
+    /// client without one, or with one of another CA, is refused in the
+    /// handshake. Needs [`ServerConfig::tls_files`] or
+    /// [`ServerConfig::tls_pem`]. Defaults to none (any client).
+    pub fn client_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.client_ca = Some(tls::Pem::File(path.into()));
+        self
+    }
+
+    /// Like [`ServerConfig::client_ca_file`], with the PEM text itself.
+    pub fn client_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.client_ca = Some(tls::Pem::Bytes(pem.into()));
+        self
+    }
 }
 
 /// State shared by the acceptor and the connection threads.
@@ -256,6 +309,8 @@ pub(crate) struct Shared {
     pub(crate) max_connections: usize,
     /// `/metrics` needs no token.
     pub(crate) public_metrics: bool,
+    /// HTTPS when set.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     /// Request counters and latencies for `/metrics`.
     pub(crate) metrics: metrics::ServerMetrics,
     pub(crate) stopping: AtomicBool,
@@ -295,8 +350,24 @@ impl Server {
     /// serving. Returns once the server accepts connections.
     ///
     /// Errors: [`Error::InvalidInput`] for a token that does not parse or is
-    /// not for `default`; [`Error::Io`] when the address cannot be bound.
+    /// not for `default`, or TLS files that cannot be read or used (naming
+    /// the file); [`Error::Io`] when the address cannot be bound.
     pub fn start(config: ServerConfig) -> Result<Server> {
+        let tls = match (&config.tls, &config.client_ca) {
+            (Some(files), client_ca) => Some(
+                tls::TlsFiles {
+                    client_ca: client_ca.clone(),
+                    ..files.clone()
+                }
+                .load()?,
+            ),
+            (None, Some(_)) => {
+                return Err(Error::invalid(
+                    "a client CA needs TLS: give the server a certificate and key too",
+                ))
+            }
+            (None, None) => None,
+        };
         let token = match &config.token {
             Some(text) => {
                 let t = Token::parse(text)?;
@@ -330,13 +401,19 @@ impl Server {
             max_body: config.max_body,
             max_connections: config.max_connections,
             public_metrics: config.public_metrics,
+            tls,
             metrics: metrics::ServerMetrics::default(),
             stopping: AtomicBool::new(false),
             stop: stop_rx,
             connections: conn::Connections::new(),
         });
         let acceptor = conn::spawn_acceptor(listener, Arc::clone(&shared))?;
-        log::info!("eventodb-kit serving on http://{addr}");
+        let scheme = if shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        log::info!("eventodb-kit serving on {scheme}://{addr}");
         Ok(Server {
             addr,
             shared,
@@ -352,9 +429,14 @@ impl Server {
         self.addr
     }
 
-    /// `http://<addr>`, for clients.
+    /// `http://<addr>` (`https://` with TLS), for clients.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The `default` namespace's token when known: the configured one, or
@@ -378,7 +460,9 @@ impl Server {
         &self.shared.store
     }
 
-    /// An [`HttpStore`] on this server's `default` namespace.
+    /// An [`HttpStore`] on this server's `default` namespace (with default
+    /// TLS settings: for a server with a private CA use
+    /// [`HttpStore::builder`] with [`tls`](crate::HttpStoreBuilder::tls)).
     ///
     /// Errors: [`Error::InvalidInput`] when the default token is unknown
     /// (see [`Server::default_token`]).

@@ -1,10 +1,9 @@
 //! Routing (exact paths, as EventoDB) and authentication (protocol §2.2).
 
-use std::net::TcpStream;
-
 use serde_json::json;
 
 use super::http::{Request, Response, JSON};
+use super::transport::Transport;
 use super::Shared;
 use crate::namespace::TokenCheck;
 use crate::store::embedded::DEFAULT_NAMESPACE;
@@ -28,7 +27,7 @@ pub(crate) struct Caller {
 }
 
 /// Routes one request.
-pub(crate) fn route(shared: &Shared, request: Request, socket: &TcpStream) -> Outcome {
+pub(crate) fn route(shared: &Shared, request: Request, out: &mut Transport) -> Outcome {
     match request.path.as_str() {
         "/health" => Outcome::Respond(Response::new(200, JSON, br#"{"status":"ok"}"#.to_vec())),
         "/version" => Outcome::Respond(Response::new(
@@ -45,7 +44,7 @@ pub(crate) fn route(shared: &Shared, request: Request, socket: &TcpStream) -> Ou
         }),
         "/subscribe" => match authenticate(shared, &request) {
             Err(denied) => Outcome::Respond(denied),
-            Ok(caller) => super::subscribe::handle(shared, &caller, &request, socket),
+            Ok(caller) => super::subscribe::handle(shared, &caller, &request, out),
         },
         "/import" => Outcome::Respond(match authenticate(shared, &request) {
             Err(denied) => denied,

@@ -7,12 +7,12 @@
 //! hints either way).
 
 use std::io::Write;
-use std::net::TcpStream;
 
 use crossbeam_channel::{never, select};
 
 use super::http::{self, Request, Response};
 use super::router::{Caller, Outcome};
+use super::transport::Transport;
 use super::Shared;
 use crate::consumer_group::ConsumerGroup;
 use crate::store::{MessageStore, SubscribeTarget};
@@ -71,7 +71,7 @@ pub(crate) fn handle(
     shared: &Shared,
     caller: &Caller,
     request: &Request,
-    socket: &TcpStream,
+    out: &mut Transport,
 ) -> Outcome {
     let target = match target(request) {
         Ok(t) => t,
@@ -107,7 +107,6 @@ pub(crate) fn handle(
     shared
         .metrics
         .request(&request.path, &request.method, 200, None);
-    let mut out = socket;
     if out.write_all(&head).is_err() {
         return Outcome::Streamed;
     }
@@ -127,7 +126,7 @@ pub(crate) fn handle(
             }
             recv(shared.stop) -> _ => break,
             default(shared.sse_liveness_interval) => {
-                if peer_closed(socket) {
+                if out.peer_closed() {
                     break;
                 }
             }
@@ -135,21 +134,6 @@ pub(crate) fn handle(
     }
     let _ = out.write_all(http::LAST_CHUNK);
     Outcome::Streamed
-}
-
-/// Whether the client has closed its side (a read would return end of file).
-fn peer_closed(socket: &TcpStream) -> bool {
-    if socket.set_nonblocking(true).is_err() {
-        return true;
-    }
-    let mut byte = [0u8; 1];
-    let closed = match socket.peek(&mut byte) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-    };
-    let _ = socket.set_nonblocking(false);
-    closed
 }
 
 #[cfg(test)]

@@ -454,6 +454,10 @@ impl SubscribeTarget {
 }
 
 /// A notification that a message was written (EventoDB's SSE `poke`).
+///
+/// [`MessageStore::watch_category`] may also hand out wake-ups that stand
+/// for no write ([`Poke::is_wake_up`]: an empty stream name), e.g. when an
+/// [`HttpStore`]'s push connection breaks: read now, as after a poke.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Poke {
     /// The stream written to.
@@ -462,6 +466,22 @@ pub struct Poke {
     pub position: i64,
     /// The message's global position.
     pub global_position: i64,
+}
+
+impl Poke {
+    /// A wake-up that stands for no write.
+    pub(crate) fn wake_up() -> Poke {
+        Poke {
+            stream: String::new(),
+            position: -1,
+            global_position: 0,
+        }
+    }
+
+    /// Whether this is a wake-up without a write (empty stream name).
+    pub fn is_wake_up(&self) -> bool {
+        self.stream.is_empty()
+    }
 }
 
 /// A live subscription: pokes arrive on [`Subscription::receiver`].

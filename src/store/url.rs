@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::db::DbOptions;
 use crate::error::{Error, Result};
 use crate::store::{EmbeddedStore, HttpStore, MessageStore};
+use crate::tls::TlsSettings;
 use crate::token::Token;
 
 /// Where the message store is.
@@ -110,6 +111,16 @@ impl StoreUrl {
     /// token that does not parse (the message never contains the token);
     /// database errors opening an embedded file.
     pub fn open(&self, token: Option<&str>, options: DbOptions) -> Result<Arc<dyn MessageStore>> {
+        self.open_with_tls(token, options, None)
+    }
+
+    /// Like [`StoreUrl::open`], with the TLS settings of an HTTP store.
+    pub(crate) fn open_with_tls(
+        &self,
+        token: Option<&str>,
+        options: DbOptions,
+        tls: Option<&TlsSettings>,
+    ) -> Result<Arc<dyn MessageStore>> {
         let token = token
             .map(str::trim)
             .filter(|t| !t.is_empty())
@@ -136,7 +147,12 @@ impl StoreUrl {
                          set EVENTODB_TOKEN (or KitBuilder::token) to ns_…"
                     ))
                 })?;
-                Ok(Arc::new(HttpStore::new(url, token.expose_secret())?))
+                let builder = HttpStore::builder(url, token.expose_secret());
+                let builder = match tls {
+                    Some(tls) => builder.tls(tls.clone()),
+                    None => builder,
+                };
+                Ok(Arc::new(builder.build()?))
             }
             StoreUrl::Embedded(path) => Ok(embedded(EmbeddedStore::open_with(path, options)?)),
             StoreUrl::EmbeddedInMemory => {

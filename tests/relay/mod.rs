@@ -4,22 +4,30 @@
 //! Every connection is relayed byte for byte to the server. A connection
 //! whose first request is `GET /subscribe` is an SSE stream:
 //! [`Relay::cut_sse`] closes the open ones and closes new ones at once
-//! (as a broken link would) until [`Relay::restore_sse`].
+//! (as a broken link would) until [`Relay::restore_sse`];
+//! [`Relay::silence_sse`] makes the open ones go silent without closing
+//! (a half-open connection: the server's bytes are dropped, both sockets
+//! stay open), while new ones work.
 
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
+
+/// Both sockets of a relayed connection, whether it is SSE, and whether
+/// the server's bytes are dropped.
+type Link = (TcpStream, TcpStream, bool, Arc<AtomicBool>);
 
 #[derive(Default)]
 struct State {
     stop: AtomicBool,
     sse_blocked: AtomicBool,
-    /// Both sockets of every relayed connection, and whether it is SSE.
-    links: Mutex<Vec<(TcpStream, TcpStream, bool)>>,
+    /// SSE streams relayed so far.
+    sse_streams: AtomicUsize,
+    links: Mutex<Vec<Link>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -66,7 +74,7 @@ impl Relay {
     pub fn cut_sse(&self) {
         self.state.sse_blocked.store(true, Ordering::SeqCst);
         let mut links = self.state.links.lock().unwrap();
-        links.retain(|(client, server, sse)| {
+        links.retain(|(client, server, sse, _)| {
             if *sse {
                 let _ = client.shutdown(Shutdown::Both);
                 let _ = server.shutdown(Shutdown::Both);
@@ -79,6 +87,21 @@ impl Relay {
     pub fn restore_sse(&self) {
         self.state.sse_blocked.store(false, Ordering::SeqCst);
     }
+
+    /// The open SSE streams go silent for good without closing: what the
+    /// server sends on them is dropped. New streams are relayed as usual.
+    pub fn silence_sse(&self) {
+        for (_, _, sse, muted) in self.state.links.lock().unwrap().iter() {
+            if *sse {
+                muted.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// How many SSE streams were relayed (connects of the clients' SSE).
+    pub fn sse_streams(&self) -> usize {
+        self.state.sse_streams.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for Relay {
@@ -88,7 +111,7 @@ impl Drop for Relay {
         if let Some(t) = self.acceptor.take() {
             let _ = t.join();
         }
-        for (client, server, _) in self.state.links.lock().unwrap().drain(..) {
+        for (client, server, _, _) in self.state.links.lock().unwrap().drain(..) {
             let _ = client.shutdown(Shutdown::Both);
             let _ = server.shutdown(Shutdown::Both);
         }
@@ -135,33 +158,45 @@ fn accept(state: &Arc<State>, mut client: TcpStream, upstream: SocketAddr) {
         let _ = server.shutdown(Shutdown::Both);
         return;
     }
+    let muted = Arc::new(AtomicBool::new(false));
     links.push((
         client.try_clone().unwrap(),
         server.try_clone().unwrap(),
         sse,
+        Arc::clone(&muted),
     ));
+    if sse {
+        state.sse_streams.fetch_add(1, Ordering::SeqCst);
+    }
     drop(links);
     let mut threads = state.threads.lock().unwrap();
     threads.retain(|t| !t.is_finished());
-    for (from, to) in [
-        (client.try_clone().unwrap(), server.try_clone().unwrap()),
-        (server, client),
+    let never = Arc::new(AtomicBool::new(false));
+    for (from, to, muted) in [
+        (
+            client.try_clone().unwrap(),
+            server.try_clone().unwrap(),
+            never,
+        ),
+        (server, client, muted),
     ] {
         threads.push(
             thread::Builder::new()
                 .name("test-relay-copy".into())
-                .spawn(move || copy(from, to))
+                .spawn(move || copy(from, to, &muted))
                 .unwrap(),
         );
     }
 }
 
-/// Copies until either side closes, then closes both directions.
-fn copy(mut from: TcpStream, mut to: TcpStream) {
+/// Copies until either side closes (dropping the bytes while `muted`),
+/// then closes both directions.
+fn copy(mut from: TcpStream, mut to: TcpStream, muted: &AtomicBool) {
     let mut buf = [0u8; 16 * 1024];
     loop {
         match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
+            Ok(_) if muted.load(Ordering::SeqCst) => {}
             Ok(n) => {
                 if to.write_all(&buf[..n]).is_err() {
                     break;

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! eventodb-kit serve [--host H] [--port P] [--token T] [--data-dir DIR] [--test-mode] [--public-metrics]
+//!                    [--tls-cert FILE --tls-key FILE [--client-ca FILE]]
 //!                    [--max-connections N] [--max-body SIZE] [--head-timeout D] [--idle-timeout D] [--write-timeout D]
 //! eventodb-kit status --db FILE [--stalled-after 5m]
 //! eventodb-kit outbox list|show --db FILE …

@@ -1,4 +1,4 @@
-//! `eventodb-kit serve`: the embedded store over HTTP until SIGINT/SIGTERM.
+//! `eventodb-kit serve`: the embedded store over HTTP(S) until SIGINT/SIGTERM.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,6 +48,16 @@ pub struct ServeArgs {
         value_parser = parse_go_bool,
     )]
     pub public_metrics: bool,
+    /// Serve HTTPS with this PEM certificate chain (server certificate first).
+    #[arg(long, env = "EVENTODB_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "EVENTODB_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates issued by a CA in this PEM file (mutual
+    /// TLS); needs --tls-cert and --tls-key.
+    #[arg(long, env = "EVENTODB_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
     /// Most connections open at once. When all are taken, a new one takes
     /// the slot of the connection that has waited longest for a request; a
     /// client is refused (503) only when every connection is inside a
@@ -141,6 +151,12 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(token) = args.token {
         config = config.token(token);
     }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config = config.tls_files(cert, key);
+    }
+    if let Some(ca) = &args.client_ca {
+        config = config.client_ca_file(ca);
+    }
     let storage = match &args.data_dir {
         Some(dir) => {
             config = config.data_dir(dir);
@@ -153,12 +169,16 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         let _ = stop_tx.try_send(());
     })?;
     let server = Server::start(config)?;
-    let mode = match (args.test_mode, args.public_metrics) {
+    let mut mode = match (args.test_mode, args.public_metrics) {
         (true, true) => ", test mode, public /metrics",
         (true, false) => ", test mode",
         (false, true) => ", public /metrics",
         (false, false) => "",
-    };
+    }
+    .to_string();
+    if args.client_ca.is_some() {
+        mode.push_str(", client certificates required");
+    }
     println!(
         "eventodb-kit serve: listening on {} ({storage}{mode})",
         server.url()

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use clap::Args;
 use eventodb_kit::store::embedded::DEFAULT_NAMESPACE;
 use eventodb_kit::{
-    DbOptions, EmbeddedStore, Error, HttpStore, Kit, KitBuilder, MessageStore, StoreUrl, Token,
+    DbOptions, EmbeddedStore, Error, HttpStore, Kit, KitBuilder, MessageStore, StoreUrl,
+    TlsSettings, Token,
 };
 
 use crate::exit::{CliError, CliResult, NOT_FOUND};
@@ -51,6 +52,27 @@ pub struct TargetArgs {
     /// else "default". With an http(s) store it must match the token's.
     #[arg(long, value_name = "NS")]
     pub namespace: Option<String>,
+    /// PEM file of the CAs an https store's certificate must come from,
+    /// instead of the built-in web roots.
+    #[arg(long, env = "EVENTODB_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM file of the client certificate (chain) for a server that
+    /// requires mutual TLS; needs --client-key.
+    #[arg(
+        long,
+        env = "EVENTODB_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// PEM file of the --client-cert's private key.
+    #[arg(
+        long,
+        env = "EVENTODB_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
 }
 
 /// An opened store, with what a user needs to recognise it.
@@ -205,6 +227,27 @@ impl TargetArgs {
             .filter(|t| !t.is_empty())
     }
 
+    /// The TLS settings of `--ca-cert`, `--client-cert` and `--client-key`.
+    fn tls(&self) -> CliResult<TlsSettings> {
+        let mut tls = TlsSettings::new();
+        if let Some(ca) = &self.ca_cert {
+            tls = tls
+                .built_in_roots(false)
+                .add_root_certificates_file(ca)
+                .map_err(|e| {
+                    CliError::usage(format!("--ca-cert: {e}"))
+                        .hint("pass a PEM file of the server's CA certificate")
+                })?;
+        }
+        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+            tls = tls.client_certificate_files(cert, key).map_err(|e| {
+                CliError::usage(format!("--client-cert/--client-key: {e}"))
+                    .hint("pass the PEM files of the client certificate and its key")
+            })?;
+        }
+        Ok(tls)
+    }
+
     /// Opens the store: `--url`, else the embedded store in `--db`. With
     /// `create`, a missing embedded file is created (import into a new
     /// file); otherwise it must exist.
@@ -232,7 +275,10 @@ impl TargetArgs {
                         "pass --token or set EVENTODB_TOKEN (a token of the namespace to work on)",
                     )
                 })?;
-                let store = HttpStore::new(&url, token).map_err(bad_token)?;
+                let store = HttpStore::builder(&url, token)
+                    .tls(self.tls()?)
+                    .build()
+                    .map_err(bad_token)?;
                 if let Some(ns) = &self.namespace {
                     if ns != store.namespace() {
                         return Err(CliError::usage(format!(

@@ -11,6 +11,7 @@ use serde_json::Value;
 use ureq::Agent;
 
 use crate::error::{Error, Result, TransportErrorKind};
+use crate::tls::TlsSettings;
 use crate::token::Token;
 use crate::wire::error::ErrorBody;
 use crate::wire::rpc;
@@ -29,49 +30,71 @@ pub(crate) struct CallContext<'a> {
 /// The `User-Agent` of every request.
 pub(crate) const USER_AGENT: &str = concat!("eventodb-kit/", env!("CARGO_PKG_VERSION"));
 
-/// Timeouts and pool size of the agents, and the TLS settings of the
-/// store's own (pipelined) connections.
+/// Timeouts, pool size and TLS of the store's connections.
 #[derive(Debug, Clone)]
 pub(crate) struct AgentSettings {
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
     pub(crate) max_idle_connections: usize,
-    /// The rustls configuration of pipelined connections; `None`: ureq's
-    /// default verification ([`super::tls::default_config`]).
-    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    tls: TlsSettings,
+    /// The same trust as `tls` for the connections the kit opens itself
+    /// (pipelined writes, SSE subscriptions, the watch hub): built once,
+    /// from `tls`, when the store is built.
+    rustls: Arc<rustls::ClientConfig>,
 }
 
 impl AgentSettings {
-    /// The TLS configuration pipelined connections use (the seam where a
-    /// store's custom CAs, client certificate or verifier come in).
+    /// The settings of a store: `rustls` built from `tls` (the one place
+    /// the store's rustls configuration comes from).
+    pub(crate) fn new(
+        connect_timeout: Duration,
+        read_timeout: Duration,
+        max_idle_connections: usize,
+        tls: TlsSettings,
+    ) -> Result<AgentSettings> {
+        let rustls = tls.rustls_client_config()?;
+        Ok(AgentSettings {
+            connect_timeout,
+            read_timeout,
+            max_idle_connections,
+            tls,
+            rustls,
+        })
+    }
+
+    /// The TLS configuration of the store's own connections (pipelined
+    /// writes, SSE subscriptions, the watch hub).
     pub(crate) fn rustls_config(&self) -> Arc<rustls::ClientConfig> {
-        super::tls::client_config(self.tls.as_ref())
+        Arc::clone(&self.rustls)
+    }
+
+    fn config(&self) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+        Agent::config_builder()
+            .http_status_as_error(false)
+            .no_delay(true)
+            .timeout_connect(Some(self.connect_timeout))
+            .tls_config(self.tls.ureq_config())
+            .user_agent(USER_AGENT)
     }
 
     /// The agent for RPC calls: reads time out, connections are reused.
     fn rpc_agent(&self) -> Agent {
-        Agent::config_builder()
-            .http_status_as_error(false)
-            .no_delay(true)
-            .timeout_connect(Some(self.connect_timeout))
+        self.config()
             .timeout_per_read(Some(self.read_timeout))
             .timeout_per_write(Some(self.read_timeout))
             .max_idle_connections(self.max_idle_connections)
             .max_idle_connections_per_host(self.max_idle_connections)
-            .user_agent(USER_AGENT)
             .build()
             .new_agent()
     }
 
-    /// A fresh agent for one SSE connection: no read timeout (an idle
-    /// subscription is silent), no pooling. Shutting it down wakes its reader.
-    pub(crate) fn sse_agent(&self) -> Agent {
-        Agent::config_builder()
-            .http_status_as_error(false)
-            .no_delay(true)
-            .timeout_connect(Some(self.connect_timeout))
+    /// A fresh agent for one liveness probe of an SSE connection: reads
+    /// time out, no pooling; shutting it down ends the probe at once.
+    pub(crate) fn probe_agent(&self) -> Agent {
+        self.config()
+            .timeout_per_read(Some(self.read_timeout))
+            .timeout_per_write(Some(self.read_timeout))
             .max_idle_connections(0)
-            .user_agent(USER_AGENT)
             .build()
             .new_agent()
     }
@@ -153,17 +176,19 @@ impl Client {
         args: Vec<Value>,
         ctx: CallContext<'_>,
     ) -> Result<Value> {
-        let body = rpc::request(method, args);
-        let response = self
-            .agent
-            .post(&self.rpc_url)
-            .header("Authorization", &self.authorization)
-            .header("Content-Type", "application/json")
-            .send(&body[..])
-            .map_err(transport_error)?;
-        let status = response.status().as_u16();
-        let bytes = read_body(response)?;
-        decode_answer(method, status, &bytes, ctx)
+        post_rpc(
+            &self.agent,
+            &self.rpc_url,
+            &self.authorization,
+            method,
+            args,
+            ctx,
+        )
+    }
+
+    /// `{base}/rpc`.
+    pub(crate) fn rpc_url(&self) -> &str {
+        &self.rpc_url
     }
 
     /// `GET {base}{path}` without credentials (`/health`, `/version`).
@@ -196,6 +221,27 @@ impl Client {
         let status = response.status().as_u16();
         Ok((status, read_body(response)?))
     }
+}
+
+/// `POST rpc_url` of `method` with `args` on `agent`, decoded.
+pub(crate) fn post_rpc(
+    agent: &Agent,
+    rpc_url: &str,
+    authorization: &str,
+    method: &str,
+    args: Vec<Value>,
+    ctx: CallContext<'_>,
+) -> Result<Value> {
+    let body = rpc::request(method, args);
+    let response = agent
+        .post(rpc_url)
+        .header("Authorization", authorization)
+        .header("Content-Type", "application/json")
+        .send(&body[..])
+        .map_err(transport_error)?;
+    let status = response.status().as_u16();
+    let bytes = read_body(response)?;
+    decode_answer(method, status, &bytes, ctx)
 }
 
 /// Reads a whole response body (no size limit: a `category.get` of 10 000
@@ -288,7 +334,13 @@ pub(crate) fn transport_error(e: ureq::Error) -> Error {
         ureq::Error::BadUri(_) | ureq::Error::Http(_) | ureq::Error::RequireHttpsOnly(_) => {
             K::InvalidUrl
         }
-        ureq::Error::Tls(_) | ureq::Error::Pem(_) | ureq::Error::Rustls(_) => K::Tls,
+        ureq::Error::Rustls(tls) => {
+            return Error::Transport {
+                kind: K::Tls,
+                message: crate::tls::describe(tls),
+            }
+        }
+        ureq::Error::Tls(_) | ureq::Error::Pem(_) => K::Tls,
         ureq::Error::TlsRequired => K::Tls,
         ureq::Error::Protocol(_) | ureq::Error::LargeResponseHeader(_, _) => K::Protocol,
         ureq::Error::ConnectionFailed => K::ConnectionRefused,
@@ -304,6 +356,12 @@ pub(crate) fn transport_error(e: ureq::Error) -> Error {
 pub(crate) fn io_transport_error(e: &std::io::Error) -> Error {
     use std::io::ErrorKind as Io;
     use TransportErrorKind as K;
+    if let Some(tls) = crate::tls::rustls_error(e) {
+        return Error::Transport {
+            kind: K::Tls,
+            message: crate::tls::describe(tls),
+        };
+    }
     let kind = match e.kind() {
         Io::ConnectionRefused => K::ConnectionRefused,
         Io::ConnectionReset

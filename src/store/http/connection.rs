@@ -2,9 +2,12 @@
 //! split into a [`Writer`] and a [`Reader`] that two threads use at once —
 //! what pipelining needs and ureq does not offer.
 //!
+//! [`dial`] and [`handshake`] are also how the SSE connections connect: one
+//! way to reach the store, with the store's one rustls configuration.
+//!
 //! The socket has `TCP_NODELAY` (requests written back to back leave at
-//! once). It has no TCP keepalive (std has no setter for it and socket2 is
-//! not in the tree): a connection that died while idle is found by the next
+//! once). It has no TCP keepalive (unlike an SSE socket, it is never idle
+//! for long while it matters): a connection that died while idle is found by the next
 //! write or by the pipeline's answer deadline instead. A TLS connection is one rustls
 //! [`ClientConnection`] behind a mutex that is never held across a socket
 //! call: the writer encrypts under the lock into a buffer and writes the
@@ -27,7 +30,7 @@ use rustls::{ClientConfig, ClientConnection};
 
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::store::http::client::io_transport_error;
-pub(crate) use crate::store::http::target::RpcTarget;
+pub(crate) use crate::store::http::target::BaseUrl;
 
 /// How to connect.
 #[derive(Clone)]
@@ -53,14 +56,14 @@ impl fmt::Debug for ConnectSettings {
 /// sends for [`HttpStore`](super::HttpStore)'s calls.
 pub(crate) fn encode_request(
     out: &mut Vec<u8>,
-    target: &RpcTarget,
+    target: &BaseUrl,
     authorization: &str,
     body: &[u8],
 ) {
     let head = format!(
         "POST {} HTTP/1.1\r\nhost: {}\r\nauthorization: {}\r\ncontent-type: application/json\r\n\
          user-agent: {}\r\naccept: */*\r\ncontent-length: {}\r\n\r\n",
-        target.path,
+        target.rpc_path,
         target.host_header,
         authorization,
         super::client::USER_AGENT,
@@ -92,47 +95,17 @@ impl fmt::Debug for Connection {
 /// the connect timeout again). Errors are [`Error::Transport`] of kinds
 /// `Dns`, `ConnectionRefused`, `Timeout`, `Tls` and the like, classified as
 /// for ureq's connections.
-pub(crate) fn connect(target: &RpcTarget, settings: &ConnectSettings) -> Result<Connection> {
-    let place = format!("{}:{}", target.host, target.port);
-    let failed = |e: &io::Error| match io_transport_error(e) {
-        Error::Transport { kind, message } => Error::Transport {
-            kind,
-            message: format!("connecting to {place} failed: {message}"),
-        },
-        other => other,
-    };
-    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
-        .to_socket_addrs()
-        .map_err(|e| failed(&e))?
-        .collect();
-    let mut last = None;
-    let mut tcp = None;
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, settings.connect_timeout) {
-            Ok(s) => {
-                tcp = Some(s);
-                break;
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    let tcp = match (tcp, last) {
-        (Some(tcp), _) => tcp,
-        (None, Some(e)) => return Err(failed(&e)),
-        (None, None) => {
-            return Err(Error::Transport {
-                kind: TransportErrorKind::Dns,
-                message: format!("{} resolves to no address", target.host),
-            })
-        }
-    };
-    let io = |e: io::Error| failed(&e);
-    tcp.set_nodelay(true).map_err(io)?;
+pub(crate) fn connect(target: &BaseUrl, settings: &ConnectSettings) -> Result<Connection> {
+    let tcp = dial(target, settings.connect_timeout)?;
     let tls = if target.tls {
-        Some(handshake(&tcp, target, settings)?)
+        let mut conn = handshake(&tcp, target, &settings.tls, settings.connect_timeout)?;
+        // Whole pipelined batches are encrypted at once (the batches are bounded).
+        conn.set_buffer_limit(None);
+        Some(Arc::new(Mutex::new(conn)))
     } else {
         None
     };
+    let io = |e: io::Error| io_transport_error(&e);
     tcp.set_read_timeout(None).map_err(io)?;
     tcp.set_write_timeout(Some(settings.write_timeout).filter(|d| !d.is_zero()))
         .map_err(io)?;
@@ -156,22 +129,60 @@ pub(crate) fn connect(target: &RpcTarget, settings: &ConnectSettings) -> Result<
     })
 }
 
-fn handshake(
+/// A TCP connection to `target` (`TCP_NODELAY` on): its host resolved,
+/// each address tried within `connect_timeout` until one answers. The one
+/// way the store's own connections (pipelined writes, SSE) dial.
+pub(crate) fn dial(target: &BaseUrl, connect_timeout: Duration) -> Result<TcpStream> {
+    let place = format!("{}:{}", target.host, target.port);
+    let failed = |e: &io::Error| match io_transport_error(e) {
+        Error::Transport { kind, message } => Error::Transport {
+            kind,
+            message: format!("connecting to {place} failed: {message}"),
+        },
+        other => other,
+    };
+    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|e| failed(&e))?
+        .collect();
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, connect_timeout) {
+            Ok(tcp) => {
+                tcp.set_nodelay(true).map_err(|e| failed(&e))?;
+                return Ok(tcp);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) => failed(&e),
+        None => Error::Transport {
+            kind: TransportErrorKind::Dns,
+            message: format!("{} resolves to no address", target.host),
+        },
+    })
+}
+
+/// The TLS handshake with `target` over `tcp` with `config` (the store's
+/// one rustls configuration), within `timeout` for each read and write.
+/// A refused certificate is an [`Error::Transport`] of kind `Tls` that says
+/// which and why.
+pub(crate) fn handshake(
     tcp: &TcpStream,
-    target: &RpcTarget,
-    settings: &ConnectSettings,
-) -> Result<Arc<Mutex<ClientConnection>>> {
+    target: &BaseUrl,
+    config: &Arc<ClientConfig>,
+    timeout: Duration,
+) -> Result<ClientConnection> {
     let tls_error = |message: String| Error::Transport {
         kind: TransportErrorKind::Tls,
         message,
     };
     let name = ServerName::try_from(target.host.clone())
         .map_err(|e| tls_error(format!("{:?} is not a TLS server name: {e}", target.host)))?;
-    let mut conn = ClientConnection::new(Arc::clone(&settings.tls), name)
-        .map_err(|e| tls_error(e.to_string()))?;
-    // Whole pipelined batches are encrypted at once (the batches are bounded).
-    conn.set_buffer_limit(None);
-    let timeout = Some(settings.connect_timeout).filter(|d| !d.is_zero());
+    let mut conn = ClientConnection::new(Arc::clone(config), name)
+        .map_err(|e| tls_error(crate::tls::describe(&e)))?;
+    let timeout = Some(timeout).filter(|d| !d.is_zero());
     let io = |e: io::Error| io_transport_error(&e);
     tcp.set_read_timeout(timeout).map_err(io)?;
     tcp.set_write_timeout(timeout).map_err(io)?;
@@ -186,13 +197,13 @@ fn handshake(
             }
             Ok(_) => {}
             Err(e) => {
-                let kind = match io_transport_error(&e) {
-                    Error::Transport { kind, .. } => kind,
-                    _ => TransportErrorKind::Tls,
+                let (kind, message) = match io_transport_error(&e) {
+                    Error::Transport { kind, message } => (kind, message),
+                    other => (TransportErrorKind::Tls, other.to_string()),
                 };
                 let what = match kind {
                     TransportErrorKind::Timeout => "took longer than the connect timeout".into(),
-                    _ => format!("failed: {e}"),
+                    _ => format!("failed: {message}"),
                 };
                 return Err(Error::Transport {
                     kind,
@@ -201,7 +212,7 @@ fn handshake(
             }
         }
     }
-    Ok(Arc::new(Mutex::new(conn)))
+    Ok(conn)
 }
 
 fn lock(tls: &Mutex<ClientConnection>) -> MutexGuard<'_, ClientConnection> {
@@ -379,7 +390,7 @@ mod tests {
 
     #[test]
     fn encodes_requests_with_the_headers_of_ureq_calls() {
-        let target = RpcTarget::parse("http://127.0.0.1:8080").unwrap();
+        let target = BaseUrl::parse("http://127.0.0.1:8080").unwrap();
         let mut out = Vec::new();
         encode_request(&mut out, &target, "Bearer x", b"[1]");
         let mut headers = [httparse::EMPTY_HEADER; 16];
@@ -410,11 +421,11 @@ mod tests {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
         };
-        let target = RpcTarget::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let target = BaseUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
         let settings = ConnectSettings {
             connect_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
-            tls: crate::store::http::tls::default_config(),
+            tls: crate::TlsSettings::new().rustls_client_config().unwrap(),
         };
         match connect(&target, &settings) {
             Err(Error::Transport { kind, .. }) => {

@@ -3,7 +3,9 @@
 //!
 //! Watchers keep their channel while the connection is down and comes back;
 //! in the meantime they get no pokes and fall back to polling by their own
-//! timeout. A watcher's [`Subscription`] removes it from the hub when dropped;
+//! timeout. When the connection breaks (or is found dead after a silence)
+//! and when it is back, every watcher gets a wake-up ([`Poke::is_wake_up`])
+//! so that it reads at once instead of at its next poll. A watcher's [`Subscription`] removes it from the hub when dropped;
 //! the hub's thread ends with the last handle of its store.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +54,18 @@ impl PokeSink for Watchers {
         });
         // The hub lives as long as its store, watched or not.
         true
+    }
+
+    /// Wakes every watcher: the connection broke (pokes stop, so read now
+    /// and poll from here on) or came back (writes made while it was down
+    /// were not poked).
+    fn link_changed(&self, _up: bool) {
+        self.lock().retain(|w| {
+            !matches!(
+                w.sender.try_send(Poke::wake_up()),
+                Err(TrySendError::Disconnected(_))
+            )
+        });
     }
 }
 

@@ -20,6 +20,7 @@ use crate::token::Token;
 use crate::wire::rpc;
 
 mod admin;
+mod builder;
 mod client;
 mod connection;
 mod hub;
@@ -29,16 +30,19 @@ mod response;
 mod sse;
 mod status;
 mod target;
-mod tls;
 
 pub use admin::{ImportSummary, SystemHealth};
+pub use builder::HttpStoreBuilder;
 pub use pipelining::Pipelining;
 pub use status::{ConnectionSnapshot, ConnectionState, ConnectionStatus};
 
-use client::{AgentSettings, CallContext, Client};
+use client::{CallContext, Client};
 use hub::Hub;
 use pipelining::PipeliningState;
+use sse::liveness::{Prober, Silence};
+use sse::stream::SocketSettings;
 use sse::{Endpoint, OnRefusal, PokeSink, SseWorker};
+use target::BaseUrl;
 
 /// Pokes a subscription may have pending (as many as a replay, plus room
 /// for live ones); more are dropped.
@@ -72,8 +76,32 @@ const SUBSCRIPTION_CAPACITY: usize = 2048;
 /// [`MessageStore::watch_category`] shares one `all=true` SSE connection
 /// (one thread) among all watchers of the store; it ends when the last clone
 /// of the store is dropped. Both reconnect with exponential backoff and
-/// jitter ([`HttpStoreBuilder::reconnect_policy`]); their state is visible
-/// through [`HttpStore::watch_status`] and [`SseSubscription::status`].
+/// jitter ([`HttpStoreBuilder::reconnect_policy`]) while attempts fail, and
+/// at once after a connection that had been up breaks; their state is
+/// visible through [`HttpStore::watch_status`] and [`SseSubscription::status`].
+///
+/// # Connections that go quiet
+///
+/// EventoDB sends nothing on an idle event stream, and a connection that
+/// died without a FIN or RST (NAT timeout, Wi-Fi handover) looks the same
+/// as a quiet one. Every SSE socket has TCP keepalive on, so the operating
+/// system ends a connection whose peer stopped answering; and after
+/// [`HttpStoreBuilder::silence_timeout`] without a byte the store asks the
+/// server (one small read over a fresh connection) whether anything was
+/// written that the stream should have reported. Nothing: the connection is
+/// quiet, not dead, and stays. Something, and its poke does not follow
+/// within a short grace — or the server does not answer — : the connection
+/// is dead, its state goes `Disconnected`, the watchers of
+/// [`watch_category`](MessageStore::watch_category) are woken to read at
+/// once, and it reconnects.
+///
+/// # TLS
+///
+/// `https://` URLs use rustls with the trust and client certificate of
+/// [`HttpStoreBuilder::tls`] for every connection (RPC calls, pipelined
+/// writes, subscriptions, the watch hub). Certificate failures are
+/// [`Transport`](crate::Error::Transport) errors of kind
+/// [`Tls`](crate::TransportErrorKind::Tls) that say what was refused.
 ///
 /// Pipelined writes ([`MessageStore::open_pipeline`](#method.open_pipeline),
 /// [`MessageStore::write_many`](#method.write_many)) use the store's own
@@ -89,6 +117,7 @@ pub struct HttpStore {
 struct Inner {
     client: Client,
     reconnect: RetryPolicy,
+    silence: Silence,
     hub: Mutex<Option<Hub>>,
     /// Shared with clones and `with_token` stores (same server).
     pipelining: Arc<PipeliningState>,
@@ -102,98 +131,6 @@ impl fmt::Debug for HttpStore {
             .field("url", &self.inner.client.base())
             .field("namespace", &self.namespace())
             .finish()
-    }
-}
-
-/// Configures an [`HttpStore`]; see [`HttpStore::builder`].
-#[derive(Clone)]
-pub struct HttpStoreBuilder {
-    url: String,
-    token: String,
-    connect_timeout: Duration,
-    read_timeout: Duration,
-    max_idle_connections: usize,
-    reconnect: RetryPolicy,
-    tls: Option<Arc<rustls::ClientConfig>>,
-}
-
-impl fmt::Debug for HttpStoreBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpStoreBuilder")
-            .field("url", &self.url)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("read_timeout", &self.read_timeout)
-            .field("max_idle_connections", &self.max_idle_connections)
-            .field("reconnect", &self.reconnect)
-            .finish_non_exhaustive()
-    }
-}
-
-impl HttpStoreBuilder {
-    fn new(url: &str, token: &str) -> Self {
-        HttpStoreBuilder {
-            url: url.to_string(),
-            token: token.to_string(),
-            connect_timeout: Duration::from_secs(5),
-            read_timeout: Duration::from_secs(30),
-            max_idle_connections: 32,
-            reconnect: RetryPolicy::new()
-                .initial_delay(Duration::from_secs(1))
-                .max_delay(Duration::from_secs(30)),
-            tls: None,
-        }
-    }
-
-    /// The rustls configuration of the store's pipelined connections
-    /// (tests: a self-signed CA). Defaults to ureq's verification.
-    #[cfg(test)]
-    pub(crate) fn rustls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
-        self.tls = Some(config);
-        self
-    }
-
-    /// Longest wait for a TCP (and TLS) connection. Defaults to 5 s.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Longest wait for each read or write of a request (not of an SSE
-    /// stream, which may be silent for ever). Defaults to 30 s.
-    pub fn read_timeout(mut self, timeout: Duration) -> Self {
-        self.read_timeout = timeout;
-        self
-    }
-
-    /// Idle connections kept for reuse. Defaults to 32.
-    pub fn max_idle_connections(mut self, n: usize) -> Self {
-        self.max_idle_connections = n;
-        self
-    }
-
-    /// Backoff between SSE reconnection attempts (subscriptions and the
-    /// watch hub). Defaults to 1 s doubling to 30 s, ±20 % jitter, forever
-    /// (attempt and age limits of the policy are ignored).
-    pub fn reconnect_policy(mut self, policy: RetryPolicy) -> Self {
-        self.reconnect = policy;
-        self
-    }
-
-    /// Checks the URL and the token and builds the store (no request is sent).
-    ///
-    /// Errors: [`Error::InvalidInput`](crate::Error::InvalidInput) for a URL
-    /// that is not `http(s)://host…` or a token that does not parse.
-    pub fn build(self) -> Result<HttpStore> {
-        let token = Token::parse(&self.token)?;
-        let settings = AgentSettings {
-            connect_timeout: self.connect_timeout,
-            read_timeout: self.read_timeout,
-            max_idle_connections: self.max_idle_connections,
-            tls: self.tls,
-        };
-        let client = Client::new(&self.url, token, settings)?;
-        let pipelining = Arc::new(PipeliningState::new(client.base()));
-        Ok(HttpStore::from_client(client, self.reconnect, pipelining))
     }
 }
 
@@ -226,12 +163,14 @@ impl HttpStore {
     fn from_client(
         client: Client,
         reconnect: RetryPolicy,
+        silence: Silence,
         pipelining: Arc<PipeliningState>,
     ) -> HttpStore {
         HttpStore {
             inner: Arc::new(Inner {
                 client,
                 reconnect: reconnect.forever(),
+                silence,
                 hub: Mutex::new(None),
                 pipelining,
                 idle_pipeline: Mutex::new(None),
@@ -247,6 +186,7 @@ impl HttpStore {
         Self::from_client(
             client,
             self.inner.reconnect.clone(),
+            self.inner.silence,
             Arc::clone(&self.inner.pipelining),
         )
     }
@@ -297,14 +237,29 @@ impl HttpStore {
         self.inner.client.rpc(method, args, CallContext::default())
     }
 
-    fn endpoint(&self) -> Endpoint {
+    fn endpoint(&self) -> Result<Endpoint> {
         let client = &self.inner.client;
-        Endpoint {
-            url: format!("{}/subscribe", client.base()),
+        let settings = client.settings();
+        let silence = self.inner.silence;
+        Ok(Endpoint {
+            target: BaseUrl::parse(client.base())?,
             authorization: client.authorization().to_string(),
-            settings: client.settings().clone(),
+            socket: SocketSettings {
+                connect_timeout: settings.connect_timeout,
+                keepalive_idle: silence.timeout / 2,
+                keepalive_interval: silence.timeout / 10,
+                tls: settings.rustls_config(),
+            },
+            read_timeout: settings.read_timeout,
             reconnect: self.inner.reconnect.clone(),
-        }
+            silence,
+            prober: Prober {
+                rpc_url: client.rpc_url().to_string(),
+                authorization: client.authorization().to_string(),
+                settings: settings.clone(),
+                namespace: client.token().namespace().to_string(),
+            },
+        })
     }
 
     /// Like [`MessageStore::subscribe`], with access to the connection state.
@@ -318,7 +273,7 @@ impl HttpStore {
     pub fn subscribe_sse(&self, target: &SubscribeTarget) -> Result<SseSubscription> {
         let (sender, receiver) = bounded(SUBSCRIPTION_CAPACITY);
         let worker = SseWorker::spawn(
-            self.endpoint(),
+            self.endpoint()?,
             target.clone(),
             Arc::new(sender) as Arc<dyn PokeSink>,
             OnRefusal::Stop,
@@ -367,7 +322,7 @@ impl HttpStore {
         let mut slot = self.inner.hub.lock().unwrap_or_else(|e| e.into_inner());
         let started = slot.is_none();
         if started {
-            *slot = Some(Hub::start(self.endpoint())?);
+            *slot = Some(Hub::start(self.endpoint()?)?);
         }
         let hub = slot.as_ref().expect("the hub was just started");
         if started {

@@ -12,12 +12,14 @@ use crate::time::Deadline;
 pub enum ConnectionState {
     /// Connecting, or waiting for the response headers. (A real EventoDB
     /// sends the headers of a stream or category subscription only with the
-    /// first poke, so such a subscription may stay here while it is idle.)
+    /// first poke, so such a subscription may stay here while it is idle;
+    /// silence checks apply to that wait as well.)
     Connecting,
     /// Connected: pokes flow.
     Connected,
-    /// The connection failed or broke; the next attempt comes after a
-    /// backoff delay.
+    /// The connection failed or broke (or was found dead after a silence);
+    /// the next attempt comes at once after a connection that had been up,
+    /// after a growing backoff delay while attempts keep failing.
     Disconnected,
     /// Ended for good: the owner stopped it, or the store refused it
     /// permanently (see [`ConnectionSnapshot::last_error`]).
@@ -36,6 +38,9 @@ pub struct ConnectionSnapshot {
     pub disconnects: u64,
     /// The latest failure, if any (never contains the token).
     pub last_error: Option<String>,
+    /// How many times a silent connection was checked with the store
+    /// (see [`HttpStoreBuilder::silence_timeout`](crate::HttpStoreBuilder::silence_timeout)).
+    pub liveness_checks: u64,
 }
 
 /// A cheap, cloneable handle on the state of an SSE connection.
@@ -74,6 +79,7 @@ impl ConnectionStatus {
                     connects: 0,
                     disconnects: 0,
                     last_error: None,
+                    liveness_checks: 0,
                 }),
                 Condvar::new(),
             )),
@@ -98,6 +104,10 @@ impl ConnectionStatus {
             s.state = ConnectionState::Connected;
             s.connects += 1;
         });
+    }
+
+    pub(crate) fn liveness_checked(&self) {
+        self.update(|s| s.liveness_checks += 1);
     }
 
     pub(crate) fn disconnected(&self, error: String) {

@@ -1,11 +1,12 @@
-//! Where a pipelined connection goes: the parts of the store's base URL
+//! Where the store's own connections go (pipelined writes, SSE
+//! subscriptions, the watch hub): the parts of the store's base URL
 //! (`http(s)://host[:port][/path]`) a raw HTTP/1.1 connection needs.
 
 use crate::error::{Error, Result, TransportErrorKind};
 
 /// Where requests go: the parts of the store's URL a raw connection needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RpcTarget {
+pub(crate) struct BaseUrl {
     /// `https://`.
     pub(crate) tls: bool,
     /// Host name or IP address (IPv6 without brackets).
@@ -14,13 +15,16 @@ pub(crate) struct RpcTarget {
     /// The `Host` header: the URL's host, with the port when it is not the
     /// scheme's default.
     pub(crate) host_header: String,
-    /// The request target: the URL's path followed by `/rpc`.
-    pub(crate) path: String,
+    /// The URL's path without a trailing slash (`""` for none), before
+    /// `/rpc` and `/subscribe`.
+    pub(crate) prefix: String,
+    /// The request target of RPC calls: the prefix followed by `/rpc`.
+    pub(crate) rpc_path: String,
 }
 
-impl RpcTarget {
-    /// The target of `{base}/rpc` for a base URL `http(s)://host[:port][/path]`.
-    pub(crate) fn parse(base: &str) -> Result<RpcTarget> {
+impl BaseUrl {
+    /// The parts of a base URL `http(s)://host[:port][/path]`.
+    pub(crate) fn parse(base: &str) -> Result<BaseUrl> {
         let invalid = |why: &str| Error::Transport {
             kind: TransportErrorKind::InvalidUrl,
             message: format!("{why} in the store URL {base:?}"),
@@ -63,12 +67,14 @@ impl RpcTarget {
         } else {
             format!("{bracketed}:{port}")
         };
-        Ok(RpcTarget {
+        let prefix = path.trim_end_matches('/').to_string();
+        Ok(BaseUrl {
             tls,
             host: host.to_string(),
             port,
             host_header,
-            path: format!("{}/rpc", path.trim_end_matches('/')),
+            rpc_path: format!("{prefix}/rpc"),
+            prefix,
         })
     }
 }
@@ -79,38 +85,39 @@ mod tests {
 
     #[test]
     fn parses_store_urls() {
-        let t = RpcTarget::parse("http://127.0.0.1:8080").unwrap();
+        let t = BaseUrl::parse("http://127.0.0.1:8080").unwrap();
         assert_eq!(
             (
                 t.tls,
                 t.host.as_str(),
                 t.port,
                 t.host_header.as_str(),
-                t.path.as_str()
+                t.rpc_path.as_str()
             ),
             (false, "127.0.0.1", 8080, "127.0.0.1:8080", "/rpc")
         );
-        let t = RpcTarget::parse("https://events.example.com/eventodb/").unwrap();
+        let t = BaseUrl::parse("https://events.example.com/eventodb/").unwrap();
         assert_eq!(
-            (t.tls, t.port, t.host_header.as_str(), t.path.as_str()),
+            (t.tls, t.port, t.host_header.as_str(), t.rpc_path.as_str()),
             (true, 443, "events.example.com", "/eventodb/rpc")
         );
-        let t = RpcTarget::parse("http://user:pw@[::1]:9000/x?y=1").unwrap();
+        assert_eq!(t.prefix, "/eventodb");
+        let t = BaseUrl::parse("http://user:pw@[::1]:9000/x?y=1").unwrap();
         assert_eq!(
             (
                 t.host.as_str(),
                 t.port,
                 t.host_header.as_str(),
-                t.path.as_str()
+                t.rpc_path.as_str()
             ),
             ("::1", 9000, "[::1]:9000", "/x/rpc")
         );
-        let t = RpcTarget::parse("http://h:80").unwrap();
+        let t = BaseUrl::parse("http://h:80").unwrap();
         assert_eq!(t.host_header, "h");
         for bad in ["ftp://h", "http://", "http://h:port", "http://[::1"] {
             assert!(
                 matches!(
-                    RpcTarget::parse(bad),
+                    BaseUrl::parse(bad),
                     Err(Error::Transport {
                         kind: TransportErrorKind::InvalidUrl,
                         ..

@@ -26,7 +26,7 @@ use crossbeam_channel::{bounded, unbounded, Sender};
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::message::WriteResult;
 use crate::store::http::client::{self, CallContext};
-use crate::store::http::connection::{ConnectSettings, Connection, RpcTarget};
+use crate::store::http::connection::{BaseUrl, ConnectSettings, Connection};
 use crate::store::http::pipelining::PipeliningState;
 use crate::store::http::HttpStore;
 use crate::store::pipeline::{PipelinedWrite, WriteItem, WritePipeline};
@@ -44,7 +44,7 @@ const MAX_ANSWER: usize = 1024 * 1024;
 
 /// Where and how a pipeline's connections go.
 pub(crate) struct Target {
-    pub(crate) rpc: RpcTarget,
+    pub(crate) url: BaseUrl,
     /// `Bearer <token>`: never shown.
     pub(crate) authorization: String,
     pub(crate) connect: ConnectSettings,
@@ -55,7 +55,7 @@ pub(crate) struct Target {
 impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Target")
-            .field("rpc", &self.rpc)
+            .field("url", &self.url)
             .field("connect", &self.connect)
             .field("read_timeout", &self.read_timeout)
             .finish_non_exhaustive()
@@ -68,7 +68,7 @@ impl HttpStore {
         let client = &self.inner.client;
         let settings = client.settings();
         let target = Target {
-            rpc: RpcTarget::parse(client.base())?,
+            url: BaseUrl::parse(client.base())?,
             authorization: client.authorization().to_string(),
             connect: ConnectSettings {
                 connect_timeout: settings.connect_timeout,

@@ -86,12 +86,19 @@ impl ReaderThread {
                         "the store closed the connection",
                     )
                 }
-                Err(ReadError::Io(e)) => {
-                    break End::broken(
-                        broken_kind(&e),
-                        format!("the connection to the store failed: {e}"),
-                    )
-                }
+                // A refusal the server sends after the handshake (TLS 1.3:
+                // a client certificate it does not accept) is TLS's.
+                Err(ReadError::Io(e)) => match crate::tls::rustls_error(&e) {
+                    Some(tls) => {
+                        break End::broken(TransportErrorKind::Tls, crate::tls::describe(tls))
+                    }
+                    None => {
+                        break End::broken(
+                            broken_kind(&e),
+                            format!("the connection to the store failed: {e}"),
+                        )
+                    }
+                },
                 Err(ReadError::Malformed(m)) => {
                     break End::broken(
                         TransportErrorKind::ConnectionReset,

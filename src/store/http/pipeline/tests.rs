@@ -1,6 +1,6 @@
 //! Pipelining over TLS: a small rustls server (certificates from a
 //! self-signed CA made with rcgen) terminates TLS in front of a real
-//! `serve`; the client trusts the CA through the store's TLS seam.
+//! `serve`; the client trusts the CA through the store's `TlsSettings`.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -11,22 +11,21 @@ use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::{RootCertStore, ServerConfig, ServerConnection, StreamOwned};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use serde_json::json;
 
 use crate::error::{Error, TransportErrorKind};
 use crate::server::{Server, ServerConfig as ServeConfig};
 use crate::store::http::response::ResponseReader;
-use crate::store::http::tls::config_with_roots;
 use crate::store::http::HttpStore;
 use crate::store::{MessageStore, StreamQuery, WriteItem};
-use crate::{NewMessage, WriteOptions};
+use crate::{NewMessage, TlsSettings, WriteOptions};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// A CA and a server certificate it signed for `names`.
 struct Pki {
-    ca: CertificateDer<'static>,
+    ca_pem: String,
     chain: Vec<CertificateDer<'static>>,
     key: Vec<u8>,
 }
@@ -42,7 +41,7 @@ fn pki(names: &[&str]) -> Pki {
         .signed_by(&key, &ca)
         .unwrap();
     Pki {
-        ca: ca.der().clone(),
+        ca_pem: ca.pem(),
         chain: vec![leaf.der().clone(), ca.der().clone()],
         key: key.serialize_der(),
     }
@@ -174,10 +173,11 @@ fn take_request(buf: &mut Vec<u8>) -> Option<Vec<u8>> {
     (buf.len() >= head + length).then(|| buf.drain(..head + length).collect())
 }
 
-fn trusting(pki: &Pki) -> Arc<rustls::ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    roots.add(pki.ca.clone()).unwrap();
-    Arc::new(config_with_roots(roots))
+fn trusting(pki: &Pki) -> TlsSettings {
+    TlsSettings::new()
+        .built_in_roots(false)
+        .add_root_certificates_pem(&pki.ca_pem)
+        .unwrap()
 }
 
 fn items(count: u64) -> Vec<WriteItem> {
@@ -210,7 +210,7 @@ fn pipelined_writes_round_trip_over_tls() {
     let token = server.default_token().unwrap().expose_secret().to_string();
     let url = format!("https://127.0.0.1:{}", front.addr.port());
     let store = HttpStore::builder(&url, &token)
-        .rustls_config(trusting(&pki))
+        .tls(trusting(&pki))
         .build()
         .unwrap();
 
@@ -266,7 +266,7 @@ fn an_untrusted_or_misnamed_certificate_is_a_tls_error() {
     let front = TlsFront::start(&pki_other, server.addr());
     let url = format!("https://127.0.0.1:{}", front.addr.port());
     let store = HttpStore::builder(&url, &token)
-        .rustls_config(trusting(&pki_other))
+        .tls(trusting(&pki_other))
         .build()
         .unwrap();
     let results = store.write_many(&items(3));

@@ -149,7 +149,7 @@ impl WriterThread {
             let body = rpc::request("stream.write", args);
             encode_request(
                 &mut self.buf,
-                &self.target.rpc,
+                &self.target.url,
                 &self.target.authorization,
                 &body,
             );
@@ -222,7 +222,7 @@ impl WriterThread {
 
     /// Opens a connection and starts its reader.
     fn connect(&mut self) -> Result<Live> {
-        let conn = connection::connect(&self.target.rpc, &self.target.connect)?;
+        let conn = connection::connect(&self.target.url, &self.target.connect)?;
         let io = |e: std::io::Error| io_transport_error(&e);
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(conn.socket.try_clone().map_err(io)?);
