@@ -47,6 +47,7 @@ pub(crate) enum ImportError {
     },
     /// The namespace is not registered (a server in test mode lets a token
     /// of an unknown namespace in).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     NamespaceNotFound,
     /// Anything else.
     Failed(Error),
