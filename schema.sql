@@ -230,3 +230,20 @@ DROP TABLE evento_consumer_positions;
 ALTER TABLE evento_consumer_positions_v2 RENAME TO evento_consumer_positions;
 ALTER TABLE evento_processed_events_v2 RENAME TO evento_processed_events;
 CREATE INDEX evento_processed_events_processed_at ON evento_processed_events (processed_at);
+
+-- migrate:up 4
+
+-- The holder's pause, for a sender (NULL: not paused): why
+-- ('unreachable', 'auth_refused', 'tls_refused'), since when (Unix ms),
+-- and the error that started it or the latest probe's (short, never a
+-- token). Written with the lease's renewal whenever it changes, cleared on
+-- release, so a tool with nothing running sees that the sender is paused.
+ALTER TABLE evento_leases ADD COLUMN pause_reason TEXT;
+ALTER TABLE evento_leases ADD COLUMN paused_since INTEGER;
+ALTER TABLE evento_leases ADD COLUMN pause_error TEXT;
+
+-- migrate:down 4
+
+ALTER TABLE evento_leases DROP COLUMN pause_error;
+ALTER TABLE evento_leases DROP COLUMN paused_since;
+ALTER TABLE evento_leases DROP COLUMN pause_reason;

@@ -33,7 +33,7 @@ use crate::migrate::{self, Schema};
 use crate::write_scope::{self, WriteScope};
 
 /// The newest schema version of the kit's tables (see `schema.sql`).
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// A connection taken from the [`Db`] pool; returned to it on drop.
 pub type DbConnection = PooledConnection<SqliteConnectionManager>;

@@ -40,7 +40,12 @@ pub enum Disposition {
 }
 
 /// Why work against a store is paused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Serializes (metrics, `eventodb-kit status --json`) as its
+/// [`label`](PauseReason::label): `"unreachable"`, `"auth_refused"`,
+/// `"tls_refused"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum PauseReason {
     /// The store cannot be reached, or says it cannot serve right now.
@@ -49,6 +54,36 @@ pub enum PauseReason {
     AuthRefused,
     /// The TLS handshake failed: a certificate was refused, by either side.
     TlsRefused,
+}
+
+impl PauseReason {
+    /// A stable name for the reason: `unreachable`, `auth_refused`,
+    /// `tls_refused` — what the sender's lease row stores, what JSON shows
+    /// and the `reason` label of the Prometheus series.
+    ///
+    /// ```
+    /// use eventodb_kit::PauseReason;
+    /// assert_eq!(PauseReason::AuthRefused.label(), "auth_refused");
+    /// ```
+    pub fn label(self) -> &'static str {
+        match self {
+            PauseReason::Unreachable => "unreachable",
+            PauseReason::AuthRefused => "auth_refused",
+            PauseReason::TlsRefused => "tls_refused",
+        }
+    }
+
+    /// Every reason, in the order of the Prometheus series.
+    pub(crate) const ALL: [PauseReason; 3] = [
+        PauseReason::Unreachable,
+        PauseReason::AuthRefused,
+        PauseReason::TlsRefused,
+    ];
+
+    /// The reason named `label` (see [`label`](PauseReason::label)).
+    pub(crate) fn from_label(label: &str) -> Option<PauseReason> {
+        Self::ALL.into_iter().find(|r| r.label() == label)
+    }
 }
 
 impl fmt::Display for PauseReason {

@@ -7,8 +7,10 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::consumer::ConsumerHealth;
+use crate::disposition::PauseReason;
 use crate::kit::Kit;
 use crate::metrics::units;
+use crate::outbox::PauseState;
 
 /// The overall verdict of [`Kit::health`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -20,9 +22,11 @@ pub enum HealthStatus {
     /// (the outbox keeps the writes), a consumer retries a message or
     /// cannot read, a sender ran into errors lately.
     Degraded,
-    /// Something does not work: the local database fails, or a component
+    /// Something does not work: the local database fails, a component
     /// this kit spawned stopped doing its job (a consumer halted at a
-    /// message, a thread that ended while its handle is still held).
+    /// message, a thread that ended while its handle is still held), or
+    /// the outbox sender is paused because the store refuses its token or
+    /// a certificate (it takes a person to fix).
     Down,
 }
 
@@ -65,6 +69,8 @@ pub struct SenderStatus {
     /// When that was.
     #[serde(serialize_with = "units::opt_time")]
     pub last_error_at: Option<SystemTime>,
+    /// Why it is paused, if it is.
+    pub pause: Option<PauseState>,
 }
 
 /// One live consumer in [`KitHealth`].
@@ -81,6 +87,32 @@ pub struct ConsumerStatus {
     pub health: ConsumerHealth,
 }
 
+/// A paused sender's finding: `Down` when it takes a person (a refused
+/// token or certificate), `Degraded` while the store is unreachable.
+fn paused(pause: &PauseState, now: SystemTime, who: &str) -> (HealthStatus, String) {
+    let level = match pause.reason {
+        PauseReason::Unreachable => HealthStatus::Degraded,
+        _ => HealthStatus::Down,
+    };
+    let reason = format!(
+        "{who} is paused ({}) since {} ({}s): {}",
+        pause.reason,
+        crate::time::format_rfc3339_seconds(pause.since),
+        pause.duration_at(now).as_secs(),
+        pause.error
+    );
+    (level, reason)
+}
+
+/// `pid <pid>` of a holder id `pid <pid> sender <uuid>`, or the id.
+fn holder_process(holder: &str) -> String {
+    let mut words = holder.split(' ');
+    match (words.next(), words.next()) {
+        (Some("pid"), Some(pid)) => format!("pid {pid}"),
+        _ => holder.to_string(),
+    }
+}
+
 /// The stream [`Kit::health`] asks the store about (a read; it need not exist).
 const PROBE_STREAM: &str = "eventodbKitHealth-probe";
 
@@ -93,11 +125,19 @@ impl Kit {
     /// * **Down** — the database fails; a consumer halted (its
     ///   [`FailurePolicy::Stop`](crate::FailurePolicy::Stop)) or stopped while
     ///   its handle is held; a sender whose thread ended while its handle is
-    ///   held.
-    /// * **Degraded** — the store does not answer; a consumer retries a
+    ///   held; the namespace's outbox sender is paused because the store
+    ///   refuses its token (401/403, a deleted namespace) or a TLS
+    ///   certificate — "the outbox sender is paused (token refused) since …".
+    /// * **Degraded** — the store does not answer; the outbox sender is
+    ///   paused because the store is unreachable (the outbox keeps the
+    ///   messages; it goes on by itself); a consumer retries a
     ///   message, cannot read the store or cannot commit; a sender's last
     ///   error is newer than its last delivery and younger than
     ///   [`KitBuilder::stalled_after`](crate::KitBuilder::stalled_after).
+    ///
+    /// The sender's pause is its own state when it runs in this kit, or
+    /// else what the lease's holder (another process) stored with its
+    /// lease.
     /// * **Ok** — none of these.
     ///
     /// Lags and stalls are in [`Kit::metrics`] (they cost a read per consumer).
@@ -134,6 +174,7 @@ impl Kit {
 
         let recent = self.stalled_after();
         let mut senders = Vec::new();
+        let mut live_active = false;
         for shared in self.runtime().registry.senders() {
             let c = &shared.counters;
             let h = c.health();
@@ -154,13 +195,32 @@ impl Kit {
                     );
                 }
             }
+            let active = c.active.load(Ordering::Acquire);
+            if active {
+                live_active = true;
+                if let Some(pause) = &h.pause {
+                    let (level, reason) = paused(pause, now, "the outbox sender");
+                    find(level, reason);
+                }
+            }
             senders.push(SenderStatus {
                 running,
-                active: c.active.load(Ordering::Acquire),
+                active,
                 last_success: h.last_success,
                 last_error: h.last_error,
                 last_error_at: h.last_error_at,
+                pause: h.pause,
             });
+        }
+        // The sender of another process: what it stored with its lease.
+        if !live_active && database.is_ok() {
+            if let Ok(Some(lease)) = self.outbox().sender_lease() {
+                if let Some(pause) = lease.pause.as_ref().filter(|_| lease.is_held_at(now)) {
+                    let who = format!("the outbox sender ({})", holder_process(&lease.holder));
+                    let (level, reason) = paused(pause, now, &who);
+                    find(level, reason);
+                }
+            }
         }
 
         let mut consumers = Vec::new();

@@ -40,8 +40,10 @@ use std::time::{Duration, Instant, SystemTime};
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
+use crate::disposition::PauseReason;
 use crate::error::Result;
-use crate::time::from_ms;
+use crate::outbox::PauseState;
+use crate::time::{from_ms, to_ms};
 
 /// A lease on a named singleton job, as seen by one would-be holder.
 #[derive(Debug)]
@@ -261,7 +263,8 @@ impl Lease {
                 tx.prepare_cached(
                     "UPDATE evento_leases
                         SET holder = ?2, fencing_token = ?3, expires_at = ?4,
-                            acquired_at = ?5, renewed_at = ?5, locked = ?6
+                            acquired_at = ?5, renewed_at = ?5, locked = ?6,
+                            pause_reason = NULL, paused_since = NULL, pause_error = NULL
                       WHERE name = ?1",
                 )?
                 .execute(params![
@@ -328,12 +331,40 @@ impl Lease {
         Ok(updated == 1)
     }
 
+    /// Stores the holder's pause with the lease (`None`: not paused), inside
+    /// the caller's transaction, if this holder still has it (same holder,
+    /// same fencing token); returns whether it did. The error is cut to
+    /// [`PAUSE_ERROR_CHARS`].
+    pub(crate) fn store_pause(&self, tx: &Connection, pause: Option<&PauseState>) -> Result<bool> {
+        let Some(token) = self.token else {
+            return Ok(false);
+        };
+        let (reason, since, error) = match pause {
+            Some(p) => (
+                Some(p.reason.label()),
+                Some(to_ms(p.since)),
+                Some(short_error(&p.error)),
+            ),
+            None => (None, None, None),
+        };
+        let updated = tx
+            .prepare_cached(
+                "UPDATE evento_leases SET pause_reason = ?4, paused_since = ?5, pause_error = ?6
+                  WHERE name = ?1 AND holder = ?2 AND fencing_token = ?3",
+            )?
+            .execute(params![self.name, self.holder, token, reason, since, error])?;
+        Ok(updated == 1)
+    }
+
     /// Gives the lease up (expiry set to 0, so a standby takes it at once;
-    /// the row and its fencing token stay) and lets go of the OS lock.
+    /// the row and its fencing token stay, the pause is cleared) and lets go
+    /// of the OS lock.
     pub(crate) fn release(&mut self, conn: &Connection) -> Result<()> {
         if let Some(token) = self.token.take() {
             conn.prepare_cached(
-                "UPDATE evento_leases SET expires_at = 0, locked = 0
+                "UPDATE evento_leases
+                    SET expires_at = 0, locked = 0,
+                        pause_reason = NULL, paused_since = NULL, pause_error = NULL
                   WHERE name = ?1 AND holder = ?2 AND fencing_token = ?3",
             )?
             .execute(params![self.name, self.holder, token])?;
@@ -361,6 +392,13 @@ pub struct LeaseInfo {
     pub fencing_token: i64,
     /// The lease ends then unless renewed (the Unix epoch once released).
     pub expires_at: SystemTime,
+    /// The holder's pause, as it last stored it: an outbox sender that
+    /// cannot work because the store is unreachable or refuses its token
+    /// or certificate says so with its lease (written when the pause
+    /// starts, changes or ends, and with every renewal; cleared on
+    /// release). Only meaningful while the lease is held; `None` for
+    /// consumers' leases.
+    pub pause: Option<PauseState>,
 }
 
 impl LeaseInfo {
@@ -374,16 +412,40 @@ impl LeaseInfo {
 pub(crate) fn read(conn: &Connection, name: &str) -> Result<Option<LeaseInfo>> {
     Ok(conn
         .prepare_cached(
-            "SELECT holder, fencing_token, expires_at FROM evento_leases WHERE name = ?1",
+            "SELECT holder, fencing_token, expires_at, pause_reason, paused_since, pause_error
+               FROM evento_leases WHERE name = ?1",
         )?
         .query_row([name], |r| {
+            let reason: Option<String> = r.get(3)?;
+            let since: Option<i64> = r.get(4)?;
+            let error: Option<String> = r.get(5)?;
             Ok(LeaseInfo {
                 holder: r.get(0)?,
                 fencing_token: r.get(1)?,
                 expires_at: from_ms(r.get(2)?),
+                pause: reason.map(|reason| {
+                    PauseState::new(
+                        // A reason a newer build knows: the store cannot be
+                        // used either way.
+                        PauseReason::from_label(&reason).unwrap_or(PauseReason::Unreachable),
+                        error.unwrap_or_default(),
+                        from_ms(since.unwrap_or_default()),
+                    )
+                }),
             })
         })
         .optional()?)
+}
+
+/// Longest pause error stored with a lease, in characters.
+pub(crate) const PAUSE_ERROR_CHARS: usize = 300;
+
+/// `error` cut to [`PAUSE_ERROR_CHARS`] (with `…` when cut).
+fn short_error(error: &str) -> String {
+    match error.char_indices().nth(PAUSE_ERROR_CHARS) {
+        Some((at, _)) => format!("{}…", &error[..at]),
+        None => error.to_string(),
+    }
 }
 
 /// A holder id: `pid <pid> <role> <uuid v4>` (unique per would-be holder).

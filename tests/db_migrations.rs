@@ -246,3 +246,41 @@ fn version_3_keeps_positions_and_processed_records_and_goes_back() {
         [("gp:3".into(), 3), ("gp:5".into(), 5), ("gp:7".into(), 7)]
     );
 }
+
+#[test]
+fn version_4_stores_a_pause_with_the_lease_and_goes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path().join("kit.db")).unwrap();
+    let columns = |db: &Db| -> Vec<String> {
+        db.read(|c| {
+            let mut stmt = c.prepare("SELECT name FROM pragma_table_info('evento_leases')")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .unwrap()
+    };
+    let pause_columns = ["pause_reason", "paused_since", "pause_error"];
+    assert!(pause_columns
+        .iter()
+        .all(|c| columns(&db).contains(&c.to_string())));
+    db.write(|tx| {
+        tx.execute(
+            "INSERT INTO evento_leases
+               (name, holder, fencing_token, expires_at, acquired_at, renewed_at, locked,
+                pause_reason, paused_since, pause_error)
+             VALUES ('outbox-sender:default', 'h', 1, 9, 1, 1, 0, 'auth_refused', 5, 'no')",
+            [],
+        )?;
+        Ok(())
+    })
+    .unwrap();
+    db.migrate_to(3).unwrap();
+    assert!(!pause_columns
+        .iter()
+        .any(|c| columns(&db).contains(&c.to_string())));
+    db.migrate_to(SCHEMA_VERSION).unwrap();
+    let holder: String = db
+        .read(|c| Ok(c.query_row("SELECT holder FROM evento_leases", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(holder, "h", "the lease row stays");
+}

@@ -129,6 +129,7 @@ fn sender_metrics(senders: &[Arc<SenderShared>]) -> Option<SenderMetrics> {
         last_success: None,
         last_error: None,
         last_error_at: None,
+        pause: None,
     };
     for s in senders {
         let c = &s.counters;
@@ -145,6 +146,9 @@ fn sender_metrics(senders: &[Arc<SenderShared>]) -> Option<SenderMetrics> {
         if health.last_error_at > m.last_error_at {
             m.last_error_at = health.last_error_at;
             m.last_error = health.last_error;
+        }
+        if health.active && health.pause.is_some() {
+            m.pause = health.pause;
         }
     }
     Some(m)
@@ -231,11 +235,16 @@ impl Kit {
         let now = SystemTime::now();
         let outbox = self.outbox();
         let status = outbox.status()?;
-        let lease_metrics = |l: LeaseInfo| LeaseMetrics {
-            held: l.is_held_at(now),
-            holder: l.holder,
-            fencing_token: l.fencing_token,
-            expires_at: l.expires_at,
+        let lease_metrics = |l: LeaseInfo| {
+            let held = l.is_held_at(now);
+            LeaseMetrics {
+                held,
+                holder: l.holder,
+                fencing_token: l.fencing_token,
+                expires_at: l.expires_at,
+                // A holder that died while paused left its pause behind.
+                pause: l.pause.filter(|_| held),
+            }
         };
         let lease = outbox.sender_lease()?.map(lease_metrics);
         let (rows, dead, consumer_leases) = self.db().read(|c| {

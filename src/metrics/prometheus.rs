@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::snapshot::Metrics;
 use super::LatencySummary;
 use crate::consumer::ConsumerHealth;
+use crate::disposition::PauseReason;
 
 /// The `Content-Type` to serve [`render_prometheus`]'s text with (the
 /// Prometheus text exposition format, version 0.0.4).
@@ -201,6 +202,30 @@ pub fn render_prometheus(m: &Metrics) -> String {
         "eventodb_kit_sender_lease_held",
         ns,
         flag(o.lease.as_ref().is_some_and(|l| l.held)),
+    );
+    let pause = o.sender_pause();
+    e.family(
+        "eventodb_kit_outbox_sender_paused",
+        Kind::Gauge,
+        "1 for the reason the namespace's sender is paused (unreachable, auth_refused, \
+         tls_refused), 0 for the others; all 0 when it is not paused.",
+    );
+    for reason in PauseReason::ALL {
+        e.sample(
+            "eventodb_kit_outbox_sender_paused",
+            &[("namespace", &m.namespace), ("reason", reason.label())],
+            flag(pause.is_some_and(|p| p.reason == reason)),
+        );
+    }
+    e.family(
+        "eventodb_kit_outbox_sender_paused_seconds",
+        Kind::Gauge,
+        "How long the namespace's sender has been paused (0 when it is not).",
+    )
+    .sample(
+        "eventodb_kit_outbox_sender_paused_seconds",
+        ns,
+        pause.map_or(0.0, |p| p.duration_at(m.taken_at).as_secs_f64()),
     );
     if let Some(s) = &o.sender {
         e.family(

@@ -11,6 +11,7 @@ use super::units;
 use super::LatencySummary;
 use crate::consumer::ConsumerHealth;
 use crate::consumer_group::ConsumerGroup;
+use crate::outbox::PauseState;
 
 /// One snapshot of what a kit's namespace is doing: the outbox, every
 /// consumer with a saved position, and the dead letters — read from the
@@ -71,6 +72,25 @@ pub struct OutboxMetrics {
     pub sender: Option<SenderMetrics>,
 }
 
+impl OutboxMetrics {
+    /// Why the namespace's outbox sender is paused, if it is, and since
+    /// when: this process's active sender's own state when it runs here,
+    /// otherwise what the lease's holder stored with its lease (a sender
+    /// in another process).
+    ///
+    /// ```
+    /// let kit = eventodb_kit::Kit::builder().build()?;
+    /// assert!(kit.metrics()?.outbox.sender_pause().is_none());
+    /// # Ok::<(), eventodb_kit::Error>(())
+    /// ```
+    pub fn sender_pause(&self) -> Option<&PauseState> {
+        match &self.sender {
+            Some(s) if s.active => s.pause.as_ref(),
+            _ => self.lease.as_ref().and_then(|l| l.pause.as_ref()),
+        }
+    }
+}
+
 /// A lease (the namespace's sender's, a consumer's), as stored.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
@@ -84,6 +104,12 @@ pub struct LeaseMetrics {
     pub expires_at: SystemTime,
     /// Whether it is held now (not expired or released).
     pub held: bool,
+    /// The holder's pause, while it holds the lease: the namespace's
+    /// outbox sender, in this process or another, cannot deliver because
+    /// the store is unreachable or refuses its token or certificate, since
+    /// then (see [`LeaseInfo::pause`](crate::outbox::LeaseInfo::pause)).
+    /// Always `None` for consumers.
+    pub pause: Option<PauseState>,
 }
 
 /// Live figures of the senders this kit spawned (summed when there are
@@ -117,6 +143,9 @@ pub struct SenderMetrics {
     /// When that was.
     #[serde(serialize_with = "units::opt_time")]
     pub last_error_at: Option<SystemTime>,
+    /// Why the active sender of this process is paused, if it is
+    /// ([`SenderStats::pause`](crate::outbox::SenderStats::pause)).
+    pub pause: Option<PauseState>,
 }
 
 /// One consumer: its saved position and lag, and its live figures when this

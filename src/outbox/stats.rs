@@ -48,7 +48,12 @@ pub struct SenderStats {
 
 /// A sender's pause: nothing is sent, nothing uses up attempts, and a probe
 /// on a short schedule notices when the store is back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The active sender also stores its pause with its lease, so that
+/// [`Kit::metrics`](crate::Kit::metrics) in another process (and
+/// `eventodb-kit status`) shows it too ([`LeaseInfo::pause`](crate::outbox::LeaseInfo::pause)).
+/// Serializes as `{ "reason": "auth_refused", "error": "…", "since": "<RFC 3339>" }`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct PauseState {
     /// What it is about.
@@ -56,7 +61,23 @@ pub struct PauseState {
     /// The error that started it, or the latest probe's.
     pub error: String,
     /// When it began.
+    #[serde(serialize_with = "crate::metrics::units::time")]
     pub since: SystemTime,
+}
+
+impl PauseState {
+    pub(crate) fn new(reason: PauseReason, error: String, since: SystemTime) -> Self {
+        PauseState {
+            reason,
+            error,
+            since,
+        }
+    }
+
+    /// How long it has lasted at `now`.
+    pub fn duration_at(&self, now: SystemTime) -> Duration {
+        now.duration_since(self.since).unwrap_or_default()
+    }
 }
 
 /// Whether a sender is working.

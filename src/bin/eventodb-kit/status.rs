@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::Args;
 use eventodb_kit::metrics::ConsumerMetrics;
-use eventodb_kit::{Kit, Metrics};
+use eventodb_kit::{Kit, Metrics, PauseReason};
 use serde::Serialize;
 
 use crate::exit::{CliError, CliResult, UNREACHABLE};
@@ -129,6 +129,14 @@ fn print_outbox(m: &Metrics) {
             l.fencing_token
         ),
         None => outln!("  sender lease   none: no sender has run on this database"),
+    }
+    if let Some(p) = outbox.sender_pause() {
+        outln!(
+            "  sender paused  ({}) since {}: {}",
+            p.reason,
+            output::when(p.since),
+            p.error
+        );
     }
 }
 
@@ -277,6 +285,25 @@ fn print_notes(m: &Metrics, unreachable: bool, stalled_after: Duration) {
             ));
         }
         notes.push(note);
+    }
+    if let Some(p) = m.outbox.sender_pause() {
+        notes.push(match p.reason {
+            PauseReason::AuthRefused => {
+                "the sender is paused because the store refuses its token (a \
+                 revoked or rotated token, or a deleted namespace): nothing is dead-lettered; it \
+                 goes on by itself once the store accepts the token again, or after the app is \
+                 restarted with a working one"
+                    .to_string()
+            }
+            PauseReason::TlsRefused => {
+                "the sender is paused because a TLS certificate was refused \
+                 (by the app or by the store): it goes on by itself once the handshake works again"
+                    .to_string()
+            }
+            _ => "the sender is paused because the store is unreachable: messages wait in the \
+                 outbox and go out once it answers again"
+                .to_string(),
+        });
     }
     let sending = m.outbox.lease.as_ref().is_some_and(|l| l.held);
     if m.outbox.backlog > 0 && !sending {

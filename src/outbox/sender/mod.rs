@@ -105,6 +105,7 @@ pub(crate) fn spawn(
         core: core::Core::new(settings, seed),
         db_pause_until: None,
         db_failures: 0,
+        stored_pause: None,
         rescans_seen: 0,
         next_poll: now,
         next_renew: now,

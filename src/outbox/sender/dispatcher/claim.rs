@@ -77,6 +77,12 @@ impl Dispatcher {
         if !self.lease.renew(&tx, now.wall_ms)? {
             return Ok(None);
         }
+        // The pause goes with the lease, for other processes to see.
+        let pause = self.pause_state();
+        let store_pause = self.stored_pause.as_ref() != Some(&pause);
+        if store_pause {
+            self.lease.store_pause(&tx, pause.as_ref())?;
+        }
         queue::apply(&tx, &self.namespace, marks, now.wall_ms)?;
         let mut claimed = None;
         if let Some(limit) = claim {
@@ -111,6 +117,9 @@ impl Dispatcher {
             claimed = Some((plan, rows, exhausted));
         }
         tx.commit()?;
+        if store_pause {
+            self.stored_pause = Some(pause);
+        }
         Ok(Some(claimed))
     }
 }

@@ -61,6 +61,8 @@ impl Dispatcher {
             self.lease.token()
         );
         self.shared.counters.active.store(true, Ordering::Release);
+        // Whatever the row says about a pause is stored anew.
+        self.stored_pause = None;
         self.rescans_seen = self.hub.rescan_generation();
         let held = self.load_dead_letters().unwrap_or_default();
         self.feed(Event::LeaseTaken { held });
@@ -83,6 +85,7 @@ impl Dispatcher {
             .counters
             .error("lost the sender lease to another sender");
         self.lease.forget();
+        self.stored_pause = None;
         self.feed(Event::LeaseLost);
     }
 }

@@ -29,6 +29,7 @@ use crate::error::{Error, TransportErrorKind};
 use crate::hooks::{Component, Hooks};
 use crate::outbox::config::SenderConfig;
 use crate::outbox::lease::Lease;
+use crate::outbox::stats::PauseState;
 use crate::outbox::wake::{Listener, WakeHub};
 use crate::store::{MessageStore, PipelinedAnswer, WritePipeline};
 use crate::time::now_ms;
@@ -64,6 +65,9 @@ pub(crate) struct Dispatcher {
     /// The database failed: no transaction before this.
     pub(crate) db_pause_until: Option<Instant>,
     pub(crate) db_failures: u32,
+    /// The pause as last stored with the lease (`Some(None)`: stored as
+    /// not paused; `None`: unknown, stored with the next transaction).
+    pub(crate) stored_pause: Option<Option<PauseState>>,
     pub(crate) rescans_seen: u64,
     pub(crate) next_poll: Instant,
     pub(crate) next_renew: Instant,
@@ -228,7 +232,8 @@ impl Dispatcher {
         let db_ok = self.db_pause_until.is_none_or(|t| now >= t);
         let claim = self.core.claim_limit();
         let flush = self.core.marks_due(self.now());
-        if db_ok && (flush || claim.is_some() || now >= self.next_renew) {
+        let pause_changed = self.pause_changed();
+        if db_ok && (flush || claim.is_some() || pause_changed || now >= self.next_renew) {
             self.cycle(claim);
             return;
         }

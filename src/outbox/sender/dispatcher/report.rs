@@ -9,6 +9,7 @@ use super::Dispatcher;
 use crate::disposition::PauseReason;
 use crate::hooks::{Delivered, DeliveryRetry, OutboxDeadLetter, SenderPaused, SenderResumed};
 use crate::outbox::sender::queue::Mark;
+use crate::outbox::stats::PauseState;
 use crate::time::{from_ms, now_ms};
 
 impl Dispatcher {
@@ -131,13 +132,28 @@ impl Dispatcher {
         );
     }
 
+    /// The core's pause, as stats, health and the lease row show it.
+    pub(super) fn pause_state(&self) -> Option<PauseState> {
+        self.core
+            .pause()
+            .map(|p| PauseState::new(p.reason, p.error.clone(), from_ms(p.since_wall_ms)))
+    }
+
+    /// Whether a pause started, ended or changed its reason since it was
+    /// last stored with the lease: worth a transaction of its own, so that
+    /// other processes see it at once. (A new error text of the same pause
+    /// waits for the next renewal.)
+    pub(super) fn pause_changed(&self) -> bool {
+        let Some(stored) = &self.stored_pause else {
+            return false;
+        };
+        let key = |p: &PauseState| (p.reason, p.since);
+        stored.as_ref().map(key) != self.pause_state().as_ref().map(key)
+    }
+
     /// Publishes the core's state for stats and health.
     pub(super) fn publish_state(&self) {
-        let pause = self.core.pause().map(|p| crate::outbox::stats::PauseState {
-            reason: p.reason,
-            error: p.error.clone(),
-            since: from_ms(p.since_wall_ms),
-        });
+        let pause = self.pause_state();
         let fallback = self.pipelines.iter().find_map(|p| p.fallback());
         self.shared
             .counters
