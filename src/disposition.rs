@@ -3,7 +3,7 @@
 //!
 //! | the error is about | examples | [`Disposition`] |
 //! | --- | --- | --- |
-//! | the link or the store as a whole | connection refused, reset or timed out, DNS, TLS, HTTP 408, 429, 502, 503, 504, other 4xx such as 404 (not an EventoDB there) | [`Pause`](Disposition::Pause)`(`[`Unreachable`](PauseReason::Unreachable)`)` |
+//! | the link or the store as a whole | connection refused, reset or timed out, DNS, TLS, HTTP 408, 502, 504, 429 and 503 ([`Error::Unavailable`]: the outbox sender waits for its `Retry-After`), other 4xx such as 404 (not an EventoDB there) | [`Pause`](Disposition::Pause)`(`[`Unreachable`](PauseReason::Unreachable)`)` |
 //! | the credentials | HTTP 401, 403, the namespace is gone | [`Pause`](Disposition::Pause)`(`[`AuthRefused`](PauseReason::AuthRefused)`)` |
 //! | this message, but maybe not next time | other 5xx, a busy or failing database, a store shutting down | [`Retry`](Disposition::Retry) |
 //! | this message, for good | invalid input (400), too large (413), a malformed custom id (EventoDB's 500 `invalid UUID format`), a version conflict on an expected version the application set, an id taken by another message, JSON that does not decode, a stored message that cannot be decoded | [`DeadLetter`](Disposition::DeadLetter) |
@@ -124,6 +124,7 @@ impl Error {
                 // store answers, or it wants us to slow down.
                 _ => Pause(Unreachable),
             },
+            Error::Unavailable { .. } => Pause(Unreachable),
             Error::Db(e) => db_disposition(e),
             Error::Pool(_) | Error::Shutdown | Error::Handler { .. } => Retry,
             Error::Conflict { .. }
@@ -217,6 +218,12 @@ mod tests {
             Pause(PauseReason::Unreachable)
         );
         assert_eq!(Error::Shutdown.disposition(), Retry);
+        let busy = Error::Unavailable {
+            status: 429,
+            retry_after: Some(std::time::Duration::from_secs(1)),
+            message: "slow down".into(),
+        };
+        assert_eq!(busy.disposition(), Pause(PauseReason::Unreachable));
         let conflict = Error::Conflict {
             stream: "a-1".into(),
             expected: 1,

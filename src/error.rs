@@ -1,6 +1,7 @@
 //! The one error type of the kit.
 
 use std::fmt;
+use std::time::Duration;
 
 /// A `Result` whose error defaults to the kit's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -71,6 +72,24 @@ pub enum Error {
         /// EventoDB's message.
         message: String,
     },
+    /// The store (or a proxy in front of it) cannot serve now and says so:
+    /// HTTP 503 (unavailable, overloaded) or 429 (too many requests, a rate
+    /// limit), with how long to wait when it said (`Retry-After`).
+    ///
+    /// Work against the store pauses ([`Disposition::Pause`](crate::Disposition::Pause)
+    /// with [`PauseReason::Unreachable`](crate::PauseReason::Unreachable));
+    /// the outbox sender does not try again before `retry_after` (at most
+    /// five minutes).
+    #[error("store unavailable (HTTP {status}{}): {message}", fmt_retry_after(.retry_after))]
+    Unavailable {
+        /// HTTP status: 503 or 429.
+        status: u16,
+        /// How long the store asked to wait (`Retry-After`, given in
+        /// seconds or as an HTTP date), if it did.
+        retry_after: Option<Duration>,
+        /// The store's message, or the start of the answer's body.
+        message: String,
+    },
     /// The local SQLite database failed.
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
@@ -125,6 +144,13 @@ pub enum Error {
         /// The handler's error (or panic message).
         message: String,
     },
+}
+
+fn fmt_retry_after(retry_after: &Option<Duration>) -> String {
+    match retry_after {
+        Some(d) => format!(", retry after {}s", d.as_secs_f64().ceil() as u64),
+        None => String::new(),
+    }
 }
 
 fn fmt_actual(actual: &Option<i64>) -> String {
@@ -191,6 +217,24 @@ impl Error {
     /// ```
     pub fn is_transient(&self) -> bool {
         !matches!(self.disposition(), crate::Disposition::DeadLetter)
+    }
+
+    /// How long the store asked to wait before the next request
+    /// (`Retry-After` of a 429 or 503 answer: [`Error::Unavailable`]), if
+    /// it did.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use eventodb_kit::Error;
+    /// let busy = Error::Unavailable { status: 429, retry_after: Some(Duration::from_secs(2)), message: "slow down".into() };
+    /// assert_eq!(busy.retry_after(), Some(Duration::from_secs(2)));
+    /// assert_eq!(busy.to_string(), "store unavailable (HTTP 429, retry after 2s): slow down");
+    /// ```
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 
     pub(crate) fn invalid(msg: impl Into<String>) -> Self {

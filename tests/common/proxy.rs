@@ -5,7 +5,8 @@
 //! resets it after the server processed the request (the ambiguous case),
 //! delays, answers 500 (before or after the server processed the request)
 //! or passes half an answer on and closes. Streams it does not understand
-//! (chunked, e.g. SSE) are piped through untouched.
+//! (chunked, e.g. SSE) are piped through untouched. It can also play a rate
+//! limiter: 429 with a `Retry-After` for a while, then pass through.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -13,7 +14,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the proxy did to one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,12 +56,27 @@ struct Shared {
     one_per_connection: AtomicBool,
     requests: AtomicU64,
     faults: [AtomicU64; 6],
+    /// Answer 429 with this `Retry-After` for this long after the first
+    /// such answer (when it began), then pass through again.
+    throttle: Mutex<Option<(String, Duration, Option<Instant>)>>,
+    throttled: AtomicU64,
     /// Sockets of open connections, by connection, to close them on drop.
     streams: Mutex<HashMap<u64, Vec<TcpStream>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Shared {
+    /// The `Retry-After` to answer the next request with 429, while throttling.
+    fn throttling(&self) -> Option<String> {
+        let mut throttle = self.throttle.lock().unwrap();
+        let (value, window, started) = throttle.as_mut()?;
+        if started.get_or_insert_with(Instant::now).elapsed() < *window {
+            return Some(value.clone());
+        }
+        *throttle = None;
+        None
+    }
+
     /// Whether the next request fails, and how.
     fn draw(&self) -> Option<Fault> {
         let rate = self.rate.load(Ordering::Acquire);
@@ -151,6 +167,18 @@ impl Proxy {
     /// Injects only these kinds of fault from now on.
     pub fn only(&self, kinds: &[Fault]) {
         *self.shared.kinds.lock().unwrap() = kinds.to_vec();
+    }
+
+    /// Plays a rate limiter: answers every request 429 with `Retry-After:
+    /// <retry_after>` (without forwarding it) from the next one on, for
+    /// `window` after that first 429; then passes requests through again.
+    pub fn throttle(&self, retry_after: &str, window: Duration) {
+        *self.shared.throttle.lock().unwrap() = Some((retry_after.to_string(), window, None));
+    }
+
+    /// Requests answered 429 so far.
+    pub fn throttled(&self) -> u64 {
+        self.shared.throttled.load(Ordering::SeqCst)
     }
 
     pub fn set_fault_rate(&self, percent: u32) {
@@ -264,6 +292,9 @@ enum Answer {
     Forward,
     /// The request never reached the server: answer 500 in its place.
     Fake500,
+    /// The request never reached the server: answer 429 with this
+    /// `Retry-After` in its place.
+    Fake429(String),
     /// Replace the server's answer with a 500.
     Replace500,
     /// Read the server's answer, then break the connection.
@@ -321,6 +352,11 @@ fn forward(
 ) -> io::Result<()> {
     while let Some(request) = read_message(&mut client_reader)? {
         shared.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(retry_after) = shared.throttling() {
+            shared.throttled.fetch_add(1, Ordering::SeqCst);
+            let _ = answers.send(Answer::Fake429(retry_after));
+            continue;
+        }
         let fault = shared.draw();
         if let Some(f) = fault {
             let i = FAULTS.iter().position(|x| *x == f).unwrap();
@@ -390,6 +426,10 @@ fn respond(
             write_500(&mut client_writer)?;
             continue;
         }
+        if let Answer::Fake429(retry_after) = &answer {
+            write_429(&mut client_writer, retry_after)?;
+            continue;
+        }
         let Some(response) = read_message(&mut server_reader)? else {
             return Ok(());
         };
@@ -413,6 +453,17 @@ fn respond(
         }
     }
     Ok(())
+}
+
+fn write_429(to: &mut impl Write, retry_after: &str) -> io::Result<()> {
+    let body = b"Too Many Requests";
+    let head = format!(
+        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: {retry_after}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    to.write_all(head.as_bytes())?;
+    to.write_all(body)?;
+    to.flush()
 }
 
 fn write_500(to: &mut impl Write) -> io::Result<()> {

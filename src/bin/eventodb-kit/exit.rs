@@ -107,6 +107,16 @@ impl From<Error> for CliError {
                      then run the command again",
                 )
             }
+            Error::Unavailable { retry_after, .. } => CliError::new(UNREACHABLE, message).hint(
+                match retry_after {
+                    Some(d) => format!(
+                        "the store (or a proxy before it) asks to wait {}s; run the command again then",
+                        d.as_secs_f64().ceil() as u64
+                    ),
+                    None => "the store (or a proxy before it) is busy; run the command again later"
+                        .to_string(),
+                },
+            ),
             Error::Transport { .. } => CliError::usage(message)
                 .hint("pass --url http(s)://host:port, embedded:///abs/path.db or embedded:rel/path.db"),
             Error::Auth { .. } => CliError::failure(format!("the store refused the token: {message}"))

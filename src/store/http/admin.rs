@@ -310,9 +310,9 @@ impl HttpStore {
         } else {
             "/import"
         };
-        let (status, body) = self.inner.client.post_raw(path, ndjson)?;
+        let (status, wait, body) = self.inner.client.post_raw(path, ndjson)?;
         if !(200..300).contains(&status) {
-            return Err(answer_error(status, &body, CallContext::default()));
+            return Err(answer_error(status, &body, wait, CallContext::default()));
         }
         let text = String::from_utf8_lossy(&body);
         let mut last = None;

@@ -199,9 +199,10 @@ impl Client {
             .call()
             .map_err(transport_error)?;
         let status = response.status().as_u16();
+        let wait = retry_after(&response);
         let bytes = read_body(response)?;
         if !(200..300).contains(&status) {
-            return Err(answer_error(status, &bytes, CallContext::default()));
+            return Err(answer_error(status, &bytes, wait, CallContext::default()));
         }
         serde_json::from_slice(&bytes).map_err(|e| Error::Transport {
             kind: TransportErrorKind::Protocol,
@@ -209,8 +210,13 @@ impl Client {
         })
     }
 
-    /// `POST {base}{path_and_query}` with `body`, returning status and body.
-    pub(crate) fn post_raw(&self, path_and_query: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
+    /// `POST {base}{path_and_query}` with `body`, returning status,
+    /// `Retry-After` and body.
+    pub(crate) fn post_raw(
+        &self,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> Result<(u16, Option<Duration>, Vec<u8>)> {
         let response = self
             .agent
             .post(format!("{}{path_and_query}", self.base))
@@ -219,7 +225,8 @@ impl Client {
             .send(body)
             .map_err(transport_error)?;
         let status = response.status().as_u16();
-        Ok((status, read_body(response)?))
+        let wait = retry_after(&response);
+        Ok((status, wait, read_body(response)?))
     }
 }
 
@@ -240,8 +247,18 @@ pub(crate) fn post_rpc(
         .send(&body[..])
         .map_err(transport_error)?;
     let status = response.status().as_u16();
+    let wait = retry_after(&response);
     let bytes = read_body(response)?;
-    decode_answer(method, status, &bytes, ctx)
+    decode_answer(method, status, &bytes, wait, ctx)
+}
+
+/// The `Retry-After` of a ureq response, if any.
+pub(crate) fn retry_after(response: &ureq::http::Response<ureq::Body>) -> Option<Duration> {
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_bytes()));
+    super::retry_after::from_headers(headers, std::time::SystemTime::now())
 }
 
 /// Reads a whole response body (no size limit: a `category.get` of 10 000
@@ -256,16 +273,17 @@ pub(crate) fn read_body(response: ureq::http::Response<ureq::Body>) -> Result<Ve
     Ok(bytes)
 }
 
-/// The result of an RPC answer with `status` and `body` (the one mapping of
-/// ureq calls and pipelined writes).
+/// The result of an RPC answer with `status`, `body` and its
+/// `Retry-After` (the one mapping of ureq calls and pipelined writes).
 pub(crate) fn decode_answer(
     method: &str,
     status: u16,
     body: &[u8],
+    retry_after: Option<Duration>,
     ctx: CallContext<'_>,
 ) -> Result<Value> {
     if !(200..300).contains(&status) {
-        return Err(answer_error(status, body, ctx));
+        return Err(answer_error(status, body, retry_after, ctx));
     }
     serde_json::from_slice(body).map_err(|e| Error::Transport {
         kind: TransportErrorKind::Protocol,
@@ -273,16 +291,33 @@ pub(crate) fn decode_answer(
     })
 }
 
-/// Maps a non-2xx answer to the kit's error.
-pub(crate) fn answer_error(status: u16, body: &[u8], ctx: CallContext<'_>) -> Error {
-    let Some(e) = ErrorBody::parse(body) else {
+/// Maps a non-2xx answer (with the `Retry-After` it came with) to the
+/// kit's error.
+pub(crate) fn answer_error(
+    status: u16,
+    body: &[u8],
+    retry_after: Option<Duration>,
+    ctx: CallContext<'_>,
+) -> Error {
+    let parsed = ErrorBody::parse(body);
+    let shown = || {
         let text = String::from_utf8_lossy(body);
-        let text = text.trim();
-        let shown: String = text.chars().take(200).collect();
+        text.trim().chars().take(200).collect::<String>()
+    };
+    // A store that cannot serve now, or a rate limit (of a proxy, often):
+    // whatever the body, wait as asked.
+    if status == 429 || status == 503 {
+        return Error::Unavailable {
+            status,
+            retry_after,
+            message: parsed.map_or_else(shown, |e| e.message),
+        };
+    }
+    let Some(e) = parsed else {
         return Error::Store {
             status,
             code: format!("HTTP_{status}"),
-            message: shown,
+            message: shown(),
         };
     };
     match e.code.as_str() {
@@ -397,7 +432,7 @@ mod tests {
     #[test]
     fn maps_eventodb_answers() {
         let conflict = br#"{"error":{"code":"STREAM_VERSION_CONFLICT","message":"Expected version 5, stream is at version 1","details":{"actual":1,"expected":5}}}"#;
-        match answer_error(409, conflict, ctx()) {
+        match answer_error(409, conflict, None, ctx()) {
             Error::Conflict {
                 stream,
                 expected,
@@ -407,7 +442,7 @@ mod tests {
         }
         let pg = br#"{"error":{"code":"STREAM_VERSION_CONFLICT","message":"version conflict: expected version does not match stream version"}}"#;
         assert!(matches!(
-            answer_error(409, pg, ctx()),
+            answer_error(409, pg, None, ctx()),
             Error::Conflict {
                 expected: 5,
                 actual: None,
@@ -417,35 +452,73 @@ mod tests {
         let sqlite_dup = br#"{"error":{"code":"BACKEND_ERROR","message":"Failed to write message: failed to insert message: constraint failed: UNIQUE constraint failed: messages.id (2067)"}}"#;
         let pg_dup = br#"{"error":{"code":"BACKEND_ERROR","message":"Failed to write message: ERROR: duplicate key value violates unique constraint \"messages_id\" (SQLSTATE 23505)"}}"#;
         for body in [&sqlite_dup[..], &pg_dup[..]] {
-            match answer_error(500, body, ctx()) {
+            match answer_error(500, body, None, ctx()) {
                 Error::DuplicateId { id } => assert_eq!(id, ctx().id.unwrap()),
                 other => panic!("{other:?}"),
             }
         }
         let auth = br#"{"error":{"code":"AUTH_UNAUTHORIZED","message":"Token not authorized for namespace","details":{"namespace":"x"}}}"#;
         assert!(matches!(
-            answer_error(403, auth, ctx()),
+            answer_error(403, auth, None, ctx()),
             Error::Auth { status: 403, .. }
         ));
         let invalid =
             br#"{"error":{"code":"INVALID_REQUEST","message":"message.data must be an object"}}"#;
-        match answer_error(400, invalid, ctx()) {
+        match answer_error(400, invalid, None, ctx()) {
             Error::InvalidInput(m) => assert_eq!(m, "message.data must be an object"),
             other => panic!("{other:?}"),
         }
         let nf = br#"{"error":{"code":"NAMESPACE_NOT_FOUND","message":"Namespace 'x' not found"}}"#;
-        assert!(matches!(answer_error(404, nf, ctx()), Error::NotFound(_)));
+        assert!(matches!(
+            answer_error(404, nf, None, ctx()),
+            Error::NotFound(_)
+        ));
         let backend = answer_error(
             500,
             br#"{"error":{"code":"BACKEND_ERROR","message":"Failed to get messages: disk I/O error"}}"#,
+            None,
             ctx(),
         );
         assert!(backend.is_transient());
-        match answer_error(502, b"<html>Bad Gateway</html>", ctx()) {
+        match answer_error(502, b"<html>Bad Gateway</html>", None, ctx()) {
             e @ Error::Store { status: 502, .. } => assert!(e.is_transient()),
             other => panic!("{other:?}"),
         }
-        assert!(!answer_error(413, b"Request Entity Too Large", ctx()).is_transient());
+        assert!(!answer_error(413, b"Request Entity Too Large", None, ctx()).is_transient());
+    }
+
+    #[test]
+    fn unavailable_answers_carry_their_retry_after() {
+        let second = Some(Duration::from_secs(1));
+        match answer_error(429, b"Too Many Requests", second, ctx()) {
+            e @ Error::Unavailable {
+                status: 429,
+                retry_after: Some(_),
+                ..
+            } => {
+                assert_eq!(e.retry_after(), second);
+                assert_eq!(
+                    e.disposition(),
+                    crate::Disposition::Pause(crate::PauseReason::Unreachable)
+                );
+                assert!(e.to_string().contains("Too Many Requests"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let busy = br#"{"error":{"code":"SERVER_BUSY","message":"every connection is busy"}}"#;
+        match answer_error(503, busy, None, ctx()) {
+            Error::Unavailable {
+                status: 503,
+                retry_after: None,
+                message,
+            } => assert_eq!(message, "every connection is busy"),
+            other => panic!("{other:?}"),
+        }
+        // 502 and 504 say nothing about waiting: a plain store error.
+        assert!(matches!(
+            answer_error(504, b"", second, ctx()),
+            Error::Store { status: 504, .. }
+        ));
     }
 
     #[test]

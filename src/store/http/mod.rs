@@ -27,6 +27,7 @@ mod hub;
 mod pipeline;
 mod pipelining;
 mod response;
+mod retry_after;
 mod sse;
 mod status;
 mod target;

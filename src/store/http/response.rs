@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::io::{self, Read};
+use std::time::{Duration, SystemTime};
 
 /// Longest response head accepted (status line and headers).
 const MAX_HEAD: usize = 64 * 1024;
@@ -23,6 +24,8 @@ pub(crate) struct Response {
     pub(crate) status: u16,
     /// The body, de-chunked.
     pub(crate) body: Vec<u8>,
+    /// How long the server asked to wait (`Retry-After`), if it did.
+    pub(crate) retry_after: Option<Duration>,
     /// The response is HTTP/1.0.
     pub(crate) http10: bool,
     /// The server closes the connection after this response
@@ -67,6 +70,7 @@ enum Framing {
 struct Head {
     len: usize,
     status: u16,
+    retry_after: Option<Duration>,
     http10: bool,
     close: bool,
     framing: Framing,
@@ -129,6 +133,7 @@ impl<R: Read> ResponseReader<R> {
             };
             return Ok(Some(Response {
                 status: head.status,
+                retry_after: head.retry_after,
                 body,
                 http10: head.http10,
                 close: head.close || matches!(head.framing, Framing::UntilClose),
@@ -181,6 +186,10 @@ impl<R: Read> ResponseReader<R> {
         let mut close = http10;
         let mut length: Option<usize> = None;
         let mut chunked = false;
+        let retry_after = super::retry_after::from_headers(
+            response.headers.iter().map(|h| (h.name, h.value)),
+            SystemTime::now(),
+        );
         for header in response.headers.iter() {
             let value = String::from_utf8_lossy(header.value);
             if header.name.eq_ignore_ascii_case("connection") {
@@ -224,6 +233,7 @@ impl<R: Read> ResponseReader<R> {
         Ok(Some(Head {
             len,
             status,
+            retry_after,
             http10,
             close,
             framing,

@@ -170,7 +170,7 @@ impl Core {
                 if let Some(owned) = self.rows.get_mut(&seq) {
                     owned.doubt = true;
                 }
-                self.pause_for(reason, error.to_string(), now, out);
+                self.pause_for(reason, &error, now, out);
                 self.requeue(seq, now);
             }
         }
@@ -203,7 +203,7 @@ impl Core {
             return self.retry_later(seq, error.to_string(), now);
         }
         if self.link_streak >= LINK_STREAK_PAUSE {
-            self.pause_for(PauseReason::Unreachable, error.to_string(), now, out);
+            self.pause_for(PauseReason::Unreachable, &error, now, out);
         }
         self.requeue(seq, now);
     }
@@ -349,26 +349,31 @@ impl Core {
     }
 
     /// Pauses the whole sender (or notes a new reason for the pause in
-    /// progress). One outage is one pause, however many writes fail with it.
-    fn pause_for(&mut self, reason: PauseReason, error: String, now: Now, out: &mut Vec<Effect>) {
+    /// progress) because of `error`; not probing before its `Retry-After`.
+    /// One outage is one pause, however many writes fail with it.
+    fn pause_for(&mut self, reason: PauseReason, error: &Error, now: Now, out: &mut Vec<Effect>) {
+        let text = error.to_string();
         match &mut self.pause {
             Some(pause) => {
                 pause.reason = reason;
-                pause.error = error;
+                pause.error = text;
             }
             None => {
                 out.push(Effect::Paused {
                     reason,
-                    error: error.clone(),
+                    error: text.clone(),
                 });
                 self.pause = Some(Pause::new(
                     reason,
-                    error,
+                    text,
                     now.book_ms,
                     now.wall_ms,
                     &self.settings.retry,
                 ));
             }
+        }
+        if let Some(pause) = &mut self.pause {
+            pause.hold_off(now.book_ms, error.retry_after());
         }
     }
 
@@ -381,6 +386,7 @@ impl Core {
                 pause.reason = reason;
                 pause.error = e.to_string();
                 pause.probes_failed += 1;
+                pause.hold_off(now.book_ms, e.retry_after());
                 pause.schedule(now.book_ms, &self.settings.retry);
             }
             // The store answered (even an error about the request): resume.
@@ -424,7 +430,7 @@ impl Core {
                     // The store as a whole (refused, token, certificate):
                     // pause, and read again once it answers.
                     Disposition::Pause(reason) if !is_link_failure(&e) => {
-                        self.pause_for(reason, e.to_string(), now, out);
+                        self.pause_for(reason, &e, now, out);
                         if let Some(st) = self.streams.get_mut(stream) {
                             st.reconcile = Reconcile::Wanted;
                         }

@@ -5,6 +5,9 @@
 //! Connection failures in the middle of a request are not a pause by
 //! themselves (the request is retried at once on a new connection); a
 //! streak of them with no answer in between is.
+//!
+//! A store (or a proxy) that answers 429 or 503 with `Retry-After` is not
+//! probed before that time (at most [`RETRY_AFTER_CAP`] ahead).
 
 use std::time::Duration;
 
@@ -21,6 +24,10 @@ pub(crate) const UNREACHABLE_PROBE_CAP: Duration = Duration::from_secs(1);
 /// before any answer happens about once in a million.
 pub(crate) const LINK_STREAK_PAUSE: u32 = 8;
 
+/// The longest `Retry-After` honoured: a store asking for more is probed
+/// after this long anyway.
+pub(crate) const RETRY_AFTER_CAP: Duration = Duration::from_secs(5 * 60);
+
 /// A pause in progress.
 #[derive(Debug, Clone)]
 pub(crate) struct Pause {
@@ -33,6 +40,9 @@ pub(crate) struct Pause {
     pub(crate) probes_failed: u32,
     /// When the next probe is due (book ms); `None` while one runs.
     pub(crate) next_probe_ms: Option<i64>,
+    /// No probe before this (book ms): the store asked to wait until then
+    /// (`Retry-After`).
+    pub(crate) not_before_ms: Option<i64>,
 }
 
 impl Pause {
@@ -49,9 +59,25 @@ impl Pause {
             since_wall_ms: now_wall_ms,
             probes_failed: 0,
             next_probe_ms: None,
+            not_before_ms: None,
         };
         pause.schedule(now_book_ms, policy);
         pause
+    }
+
+    /// The store asked to wait `retry_after` (from now): no probe before
+    /// then (capped at [`RETRY_AFTER_CAP`]); a probe already scheduled
+    /// earlier moves.
+    pub(crate) fn hold_off(&mut self, now_book_ms: i64, retry_after: Option<Duration>) {
+        let Some(wait) = retry_after else {
+            return;
+        };
+        let until = now_book_ms.saturating_add(super::book::millis(wait.min(RETRY_AFTER_CAP)));
+        let until = self.not_before_ms.map_or(until, |t| t.max(until));
+        self.not_before_ms = Some(until);
+        if let Some(next) = &mut self.next_probe_ms {
+            *next = (*next).max(until);
+        }
     }
 
     /// The wait before the next probe: the retry policy's backoff, capped
@@ -66,9 +92,12 @@ impl Pause {
         }
     }
 
+    /// Schedules the next probe: after the probe delay, and not before
+    /// the store said (`Retry-After`).
     pub(crate) fn schedule(&mut self, now_book_ms: i64, policy: &RetryPolicy) {
         let delay = self.probe_delay(policy);
-        self.next_probe_ms = Some(now_book_ms.saturating_add(super::book::millis(delay)));
+        let at = now_book_ms.saturating_add(super::book::millis(delay));
+        self.next_probe_ms = Some(self.not_before_ms.map_or(at, |t| t.max(at)));
     }
 
     /// Whether a probe is due (and none is running).
@@ -90,5 +119,29 @@ mod tests {
         assert_eq!(p.probe_delay(&policy), UNREACHABLE_PROBE_CAP);
         p.reason = PauseReason::AuthRefused;
         assert_eq!(p.probe_delay(&policy), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_retry_after_puts_the_next_probe_off_up_to_the_cap() {
+        let policy = RetryPolicy::new();
+        let mut p = Pause::new(PauseReason::Unreachable, "429".into(), 0, 0, &policy);
+        assert_eq!(p.next_probe_ms, Some(100));
+        p.hold_off(0, Some(Duration::from_secs(1)));
+        assert_eq!(p.next_probe_ms, Some(1_000), "the scheduled probe moves");
+        // A probe that fails before then is scheduled after it too.
+        p.next_probe_ms = None;
+        p.probes_failed = 1;
+        p.schedule(500, &policy);
+        assert_eq!(p.next_probe_ms, Some(1_000));
+        // Later, the probe delay counts again.
+        p.schedule(5_000, &policy);
+        assert_eq!(p.next_probe_ms, Some(5_200));
+        // A shorter wait does not shorten a longer one; a huge one is capped.
+        p.hold_off(5_000, Some(Duration::from_millis(10)));
+        assert_eq!(p.next_probe_ms, Some(5_200));
+        p.hold_off(5_000, Some(Duration::from_secs(86_400)));
+        assert_eq!(p.next_probe_ms, Some(5_000 + 300_000));
+        p.hold_off(6_000, None);
+        assert_eq!(p.not_before_ms, Some(305_000));
     }
 }

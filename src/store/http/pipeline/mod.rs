@@ -28,6 +28,7 @@ use crate::message::WriteResult;
 use crate::store::http::client::{self, CallContext};
 use crate::store::http::connection::{BaseUrl, ConnectSettings, Connection};
 use crate::store::http::pipelining::PipeliningState;
+use crate::store::http::response::Response;
 use crate::store::http::HttpStore;
 use crate::store::pipeline::{PipelinedWrite, WriteItem, WritePipeline};
 use crate::wire::rpc;
@@ -292,15 +293,21 @@ fn broken_kind(e: &std::io::Error) -> TransportErrorKind {
     }
 }
 
-/// What the answer `status` / `body` to `item` means, mapped exactly as
+/// What the answer `response` to `item` means, mapped exactly as
 /// [`HttpStore::write`](crate::MessageStore::write) maps it.
-fn write_result(status: u16, body: &[u8], item: &WriteItem) -> Result<WriteResult> {
+fn write_result(response: &Response, item: &WriteItem) -> Result<WriteResult> {
     let ctx = CallContext {
         stream: Some(&item.stream),
         expected_version: item.options.expected_version,
         id: item.options.id.as_deref(),
     };
-    let value = client::decode_answer("stream.write", status, body, ctx)?;
+    let value = client::decode_answer(
+        "stream.write",
+        response.status,
+        &response.body,
+        response.retry_after,
+        ctx,
+    )?;
     rpc::decode_write_result(&value)
 }
 

@@ -129,7 +129,7 @@ impl ReaderThread {
         if line.answered == 1 {
             line.behind_first = line.in_flight.len();
         }
-        let result = write_result(response.status, &response.body, &sent.write.item);
+        let result = write_result(&response, &sent.write.item);
         // Under the lock, so that no answer of the writer's or of `finish`
         // can overtake it.
         let _ = self.answers.send(PipelinedAnswer {

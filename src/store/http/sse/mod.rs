@@ -513,7 +513,8 @@ impl Runner {
     }
 
     fn refusal(&self, status: u16, body: &[u8]) -> Outcome {
-        let error = match answer_error(status, body, CallContext::default()) {
+        // The subscription's own backoff decides when to connect again.
+        let error = match answer_error(status, body, None, CallContext::default()) {
             // /subscribe's parameter errors are plain text.
             Error::Store {
                 status: 400,
