@@ -90,7 +90,9 @@
 //! [`Error::disposition`] says what to do about one — pause (the link, the
 //! token or the store as a whole), retry (this message, maybe not next
 //! time) or dead-letter (this message, for good) — and
-//! [`Error::is_transient`] whether a retry can help at all.
+//! [`Error::is_transient`] whether a retry can help at all; a store that
+//! asks to wait (429, 503 with `Retry-After`) says how long in
+//! [`Error::retry_after`].
 //!
 //! ## A real EventoDB
 //!

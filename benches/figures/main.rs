@@ -24,6 +24,7 @@ mod faults;
 mod http;
 mod ops;
 mod outbox;
+mod outbox_embedded;
 #[cfg(feature = "server")]
 mod outbox_http;
 mod report;

@@ -1,7 +1,8 @@
 //! `outbox_write`, `outbox_write_batch`, `sender_delivery_embedded_1`,
 //! `sender_delivery_embedded_4`, `delivery_latency_ms` and `drain_1m_rss_mb`
-//! (and, with the `server` feature, `sender_delivery_1` and
-//! `sender_delivery_4` over HTTP: see `outbox_http.rs`).
+//! (and `sender_delivery_embedded_batch`: see `outbox_embedded.rs`; with the
+//! `server` feature, `sender_delivery_1` and `sender_delivery_4` over HTTP:
+//! see `outbox_http.rs`).
 //!
 //! Writes are compared with plain rusqlite inserting the same rows into the
 //! same table with the same pragmas (generating the UUID v7 and the JSON
@@ -42,6 +43,7 @@ pub fn run(report: &mut Report) {
     write_batch(report, dir.path());
     delivery(report, dir.path(), 1);
     delivery(report, dir.path(), 4);
+    crate::outbox_embedded::run(report, dir.path());
     #[cfg(feature = "server")]
     crate::outbox_http::run(report, dir.path());
     #[cfg(not(feature = "server"))]

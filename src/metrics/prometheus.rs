@@ -145,8 +145,12 @@ fn unix_seconds(t: SystemTime) -> f64 {
 /// Every series carries a `namespace` label; consumer series also
 /// `category` and `consumer`. Series of live components (the sender's
 /// counters, a consumer's handler figures) appear only while this kit runs
-/// them. Durations are in seconds; latencies are summaries with the 0.5,
-/// 0.95 and 0.99 quantiles.
+/// them. The sender's pause (`eventodb_kit_outbox_sender_paused{reason}`,
+/// `eventodb_kit_outbox_sender_paused_seconds`) is always there: it comes
+/// from the lease row when the sender runs in another process (see
+/// [`OutboxMetrics::sender_pause`](crate::metrics::OutboxMetrics::sender_pause)).
+/// Durations are in seconds; latencies are summaries with the 0.5, 0.95
+/// and 0.99 quantiles.
 ///
 /// ```
 /// let kit = eventodb_kit::Kit::builder().build()?;
