@@ -228,7 +228,7 @@ impl log::Log for TraceCounter {
         }
         let text = record.args().to_string();
         let key: String = text
-            .split(|c: char| c == '(' || c == '{' || c == ',')
+            .split(['(', '{', ','])
             .next()
             .unwrap_or("")
             .split_whitespace()
@@ -240,10 +240,7 @@ impl log::Log for TraceCounter {
             let rest = &text[i + 8..];
             format!(
                 "{key} {}",
-                rest.split(|c: char| c == '{' || c == '(')
-                    .take(2)
-                    .collect::<Vec<_>>()
-                    .join("(")
+                rest.split(['{', '(']).take(2).collect::<Vec<_>>().join("(")
             )
         } else {
             key
