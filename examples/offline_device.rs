@@ -1,6 +1,7 @@
 //! An offline device: the store becomes unreachable for a while, the app
-//! keeps writing to its outbox, and the backlog drains once the store is
-//! back — every event exactly once, in order.
+//! keeps writing to its outbox — a day of readings — and the backlog drains
+//! once the store is back: every event exactly once, in order, many writes
+//! in flight at a time (pipelined) instead of one per round trip.
 //!
 //! ```text
 //! cargo run --example offline_device
@@ -12,9 +13,9 @@
 
 use std::time::Duration;
 
-use eventodb_kit::outbox::SenderConfig;
+use eventodb_kit::outbox::{OutboxEntry, SenderConfig};
 use eventodb_kit::server::{Server, ServerConfig};
-use eventodb_kit::{Kit, MessageStore, NewMessage, RetryPolicy, StreamQuery};
+use eventodb_kit::{Kit, MessageStore, NewMessage, StreamQuery};
 use serde_json::json;
 
 const TOKEN: &str =
@@ -40,11 +41,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .database(dir.path().join("device.db"))
         .store(server.http_store()?)
         .build()?;
-    // Retry quickly for the demo (the default backs off up to 30 s).
-    let retry = RetryPolicy::new()
-        .initial_delay(Duration::from_millis(100))
-        .max_delay(Duration::from_millis(500));
-    let sender = kit.spawn_sender(SenderConfig::new().retry(retry))?;
+    // Default settings: while the store is unreachable the sender pauses
+    // (nothing dead-lettered, no attempt used up) and checks at most a
+    // second apart whether it is back.
+    let sender = kit.spawn_sender(SenderConfig::new())?;
     let outbox = kit.outbox();
 
     let reading =
@@ -57,37 +57,54 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     server.shutdown();
     println!("store offline (server stopped)");
-    for n in 3..10 {
-        outbox.write("sensor-7", &reading(n))?;
+    // A reading every minute for a day, a batch at a time.
+    const READINGS: u32 = 3 + 24 * 60;
+    for chunk in (3..READINGS).collect::<Vec<_>>().chunks(100) {
+        let entries: Vec<OutboxEntry> = chunk
+            .iter()
+            .map(|&n| OutboxEntry::new("sensor-7", reading(n)))
+            .collect();
+        outbox.write_batch(&entries)?;
     }
-    // The sender notices on its next attempt.
+    // The sender notices on its next attempt, and pauses.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while sender.health().last_error.is_none() && std::time::Instant::now() < deadline {
+    while sender.stats()?.pause.is_none() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let stats = sender.stats()?;
+    let pause = stats.pause.as_ref().map_or("not paused".to_string(), |p| {
+        format!("paused ({}): {}", p.reason, p.error)
+    });
     println!(
-        "offline: writes keep committing locally — backlog {}, oldest waiting {:?}, last error: {}",
+        "offline: writes keep committing locally — backlog {}, oldest waiting {:?}; sender {pause}",
         stats.backlog,
         stats.oldest_unsent_age.unwrap_or_default(),
-        sender.health().last_error.as_deref().unwrap_or("none")
     );
 
     let server = start_server(port)?;
+    let back = std::time::Instant::now();
     println!("store back online at {}", server.url());
     sender.wait_until_drained(Duration::from_secs(30))?;
     let stats = sender.stats()?;
     println!(
-        "drained: backlog {}, {} delivered in all, {} retried attempts",
-        stats.backlog, stats.sent, stats.retried
+        "drained {} readings {:?} after the store came back: {} delivered in all, {} retried \
+         attempts, a window of {} writes",
+        READINGS - 3,
+        back.elapsed(),
+        stats.sent,
+        stats.retried,
+        stats.windows.iter().max().copied().unwrap_or(0),
     );
 
     let stored = server
         .http_store()?
         .get_stream("sensor-7", &StreamQuery::new().batch_size(-1))?;
     let numbers: Vec<u64> = stored.iter().filter_map(|m| m.data["n"].as_u64()).collect();
-    println!("the store holds sensor-7 readings {numbers:?} — each once, in order");
-    assert_eq!(numbers, (0..10).collect::<Vec<_>>());
+    assert_eq!(numbers, (0..u64::from(READINGS)).collect::<Vec<_>>());
+    println!(
+        "the store holds sensor-7 readings 0..{} — each once, in order",
+        READINGS - 1
+    );
 
     sender.shutdown();
     server.shutdown();

@@ -2,7 +2,10 @@
 //! together) and sends in a loop and is killed with SIGKILL at random
 //! moments, round after round; a final run drains the outbox, and then the
 //! store holds every committed message exactly once, in commit order per
-//! stream, and every business row has its event.
+//! stream, and every business row has its event. Once with the embedded
+//! store, once over HTTP to `serve` (in this process), where the child's
+//! sender keeps many writes in flight on each connection — the kills land
+//! mid-window.
 
 mod common;
 
@@ -37,6 +40,34 @@ fn count(kit: &Kit, sql: &str) -> i64 {
 #[test]
 fn killed_mid_flight_round_after_round_nothing_is_lost_or_doubled() {
     let t = common::kit();
+    crash_rounds(&t, &t.kit, &[]);
+}
+
+#[test]
+fn killed_mid_window_over_http_round_after_round_nothing_is_lost_or_doubled() {
+    use eventodb_kit::server::{Server, ServerConfig};
+    let server = Server::start(ServerConfig::new()).unwrap();
+    let token = server.default_token().unwrap().expose_secret().to_string();
+    let url = server.url();
+    let t = common::kit();
+    let kit = Kit::builder()
+        .database(t.path())
+        .url(url.clone())
+        .token(token.as_str())
+        .build()
+        .unwrap();
+    crash_rounds(&t, &kit, &[(STORE_URL, &url), (STORE_TOKEN, &token)]);
+    drop(kit);
+    server.shutdown();
+}
+
+/// Child environment: the store the child delivers to (else the embedded one).
+const STORE_URL: &str = "CRASH_TEST_STORE_URL";
+const STORE_TOKEN: &str = "CRASH_TEST_STORE_TOKEN";
+
+/// Rounds of a writing, sending child killed at random moments, then a
+/// drain through `kit` (on the same file), then the checks.
+fn crash_rounds(t: &common::TestKit, kit: &Kit, vars: &[(&str, &str)]) {
     t.kit
         .db()
         .write(|tx| {
@@ -49,7 +80,7 @@ fn killed_mid_flight_round_after_round_nothing_is_lost_or_doubled() {
     let outbox = t.kit.outbox();
     for _ in 0..ROUNDS {
         let (written, sent) = (outbox_rows(&t.kit), sent_rows(&t.kit));
-        let mut child = common::spawn_child(ENTRY, "writer", &t.path());
+        let mut child = common::spawn_child_with(ENTRY, "writer", &t.path(), vars);
         let holder = format!("pid {} ", child.id());
         // Once it writes and sends (it takes the lease over from the
         // previous child when that expires), kill it at a random moment.
@@ -65,11 +96,11 @@ fn killed_mid_flight_round_after_round_nothing_is_lost_or_doubled() {
         child.wait().unwrap();
     }
 
-    let sender = t.kit.spawn_sender(common::fast().concurrency(2)).unwrap();
+    let sender = kit.spawn_sender(common::fast().concurrency(2)).unwrap();
     sender.wait_until_drained(common::WAIT).unwrap();
     sender.shutdown();
 
-    let stored = common::all_messages(&**t.kit.store());
+    let stored = common::all_messages(&**kit.store());
     let unique: HashSet<&str> = stored.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(unique.len(), stored.len(), "no message twice");
     assert_eq!(
@@ -78,7 +109,7 @@ fn killed_mid_flight_round_after_round_nothing_is_lost_or_doubled() {
         "every committed message"
     );
     assert_eq!(
-        common::ids_by_stream(&**t.kit.store()),
+        common::ids_by_stream(&**kit.store()),
         common::outbox_ids_by_stream(&t.kit),
         "in commit order per stream"
     );
@@ -105,7 +136,15 @@ fn child_process_entry() {
         return;
     };
     assert_eq!(role, "writer");
-    let kit = common::kit_on(&db);
+    let kit = match (std::env::var(STORE_URL), std::env::var(STORE_TOKEN)) {
+        (Ok(url), Ok(token)) => Kit::builder()
+            .database(&db)
+            .url(url)
+            .token(token.as_str())
+            .build()
+            .unwrap(),
+        _ => common::kit_on(&db),
+    };
     let config = common::fast()
         .concurrency(2)
         .lease_duration(Duration::from_millis(150));

@@ -8,8 +8,10 @@
 //!   injecting connection-level faults into 30 % of requests (dropped before
 //!   the server saw them, reset after it processed them, half an answer then
 //!   a closed connection, 500 before or after processing; fixed seed),
-//!   against the same drain through the same proxy with no faults. Every
-//!   drain is checked afterwards: exactly once, in order per stream.
+//!   against the same drain through the same proxy with no faults;
+//!   `flaky_drain_depth_1` the same with one write at a time per lane
+//!   (what the faults cost without pipelining's gain on a clean link).
+//!   Every drain is checked afterwards: exactly once, in order per stream.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -30,20 +32,30 @@ const FLAKY_ROWS: usize = 5_000;
 const FLAKY_STREAMS: usize = 20;
 
 pub fn run(report: &mut Report) {
+    if std::env::var_os("FLAKY_DEBUG").is_some() {
+        let counter: &'static TraceCounter = Box::leak(Box::new(TraceCounter(
+            std::sync::Mutex::new(Default::default()),
+        )));
+        let _ = log::set_logger(counter);
+        log::set_max_level(log::LevelFilter::Trace);
+        COUNTER.with(|c| *c.borrow_mut() = Some(counter));
+    }
     let dir = tempfile::tempdir().unwrap();
     let seconds = recovery_after_outage(dir.path());
     report.figure("recovery_after_outage_s", &[("value", seconds)]);
-    let mut round = 0;
-    let mut next = || {
-        round += 1;
-        round
-    };
-    let (flaky, clean) = best_of_pair(
-        2,
-        || drain_through_proxy(dir.path(), 30, next()),
-        || drain_through_proxy(dir.path(), 0, 1000),
-    );
-    report.ratio("flaky_drain", flaky, clean);
+    for (name, depth) in [("flaky_drain", None), ("flaky_drain_depth_1", Some(1))] {
+        let round = std::cell::Cell::new(0);
+        let next = || {
+            round.set(round.get() + 1);
+            round.get()
+        };
+        let (flaky, clean) = best_of_pair(
+            2,
+            || drain_through_proxy(dir.path(), 30, depth, next()),
+            || drain_through_proxy(dir.path(), 0, depth, next()),
+        );
+        report.ratio(name, flaky, clean);
+    }
 }
 
 fn server_on(data: &Path, port: u16, token: Option<String>) -> Server {
@@ -97,8 +109,9 @@ fn recovery_after_outage(dir: &Path) -> f64 {
 }
 
 /// Drains a backlog through the fault proxy injecting faults into
-/// `percent` of requests; messages per second.
-fn drain_through_proxy(dir: &Path, percent: u32, round: usize) -> f64 {
+/// `percent` of requests, with the default pipeline depth or `depth`;
+/// messages per second.
+fn drain_through_proxy(dir: &Path, percent: u32, depth: Option<usize>, round: usize) -> f64 {
     let server = Server::start(ServerConfig::new()).unwrap();
     let proxy = Proxy::start(server.addr());
     proxy.seed(7);
@@ -132,14 +145,10 @@ fn drain_through_proxy(dir: &Path, percent: u32, round: usize) -> f64 {
     }
     let start = Instant::now();
     let sender = kit
-        .spawn_sender(
-            SenderConfig::new().concurrency(
-                std::env::var("FLAKY_LANES")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(4),
-            ),
-        )
+        .spawn_sender(match depth {
+            Some(depth) => SenderConfig::new().concurrency(4).pipeline_depth(depth),
+            None => SenderConfig::new().concurrency(4),
+        })
         .unwrap();
     sender.wait_until_drained(Duration::from_secs(600)).unwrap();
     let rate = FLAKY_ROWS as f64 / start.elapsed().as_secs_f64();
@@ -147,6 +156,13 @@ fn drain_through_proxy(dir: &Path, percent: u32, round: usize) -> f64 {
     sender.shutdown();
     if std::env::var_os("FLAKY_DEBUG").is_some() {
         eprintln!("{percent}%: {stats:?} proxy {:?}", proxy.counts());
+        COUNTER.with(|c| {
+            if let Some(counter) = *c.borrow() {
+                for (k, n) in std::mem::take(&mut *counter.0.lock().unwrap()) {
+                    eprintln!("  {n:>7} {k}");
+                }
+            }
+        });
     }
     assert_eq!(
         stats.dead_lettered, 0,
@@ -192,4 +208,44 @@ impl eventodb_kit::KitHook for PauseCounter {
             eprintln!("paused: {}", e.error);
         }
     }
+}
+
+thread_local! {
+    static COUNTER: std::cell::RefCell<Option<&'static TraceCounter>> = const { std::cell::RefCell::new(None) };
+}
+
+/// With `FLAKY_DEBUG=1`: counts the sender's trace lines by their first
+/// words, to see where a flaky drain spends its requests.
+pub struct TraceCounter(std::sync::Mutex<std::collections::BTreeMap<String, u64>>);
+
+impl log::Log for TraceCounter {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.target().starts_with("eventodb_kit::outbox")
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let text = record.args().to_string();
+        let key: String = text
+            .split(['(', '{', ','])
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .filter(|w| !w.chars().all(|c| c.is_ascii_digit()))
+            .take(4)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let key = if let Some(i) = text.find("result: ") {
+            let rest = &text[i + 8..];
+            format!(
+                "{key} {}",
+                rest.split(['{', '(']).take(2).collect::<Vec<_>>().join("(")
+            )
+        } else {
+            key
+        };
+        *self.0.lock().unwrap().entry(key).or_default() += 1;
+    }
+    fn flush(&self) {}
 }

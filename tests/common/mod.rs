@@ -128,14 +128,27 @@ pub const CHILD_DB: &str = "EVENTODB_KIT_TEST_CHILD_DB";
 /// `entry` with `role` and `db` in its environment. The entry test does its
 /// role's work when the variable is set (and nothing otherwise).
 pub fn spawn_child(entry: &str, role: &str, db: &Path) -> std::process::Child {
-    std::process::Command::new(std::env::current_exe().unwrap())
+    spawn_child_with(entry, role, db, &[])
+}
+
+/// Like [`spawn_child`], with more environment variables for the child.
+pub fn spawn_child_with(
+    entry: &str,
+    role: &str,
+    db: &Path,
+    vars: &[(&str, &str)],
+) -> std::process::Child {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
         .args([entry, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ROLE, role)
         .env(CHILD_DB, db)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap()
+        .stderr(std::process::Stdio::inherit());
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    command.spawn().unwrap()
 }
 
 /// The role this process was started for, with its database, if it is a child.

@@ -188,10 +188,12 @@ impl Core {
         now: Now,
         out: &mut Vec<Effect>,
     ) {
+        // The window stays: a link that breaks connections is not a store
+        // that is overloaded, and a smaller window would only make each
+        // connection carry less before it breaks.
         let lane_state = &mut self.lanes[lane];
         if !lane_state.link_down {
             lane_state.link_down = true;
-            // lane_state.window.shrink();
             self.link_streak += 1;
         }
         let Some(owned) = self.rows.get_mut(&seq) else {

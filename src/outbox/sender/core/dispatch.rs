@@ -128,7 +128,7 @@ impl Core {
                 .unwrap_or(0);
             let hint = self.streams.get_mut(&stream).and_then(|st| {
                 st.reconcile = Reconcile::Running;
-                st.version
+                st.version_hint()
             });
             out.push(Effect::Reconcile {
                 stream,

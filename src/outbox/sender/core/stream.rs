@@ -56,6 +56,8 @@ pub(crate) struct StreamState {
     pub(crate) lane: Option<usize>,
     /// The stream's version after every answered write, when known.
     pub(crate) version: Option<i64>,
+    /// The last version known before it became unknown (a failure).
+    pub(crate) last_known: Option<i64>,
     /// `version` was learned in the event being handled (an answer or a
     /// read just in): a chain may start from it.
     pub(crate) fresh: bool,
@@ -171,8 +173,17 @@ impl StreamState {
     /// the version is `version` (`None`: unknown).
     pub(crate) fn break_flight(&mut self, version: Option<i64>) {
         self.broken = !self.in_flight.is_empty();
+        if let Some(v) = self.version {
+            self.last_known = Some(v);
+        }
         self.version = version;
         self.tip = None;
+    }
+
+    /// The latest version known, even if it may be stale (where a read of
+    /// the stream's tail may start).
+    pub(crate) fn version_hint(&self) -> Option<i64> {
+        self.version.or(self.last_known)
     }
 }
 

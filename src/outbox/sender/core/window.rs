@@ -71,7 +71,8 @@ impl Window {
         }
     }
 
-    /// A failure of the link or of the store: half as many in flight.
+    /// The store failed a write it may take later (a 5xx): half as many in
+    /// flight.
     pub(crate) fn shrink(&mut self) {
         self.size = (self.size / 2).max(self.depth.min(MIN_WINDOW)).max(1);
     }
