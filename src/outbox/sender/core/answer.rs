@@ -306,19 +306,12 @@ impl Core {
         let row = owned.row;
         if let Some(st) = self.streams.get_mut(&row.stream) {
             st.queue.remove(&seq);
-            if let Some((max_seq, max_position)) = st.max_delivered {
-                let out_of_order = (seq < max_seq && position > max_position)
-                    || (seq > max_seq && position < max_position);
-                if out_of_order {
-                    self.reordered += 1;
-                    out.push(Effect::Reordered {
-                        stream: row.stream.clone(),
-                        id: row.id.clone(),
-                    });
-                }
-            }
-            if st.max_delivered.is_none_or(|(max_seq, _)| seq > max_seq) {
-                st.max_delivered = Some((seq, position));
+            if st.delivered.record(seq, position) {
+                self.reordered += 1;
+                out.push(Effect::Reordered {
+                    stream: row.stream.clone(),
+                    id: row.id.clone(),
+                });
             }
         }
         let stream = row.stream.clone();

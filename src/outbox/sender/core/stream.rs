@@ -78,9 +78,49 @@ pub(crate) struct StreamState {
     pub(crate) dead_pending: BTreeSet<i64>,
     /// The key of the stream's entry in the core's ready set.
     pub(crate) ready_at: Option<i64>,
-    /// The highest row delivered in this session and its position (a row
-    /// on the wrong side of it is out of order).
-    pub(crate) max_delivered: Option<(i64, i64)>,
+    /// Where the rows delivered lately landed (a row landing on the wrong
+    /// side of one of them is out of order).
+    pub(crate) delivered: DeliveredOrder,
+}
+
+/// Rows of one stream delivered lately and their positions: enough to tell
+/// whether a row just delivered landed out of commit order.
+///
+/// Every entry counts, not only the highest: a row held back (a write whose
+/// answer was lost, resent after a pause) may land after rows behind it
+/// *and* after rows later still, so only its nearest neighbours in commit
+/// order tell. Entries are kept while the stream is busy, at most
+/// [`DeliveredOrder::CAP`]; when the sender owns nothing of the stream only
+/// the highest is kept.
+#[derive(Debug, Default)]
+pub(crate) struct DeliveredOrder {
+    positions: std::collections::BTreeMap<i64, i64>,
+}
+
+impl DeliveredOrder {
+    /// Entries kept per stream; beyond this the oldest are forgotten.
+    const CAP: usize = 4096;
+
+    /// Records `seq` delivered at `position`; returns whether it landed out
+    /// of order with a row recorded before.
+    pub(crate) fn record(&mut self, seq: i64, position: i64) -> bool {
+        let before = self.positions.range(..seq).next_back();
+        let after = self.positions.range(seq + 1..).next();
+        let out_of_order =
+            before.is_some_and(|(_, &p)| p > position) || after.is_some_and(|(_, &p)| p < position);
+        self.positions.insert(seq, position);
+        if self.positions.len() > Self::CAP {
+            self.positions.pop_first();
+        }
+        out_of_order
+    }
+
+    /// Keeps only the highest row (the stream went idle).
+    pub(crate) fn settle(&mut self) {
+        while self.positions.len() > 1 {
+            self.positions.pop_first();
+        }
+    }
 }
 
 impl StreamState {
@@ -280,6 +320,32 @@ mod tests {
         };
         s.sent(1, 0, own);
         assert_eq!(s.next_expectation(None), None, "waits for its answer");
+    }
+
+    #[test]
+    fn a_row_landing_after_rows_behind_it_is_out_of_order_whatever_came_since() {
+        let mut d = DeliveredOrder::default();
+        assert!(!d.record(97, 50));
+        assert!(!d.record(99, 51));
+        assert!(!d.record(101, 55), "in order with everything so far");
+        assert!(d.record(96, 54), "after 97 and 99, though before 101");
+        let mut d = DeliveredOrder::default();
+        assert!(!d.record(5, 10));
+        assert!(!d.record(3, 8), "an earlier row landing earlier");
+        assert!(
+            d.record(4, 11),
+            "between 3 and 5 in order, after both in the stream"
+        );
+    }
+
+    #[test]
+    fn an_idle_stream_keeps_its_highest_row() {
+        let mut d = DeliveredOrder::default();
+        d.record(1, 1);
+        d.record(2, 2);
+        d.settle();
+        assert!(!d.record(3, 3));
+        assert!(d.record(0, 9), "behind the highest row kept");
     }
 
     #[test]
