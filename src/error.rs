@@ -114,7 +114,9 @@ pub enum Error {
     ///
     /// A read returns the messages before it; a read that starts at it fails
     /// with this error, which names it, so a reader can deal with it and go
-    /// on after it. A consumer treats it as a failure of that message
+    /// on after it — on the embedded store and over HTTP alike (from
+    /// EventoDB, which stores any depth, and from `serve`, which answers
+    /// such a read with a `MESSAGE_UNDECODABLE` error naming the message). A consumer treats it as a failure of that message
     /// (retries, then dead-letters it or halts, by its failure policy).
     #[error("message {id} (global position {global_position}, stream {stream:?}) cannot be decoded: {reason}")]
     Undecodable {

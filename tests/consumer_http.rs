@@ -294,3 +294,100 @@ fn an_idle_consumer_picks_up_a_requeued_dead_letter() {
     assert_eq!(consumer.position(), last, "the position did not move back");
     consumer.shutdown();
 }
+
+/// Puts, with SQL straight into the server's database file, a message of
+/// `stream` whose data nests deeper than serde_json reads (as an older
+/// version of the kit could store); returns its global position.
+fn write_undecodable(db: &std::path::Path, stream: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let data = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let gp: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(global_position), 0) + 1 FROM evento_store_messages
+             WHERE namespace = 'default'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let position: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(position), -1) + 1 FROM evento_store_messages
+             WHERE namespace = 'default' AND stream_name = ?1",
+            [stream],
+            |r| r.get(0),
+        )
+        .unwrap();
+    conn.execute(
+        "INSERT INTO evento_store_messages
+           (namespace, global_position, stream_name, position, id, category, cg_hash, type, data, metadata, time_ms)
+         VALUES ('default', ?1, ?2, ?3, ?4, ?5, NULL, 'Deep', ?6, NULL, 0)",
+        (
+            gp,
+            stream,
+            position,
+            uuid::Uuid::new_v4().to_string(),
+            stream.split('-').next().unwrap(),
+            &data,
+        ),
+    )
+    .unwrap();
+    gp
+}
+
+#[test]
+fn a_message_that_cannot_be_decoded_fails_alone_over_http_and_the_category_flows() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerConfig::new().data_dir(data.path())).unwrap();
+    let store = http_store(&server.url(), &server);
+    let dir = tempfile::tempdir().unwrap();
+    let kit = kit(&dir, &store);
+    let before: Vec<i64> = (1..=3)
+        .map(|n| write(&store, "order-1", n).global_position)
+        .collect();
+    let poison = write_undecodable(&data.path().join("eventodb-kit.sqlite"), "order-9");
+    let after: Vec<i64> = (4..=6)
+        .map(|n| write(&store, "order-2", n).global_position)
+        .collect();
+
+    // A plain read returns what comes before it, then names it.
+    let read = store.get_category("order", &CategoryQuery::new()).unwrap();
+    assert_eq!(
+        read.iter().map(|m| m.global_position).collect::<Vec<_>>(),
+        before
+    );
+    let err = store
+        .get_category("order", &CategoryQuery::new().position(poison))
+        .unwrap_err();
+    assert!(
+        matches!(&err, eventodb_kit::Error::Undecodable { global_position, stream, .. }
+            if *global_position == poison && stream == "order-9"),
+        "{err}"
+    );
+
+    // A consumer dead-letters it and goes on.
+    let consumer = kit
+        .consumer("order", "ledger")
+        .retry_policy(
+            RetryPolicy::new()
+                .max_attempts(2)
+                .initial_delay(Duration::from_millis(5)),
+        )
+        .spawn(|msg, tx| record_effect("ledger", msg, tx))
+        .unwrap();
+    consumer
+        .wait_for_position(*after.last().unwrap(), DEADLINE)
+        .unwrap();
+    assert_eq!(consumer.stats().dead_lettered, 1);
+    consumer.shutdown();
+    let done = effects(&kit, "ledger");
+    assert_eq!(done, [before, after].concat());
+    let letters = kit.dlq().list(&DeadLetterFilter::new()).unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].message["globalPosition"], poison);
+    assert!(
+        letters[0].error.contains("cannot be decoded"),
+        "{}",
+        letters[0].error
+    );
+}

@@ -74,6 +74,11 @@ impl RpcError {
             Error::NotFound(m) => Self::new("NAMESPACE_NOT_FOUND", m),
             Error::Store { code, message, .. } => Self::new(&code, message),
             Error::Db(e) => Self::backend(op, e),
+            e @ Error::Undecodable { .. } => RpcError {
+                status: 500,
+                body: crate::wire::undecodable::error_body(&e)
+                    .expect("an undecodable message's error body"),
+            },
             other => Self::backend(op, other),
         }
     }

@@ -6,7 +6,8 @@
 //! * [`rpc`] — `/rpc` request arrays and result shapes;
 //! * [`error`] — the error envelope of every JSON error answer;
 //! * [`sse`] — `/subscribe` poke events;
-//! * [`ndjson`] — export/import records and `/import` progress lines.
+//! * [`ndjson`] — export/import records and `/import` progress lines;
+//! * [`undecodable`] — reads that meet a message serde_json cannot decode.
 //!
 //! Everything follows `eventodb-protocol.md` (§3–§5, §10, §11).
 
@@ -15,3 +16,4 @@ pub(crate) mod json;
 pub(crate) mod ndjson;
 pub(crate) mod rpc;
 pub(crate) mod sse;
+pub(crate) mod undecodable;

@@ -14,7 +14,7 @@ use crate::error::{Error, Result, TransportErrorKind};
 use crate::tls::TlsSettings;
 use crate::token::Token;
 use crate::wire::error::ErrorBody;
-use crate::wire::rpc;
+use crate::wire::{rpc, undecodable};
 
 /// What a failed call was doing, for errors that need it.
 #[derive(Debug, Default, Clone, Copy)]
@@ -186,6 +186,27 @@ impl Client {
         )
     }
 
+    /// Calls `method` with `args` and returns the body of a 2xx answer
+    /// undecoded (for answers that need more care than one JSON value).
+    pub(crate) fn rpc_body(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        ctx: CallContext<'_>,
+    ) -> Result<Vec<u8>> {
+        let (status, wait, bytes) = send_rpc(
+            &self.agent,
+            &self.rpc_url,
+            &self.authorization,
+            method,
+            args,
+        )?;
+        if !(200..300).contains(&status) {
+            return Err(answer_error(status, &bytes, wait, ctx));
+        }
+        Ok(bytes)
+    }
+
     /// `{base}/rpc`.
     pub(crate) fn rpc_url(&self) -> &str {
         &self.rpc_url
@@ -239,6 +260,19 @@ pub(crate) fn post_rpc(
     args: Vec<Value>,
     ctx: CallContext<'_>,
 ) -> Result<Value> {
+    let (status, wait, bytes) = send_rpc(agent, rpc_url, authorization, method, args)?;
+    decode_answer(method, status, &bytes, wait, ctx)
+}
+
+/// `POST rpc_url` of `method` with `args` on `agent`: status,
+/// `Retry-After` and body.
+fn send_rpc(
+    agent: &Agent,
+    rpc_url: &str,
+    authorization: &str,
+    method: &str,
+    args: Vec<Value>,
+) -> Result<(u16, Option<Duration>, Vec<u8>)> {
     let body = rpc::request(method, args);
     let response = agent
         .post(rpc_url)
@@ -248,8 +282,7 @@ pub(crate) fn post_rpc(
         .map_err(transport_error)?;
     let status = response.status().as_u16();
     let wait = retry_after(&response);
-    let bytes = read_body(response)?;
-    decode_answer(method, status, &bytes, wait, ctx)
+    Ok((status, wait, read_body(response)?))
 }
 
 /// The `Retry-After` of a ureq response, if any.
@@ -341,6 +374,11 @@ pub(crate) fn answer_error(
         },
         "INVALID_REQUEST" if status == 400 => Error::InvalidInput(e.message),
         "NAMESPACE_NOT_FOUND" => Error::NotFound(e.message),
+        undecodable::CODE => undecodable::from_error_body(&e).unwrap_or(Error::Store {
+            status,
+            code: e.code,
+            message: e.message,
+        }),
         "BACKEND_ERROR" if is_duplicate_id(&e.message) => Error::DuplicateId {
             id: ctx.id.unwrap_or_default().to_string(),
         },

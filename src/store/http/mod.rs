@@ -17,7 +17,7 @@ use crate::store::{
     SubscribeTarget, Subscription, WriteItem, WritePipeline,
 };
 use crate::token::Token;
-use crate::wire::rpc;
+use crate::wire::{rpc, undecodable};
 
 mod admin;
 mod builder;
@@ -238,6 +238,14 @@ impl HttpStore {
         self.inner.client.rpc(method, args, CallContext::default())
     }
 
+    /// The undecoded body of a 2xx answer (reads of messages, decoded one
+    /// by one when one cannot be: see [`crate::wire::undecodable`]).
+    fn rpc_body(&self, method: &str, args: Vec<Value>) -> Result<Vec<u8>> {
+        self.inner
+            .client
+            .rpc_body(method, args, CallContext::default())
+    }
+
     fn endpoint(&self) -> Result<Endpoint> {
         let client = &self.inner.client;
         let settings = client.settings();
@@ -449,16 +457,13 @@ impl MessageStore for HttpStore {
     }
 
     fn get_stream(&self, stream: &str, query: &StreamQuery) -> Result<Vec<Message>> {
-        let v = self.rpc("stream.get", rpc::stream_get_args(stream, query))?;
-        rpc::decode_messages(&v, Some(stream))
+        let body = self.rpc_body("stream.get", rpc::stream_get_args(stream, query))?;
+        undecodable::decode_message_list("stream.get", &body, Some(stream))
     }
 
     fn last_message(&self, stream: &str, message_type: Option<&str>) -> Result<Option<Message>> {
-        let v = self.rpc("stream.last", rpc::stream_last_args(stream, message_type))?;
-        if v.is_null() {
-            return Ok(None);
-        }
-        rpc::decode_message(&v, Some(stream)).map(Some)
+        let body = self.rpc_body("stream.last", rpc::stream_last_args(stream, message_type))?;
+        undecodable::decode_last_message("stream.last", &body, stream)
     }
 
     fn stream_version(&self, stream: &str) -> Result<Option<i64>> {
@@ -467,8 +472,8 @@ impl MessageStore for HttpStore {
     }
 
     fn get_category(&self, category: &str, query: &CategoryQuery) -> Result<Vec<Message>> {
-        let v = self.rpc("category.get", rpc::category_get_args(category, query))?;
-        rpc::decode_messages(&v, None)
+        let body = self.rpc_body("category.get", rpc::category_get_args(category, query))?;
+        undecodable::decode_message_list("category.get", &body, None)
     }
 
     fn list_streams(&self, query: &StreamListQuery) -> Result<Vec<StreamInfo>> {
