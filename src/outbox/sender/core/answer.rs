@@ -20,8 +20,10 @@ use crate::outbox::sender::queue::Mark;
 const LINK_FAILURES_PER_ROW: u32 = 5;
 
 /// Failures of one message the store says may pass that are retried at
-/// once, before the retry policy's backoff applies.
-const QUICK_RETRIES: u32 = 1;
+/// once, before the retry policy's backoff applies (a 500 from a flaky
+/// proxy or a busy moment rarely comes three times in a row; a message
+/// that fails every time costs three more requests per attempt).
+const QUICK_RETRIES: u32 = 3;
 
 /// Failed reads of a stream's tail retried at once before the stream waits.
 const QUICK_RECONCILES: u32 = 5;
@@ -150,7 +152,7 @@ impl Core {
             Disposition::Retry => {
                 self.lanes[lane].window.shrink();
                 // A store's failure on one message (a busy database, a 500
-                // from a proxy) often passes at once: one quick retry, then
+                // from a proxy) often passes at once: a few quick retries, then
                 // the retry policy's backoff.
                 let quick = self.rows.get_mut(&seq).is_some_and(|o| {
                     o.doubt = true;
