@@ -1,10 +1,14 @@
 //! A small HTTP/1.1 codec for the server: reading a request (head with
-//! httparse, body by `Content-Length` or chunked), writing a response in one
-//! `write` (so that, with `TCP_NODELAY`, it leaves in as few packets as
-//! possible), and chunked streams for SSE.
+//! httparse, body by `Content-Length` or chunked) here; its target in
+//! [`target`], and writing a response in [`response`].
 
-use std::io::{self, BufRead, Read, Write};
-use std::time::SystemTime;
+mod response;
+mod target;
+
+use std::io::{self, BufRead, Read};
+
+pub(crate) use response::{chunk, head, Response, JSON, LAST_CHUNK, TEXT};
+use target::{decode_component, normalize_path};
 
 /// Longest request head accepted (request line and headers).
 const MAX_HEAD: usize = 64 * 1024;
@@ -42,13 +46,6 @@ impl Request {
             (decode_component(k) == key).then(|| decode_component(v))
         })
     }
-}
-
-fn decode_component(s: &str) -> String {
-    let spaced = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 /// Why a request could not be read.
@@ -94,7 +91,7 @@ pub(crate) struct Head {
 /// between requests. `continue_to` receives `100 Continue` when the client
 /// asks for it.
 #[cfg(test)]
-pub(crate) fn read_request<R: BufRead, W: Write>(
+pub(crate) fn read_request<R: BufRead, W: std::io::Write>(
     reader: &mut R,
     continue_to: &mut W,
     max_body: usize,
@@ -313,36 +310,6 @@ pub(crate) fn read_body<R: BufRead>(
     Ok(request)
 }
 
-/// The path a request target names, as fasthttp (EventoDB's server) gives
-/// it to the router: without scheme and host (absolute form), percent-
-/// decoded, with `//` collapsed and `.` and `..` segments resolved. A
-/// trailing slash stays (`/rpc/` is not `/rpc`).
-fn normalize_path(target: &str) -> String {
-    let target = ["http://", "https://"]
-        .iter()
-        .find_map(|scheme| target.strip_prefix(scheme))
-        .map_or(target, |rest| rest.find('/').map_or("/", |i| &rest[i..]));
-    let decoded = percent_encoding::percent_decode_str(target).decode_utf8_lossy();
-    let mut segments: Vec<&str> = Vec::new();
-    let mut last = "";
-    for segment in decoded.split('/').filter(|s| !s.is_empty()) {
-        match segment {
-            "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
-        }
-        last = segment;
-    }
-    let mut path = format!("/{}", segments.join("/"));
-    let directory = decoded.ends_with('/') || matches!(last, "." | "..");
-    if directory && !segments.is_empty() {
-        path.push('/');
-    }
-    path
-}
-
 fn read_line<R: BufRead>(reader: &mut R) -> Result<String, ReadError> {
     let mut line = Vec::new();
     reader.by_ref().take(4096).read_until(b'\n', &mut line)?;
@@ -373,114 +340,6 @@ fn read_chunked<R: BufRead>(reader: &mut R, max_body: usize) -> Result<Vec<u8>, 
         if !read_line(reader)?.is_empty() {
             return Err(ReadError::Malformed("bad chunk framing".into()));
         }
-    }
-}
-
-/// A complete response.
-#[derive(Debug, Clone)]
-pub(crate) struct Response {
-    pub(crate) status: u16,
-    pub(crate) content_type: &'static str,
-    pub(crate) headers: Vec<(&'static str, &'static str)>,
-    pub(crate) body: Vec<u8>,
-}
-
-/// `application/json`.
-pub(crate) const JSON: &str = "application/json";
-/// `text/plain; charset=utf-8`.
-pub(crate) const TEXT: &str = "text/plain; charset=utf-8";
-
-impl Response {
-    pub(crate) fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Self {
-        Response {
-            status,
-            content_type,
-            headers: Vec::new(),
-            body,
-        }
-    }
-
-    pub(crate) fn header(mut self, name: &'static str, value: &'static str) -> Self {
-        self.headers.push((name, value));
-        self
-    }
-
-    /// Writes the response in one piece.
-    pub(crate) fn write_to<W: Write>(
-        &self,
-        out: &mut W,
-        server: &str,
-        keep_alive: bool,
-        head_only: bool,
-    ) -> io::Result<()> {
-        let headers: Vec<(&str, &str)> = self
-            .headers
-            .iter()
-            .copied()
-            .filter(|(name, _)| keep_alive || !name.eq_ignore_ascii_case("connection"))
-            .collect();
-        let mut bytes = head(self.status, server, self.content_type, &headers);
-        bytes.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
-        if !keep_alive {
-            bytes.extend_from_slice(b"Connection: close\r\n");
-        }
-        bytes.extend_from_slice(b"\r\n");
-        if !head_only {
-            bytes.extend_from_slice(&self.body);
-        }
-        out.write_all(&bytes)?;
-        out.flush()
-    }
-}
-
-/// Status line and common headers, without the blank line.
-pub(crate) fn head(
-    status: u16,
-    server: &str,
-    content_type: &str,
-    headers: &[(&str, &str)],
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    let date = httpdate::fmt_http_date(SystemTime::now());
-    out.extend_from_slice(
-        format!(
-            "HTTP/1.1 {status} {}\r\nServer: {server}\r\nDate: {date}\r\nContent-Type: {content_type}\r\n",
-            reason(status)
-        )
-        .as_bytes(),
-    );
-    for (name, value) in headers {
-        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
-    }
-    out
-}
-
-/// A chunk of a chunked body.
-pub(crate) fn chunk(data: &[u8]) -> Vec<u8> {
-    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-/// The end of a chunked body.
-pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        413 => "Request Entity Too Large",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Unknown",
     }
 }
 
@@ -517,27 +376,6 @@ mod tests {
             .unwrap()
             .is_none());
         assert!(sink.is_empty());
-    }
-
-    #[test]
-    fn paths_like_fasthttp() {
-        for (target, path) in [
-            ("/rpc", "/rpc"),
-            ("/rpc/", "/rpc/"),
-            ("//rpc", "/rpc"),
-            ("/a//b/./c/../d", "/a/b/d"),
-            ("/a/b/..", "/a/"),
-            ("/a/b/.", "/a/b/"),
-            ("/../../rpc", "/rpc"),
-            ("/r%70c", "/rpc"),
-            ("/a%2Fb", "/a/b"),
-            ("/", "/"),
-            ("", "/"),
-            ("http://h:1/health", "/health"),
-            ("https://h", "/"),
-        ] {
-            assert_eq!(normalize_path(target), path, "{target}");
-        }
     }
 
     #[test]
@@ -636,19 +474,5 @@ mod tests {
         ] {
             assert!(parse_buffered(incomplete, 1024).is_none());
         }
-    }
-
-    #[test]
-    fn writes_one_piece() {
-        let mut out = Vec::new();
-        Response::new(200, JSON, b"{}\n".to_vec())
-            .write_to(&mut out, "EventoDB/0.7.0", false, false)
-            .unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\nServer: EventoDB/0.7.0\r\nDate: "));
-        assert!(text.ends_with(
-            "Content-Type: application/json\r\nContent-Length: 3\r\nConnection: close\r\n\r\n{}\n"
-        ));
-        assert_eq!(chunk(b"abc"), b"3\r\nabc\r\n");
     }
 }
