@@ -5,25 +5,30 @@
 //! its own binary, so that no other test's threads are counted.)
 #![cfg(all(feature = "server", target_os = "linux"))]
 
+mod common;
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::thread;
-use std::time::Duration;
 
 use eventodb_kit::server::{Server, ServerConfig};
 use eventodb_kit::store::WriteItem;
 use eventodb_kit::{HttpStore, MessageStore, NewMessage, WriteOptions};
 use serde_json::json;
 
-const WAIT: Duration = Duration::from_secs(20);
+use common::WAIT;
 
 /// Threads of this process whose name starts with `prefix`.
 fn threads(prefix: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| name.trim_end().starts_with(prefix))
+    common::thread_names()
+        .iter()
+        .filter(|name| name.starts_with(prefix))
         .count()
+}
+
+/// A joined thread can linger in /proc for a moment after `join` returns.
+fn wait_for_no_threads(prefix: &str, what: &str) {
+    common::wait_for(what, WAIT, || threads(prefix) == 0);
 }
 
 fn item(n: u64) -> WriteItem {
@@ -54,7 +59,7 @@ fn pipeline_threads_end_with_their_owners() {
         pipeline.send(n, item(n)).unwrap();
     }
     drop(pipeline);
-    assert_eq!(threads("eventodb-pipe"), 0);
+    wait_for_no_threads("eventodb-pipe", "the dropped pipeline's threads to end");
 
     // Writes in flight to a server that reads them and never answers.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -76,7 +81,10 @@ fn pipeline_threads_end_with_their_owners() {
     requests_came.recv_timeout(WAIT).unwrap();
     assert!(threads("eventodb-pipe") >= 1);
     drop(pipeline);
-    assert_eq!(threads("eventodb-pipe"), 0);
+    wait_for_no_threads(
+        "eventodb-pipe",
+        "the threads of a pipeline nobody answers to end",
+    );
     holder.join().unwrap();
 
     // The pipeline `write_many` keeps lives as long as the store.
@@ -87,7 +95,10 @@ fn pipeline_threads_end_with_their_owners() {
     drop(store);
     assert_eq!(threads("eventodb-pipe"), 2, "a clone still holds it");
     drop(clone);
-    assert_eq!(threads("eventodb-pipe"), 0);
+    wait_for_no_threads(
+        "eventodb-pipe",
+        "write_many's pipeline to end with the last clone",
+    );
 
     server.shutdown();
 }

@@ -4,6 +4,8 @@
 //! in its own binary, so that no other test's threads are counted.)
 #![cfg(all(feature = "server", target_os = "linux"))]
 
+mod common;
+
 use std::time::Duration;
 
 use eventodb_kit::server::{Server, ServerConfig};
@@ -14,11 +16,15 @@ const WAIT: Duration = Duration::from_secs(10);
 /// Threads of this process whose name starts with `prefix` (Linux keeps
 /// the first 15 bytes of a name).
 fn threads(prefix: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| name.trim_end().starts_with(prefix))
+    common::thread_names()
+        .iter()
+        .filter(|name| name.starts_with(prefix))
         .count()
+}
+
+/// A joined thread can linger in /proc for a moment after `join` returns.
+fn wait_for_no_threads(prefix: &str, what: &str) {
+    common::wait_for(what, WAIT, || threads(prefix) == 0);
 }
 
 #[test]
@@ -35,7 +41,7 @@ fn threads_end_with_their_owners() {
         .wait_for_state(ConnectionState::Connected, WAIT));
     assert_eq!(threads("eventodb-subscr"), 1);
     drop(sub); // joins
-    assert_eq!(threads("eventodb-subscr"), 0);
+    wait_for_no_threads("eventodb-subscr", "the subscription's thread to end");
 
     let watcher = store.watch_category("order").unwrap();
     let clone = store.clone();
@@ -51,7 +57,7 @@ fn threads_end_with_their_owners() {
         .unwrap();
     assert_eq!(watcher.recv_timeout(WAIT).unwrap().stream, "order-1");
     drop(clone); // the last handle: the hub's thread is joined
-    assert_eq!(threads("eventodb-watch"), 0);
+    wait_for_no_threads("eventodb-watch", "the watch hub's thread to end");
     assert!(
         matches!(
             watcher.recv_timeout(WAIT),
@@ -61,5 +67,5 @@ fn threads_end_with_their_owners() {
     );
 
     server.shutdown();
-    assert_eq!(threads("eventodb-serve"), 0);
+    wait_for_no_threads("eventodb-serve", "the server's threads to end");
 }
