@@ -12,17 +12,10 @@ use std::time::Duration;
 use crossbeam_channel::unbounded;
 use eventodb_kit::consumer::{ConsumerHealth, FailurePolicy};
 use eventodb_kit::dlq::{DeadLetterFilter, DeadLetterSource};
-use eventodb_kit::{CategoryQuery, ConsumerGroup, EmbeddedStore, Error, Kit, RetryPolicy};
+use eventodb_kit::{CategoryQuery, ConsumerGroup, EmbeddedStore, Error, Kit};
 use serde_json::json;
 
-use consumer_support::{effects, kit, record_effect, write, write_many, DEADLINE};
-
-fn quick_retry(attempts: u32) -> RetryPolicy {
-    RetryPolicy::new()
-        .initial_delay(Duration::from_millis(1))
-        .max_delay(Duration::from_millis(5))
-        .max_attempts(attempts)
-}
+use consumer_support::{effects, kit, quick_retry, record_effect, write, write_many, DEADLINE};
 
 #[test]
 fn two_consumers_each_see_every_event_and_a_restart_resumes() {

@@ -14,19 +14,14 @@ use std::time::Duration;
 use eventodb_kit::consumer::FailurePolicy;
 use eventodb_kit::dlq::DeadLetterFilter;
 use eventodb_kit::{
-    ConsumerHealth, DbOptions, Error, Kit, MessageStore, NewMessage, RetryPolicy,
-    TransportErrorKind, WriteOptions,
+    ConsumerHealth, DbOptions, Error, Kit, MessageStore, NewMessage, TransportErrorKind,
+    WriteOptions,
 };
 use serde_json::json;
 
-use consumer_support::{effects, kit, record_effect, write_many, DEADLINE};
-
-fn quick_retry(attempts: u32) -> RetryPolicy {
-    RetryPolicy::new()
-        .initial_delay(Duration::from_millis(1))
-        .max_delay(Duration::from_millis(5))
-        .max_attempts(attempts)
-}
+use consumer_support::{
+    effects, insert_undecodable, kit, kit_over, quick_retry, record_effect, write_many, DEADLINE,
+};
 
 #[test]
 fn handlers_need_no_type_annotations_and_typed_errors_stay_possible() {
@@ -276,40 +271,14 @@ fn an_unreachable_store_pauses_the_consumer_without_using_up_attempts() {
     assert_eq!(kit.dlq().count(&DeadLetterFilter::new()).unwrap(), 0);
 }
 
-/// Writes, with SQL straight into the embedded store's table, a message
-/// whose data is nested deeper than serde_json reads back.
-fn write_undecodable(kit: &Kit, stream: &str) -> i64 {
-    let depth = 200;
-    let data = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
-    kit.db()
-        .write(|tx| {
-            let gp: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(global_position), 0) + 1 FROM evento_store_messages WHERE namespace = 'default'",
-                [],
-                |r| r.get(0),
-            )?;
-            let position: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(position), -1) + 1 FROM evento_store_messages
-                 WHERE namespace = 'default' AND stream_name = ?1",
-                [stream],
-                |r| r.get(0),
-            )?;
-            tx.execute(
-                "INSERT INTO evento_store_messages
-                   (namespace, global_position, stream_name, position, id, category, cg_hash, type, data, metadata, time_ms)
-                 VALUES ('default', ?1, ?2, ?3, ?4, ?5, NULL, 'Deep', ?6, NULL, 0)",
-                (gp, stream, position, uuid::Uuid::new_v4().to_string(), stream.split('-').next().unwrap(), &data),
-            )?;
-            Ok(gp)
-        })
-        .unwrap()
-}
-
 #[test]
 fn a_message_that_cannot_be_decoded_fails_alone_and_the_category_flows() {
     let (kit, _dir) = kit();
     write_many(&kit, "order", 2, 3);
-    let poison = write_undecodable(&kit, "order-9");
+    let poison = kit
+        .db()
+        .write(|tx| Ok(insert_undecodable(tx, "order-9")?))
+        .unwrap();
     let last = write_many(&kit, "order", 2, 3);
     // A plain read returns what comes before it, then names it.
     let before = kit
@@ -384,12 +353,7 @@ fn wait_until_caught_up_over_http() {
     let server =
         eventodb_kit::server::Server::start(eventodb_kit::server::ServerConfig::new()).unwrap();
     let store = server.http_store().unwrap();
-    let kit = Kit::builder()
-        .database(dir.path().join("app.db"))
-        .store(store.clone())
-        .build()
-        .unwrap();
-    consumer_support::create_effects(&kit);
+    let kit = kit_over(dir.path(), store.clone());
     for n in 0..30 {
         store
             .write(

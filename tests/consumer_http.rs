@@ -19,12 +19,12 @@ use crossbeam_channel::unbounded;
 use eventodb_kit::dlq::DeadLetterFilter;
 use eventodb_kit::server::{Server, ServerConfig};
 use eventodb_kit::{
-    CategoryQuery, ConnectionState, ConsumerGroup, HttpStore, Kit, MessageStore, NewMessage,
+    CategoryQuery, ConnectionState, ConsumerGroup, HttpStore, MessageStore, NewMessage,
     RetryPolicy, WriteOptions, WriteResult,
 };
 use serde_json::json;
 
-use consumer_support::{create_effects, effects, record_effect, DEADLINE};
+use consumer_support::{effects, insert_undecodable, kit_over, record_effect, DEADLINE};
 use relay::Relay;
 
 /// Long enough that only a push can deliver within any test's deadline.
@@ -42,17 +42,6 @@ fn http_store(url: &str, server: &Server) -> HttpStore {
         )
         .build()
         .unwrap()
-}
-
-/// A kit whose local database is a file in `dir` and whose store is `store`.
-fn kit(dir: &tempfile::TempDir, store: &HttpStore) -> Kit {
-    let kit = Kit::builder()
-        .database(dir.path().join("app.db"))
-        .store(store.clone())
-        .build()
-        .unwrap();
-    create_effects(&kit);
-    kit
 }
 
 fn write(store: &dyn MessageStore, stream: &str, n: i64) -> WriteResult {
@@ -82,7 +71,7 @@ fn a_write_reaches_an_idle_consumer_by_push_over_sse() {
     let server = Server::start(ServerConfig::new()).unwrap();
     let store = http_store(&server.url(), &server);
     let dir = tempfile::tempdir().unwrap();
-    let kit = kit(&dir, &store);
+    let kit = kit_over(dir.path(), store.clone());
     let (tx, rx) = unbounded();
     let consumer = kit
         .consumer("chat", "notifier")
@@ -125,7 +114,7 @@ fn consumers_poll_while_sse_is_cut_and_return_to_push_after_reconnect() {
     let store = http_store(&relay.url(), &server);
     let writer = http_store(&server.url(), &server);
     let dir = tempfile::tempdir().unwrap();
-    let kit = kit(&dir, &store);
+    let kit = kit_over(dir.path(), store.clone());
     let spawn = |id: &'static str, poll: Duration| {
         kit.consumer("job", id)
             .poll_interval(poll)
@@ -189,7 +178,7 @@ fn a_group_of_three_over_http_agrees_with_the_servers_category_get() {
     let server = Server::start(ServerConfig::new()).unwrap();
     let store = http_store(&server.url(), &server);
     let dir = tempfile::tempdir().unwrap();
-    let kit = kit(&dir, &store);
+    let kit = kit_over(dir.path(), store.clone());
     let mut last = 0;
     for i in 0..60 {
         last = write(&store, &format!("account-{}", i % 20), i).global_position;
@@ -249,7 +238,7 @@ fn an_idle_consumer_picks_up_a_requeued_dead_letter() {
     let server = Server::start(ServerConfig::new()).unwrap();
     let store = http_store(&server.url(), &server);
     let dir = tempfile::tempdir().unwrap();
-    let kit = kit(&dir, &store);
+    let kit = kit_over(dir.path(), store.clone());
     let healed = Arc::new(AtomicBool::new(false));
     let runs = Arc::new(AtomicUsize::new(0));
     let (ran_tx, ran_rx) = unbounded();
@@ -295,44 +284,12 @@ fn an_idle_consumer_picks_up_a_requeued_dead_letter() {
     consumer.shutdown();
 }
 
-/// Puts, with SQL straight into the server's database file, a message of
-/// `stream` whose data nests deeper than serde_json reads (as an older
-/// version of the kit could store); returns its global position.
+/// Puts a message of `stream` that cannot be decoded straight into the
+/// server's database file `db`; returns its global position.
 fn write_undecodable(db: &std::path::Path, stream: &str) -> i64 {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    let data = format!("{}{}", "[".repeat(200), "]".repeat(200));
-    let gp: i64 = conn
-        .query_row(
-            "SELECT COALESCE(MAX(global_position), 0) + 1 FROM evento_store_messages
-             WHERE namespace = 'default'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let position: i64 = conn
-        .query_row(
-            "SELECT COALESCE(MAX(position), -1) + 1 FROM evento_store_messages
-             WHERE namespace = 'default' AND stream_name = ?1",
-            [stream],
-            |r| r.get(0),
-        )
-        .unwrap();
-    conn.execute(
-        "INSERT INTO evento_store_messages
-           (namespace, global_position, stream_name, position, id, category, cg_hash, type, data, metadata, time_ms)
-         VALUES ('default', ?1, ?2, ?3, ?4, ?5, NULL, 'Deep', ?6, NULL, 0)",
-        (
-            gp,
-            stream,
-            position,
-            uuid::Uuid::new_v4().to_string(),
-            stream.split('-').next().unwrap(),
-            &data,
-        ),
-    )
-    .unwrap();
-    gp
+    insert_undecodable(&conn, stream).unwrap()
 }
 
 #[test]
@@ -341,7 +298,7 @@ fn a_message_that_cannot_be_decoded_fails_alone_over_http_and_the_category_flows
     let server = Server::start(ServerConfig::new().data_dir(data.path())).unwrap();
     let store = http_store(&server.url(), &server);
     let dir = tempfile::tempdir().unwrap();
-    let kit = kit(&dir, &store);
+    let kit = kit_over(dir.path(), store.clone());
     let before: Vec<i64> = (1..=3)
         .map(|n| write(&store, "order-1", n).global_position)
         .collect();

@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use eventodb_kit::server::{Server, ServerConfig};
 use eventodb_kit::{
-    ConnectionState, HttpStore, Kit, MessageStore, NewMessage, RetryPolicy, SubscribeTarget,
+    ConnectionState, HttpStore, MessageStore, NewMessage, RetryPolicy, SubscribeTarget,
     WriteOptions,
 };
 use serde_json::json;
 
-use consumer_support::{create_effects, effects, record_effect, DEADLINE};
+use consumer_support::{effects, kit_over, record_effect, DEADLINE};
 use relay::Relay;
 
 const SILENCE: Duration = Duration::from_millis(150);
@@ -58,12 +58,7 @@ fn a_silent_hub_is_found_dead_consumers_read_at_once_and_push_resumes() {
     let store = store(&relay.url(), &server);
     let writer = store_direct(&server);
     let dir = tempfile::tempdir().unwrap();
-    let kit = Kit::builder()
-        .database(dir.path().join("app.db"))
-        .store(store.clone())
-        .build()
-        .unwrap();
-    create_effects(&kit);
+    let kit = kit_over(dir.path(), store.clone());
     // Polls practically never: only a poke or a wake-up moves it in time.
     let consumer = kit
         .consumer("job", "worker")

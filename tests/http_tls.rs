@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use eventodb_kit::outbox::Delivery;
 use eventodb_kit::{
-    ConnectionState, Disposition, Error, HttpStore, Kit, KitBuilder, MessageStore, NewMessage,
+    ConnectionState, Disposition, Error, HttpStore, KitBuilder, MessageStore, NewMessage,
     PauseReason, SubscribeTarget, TlsSettings, TransportErrorKind, WriteOptions,
 };
 use serde_json::json;
 
-use consumer_support::{create_effects, effects, record_effect, DEADLINE};
+use consumer_support::{effects, kit_over, record_effect, DEADLINE};
 use pki::{store, tls_server, trusting, Ca};
 
 fn token(server: &eventodb_kit::server::Server) -> String {
@@ -234,12 +234,7 @@ fn outbox_to_serve_to_consumer_over_mutual_tls_with_pokes() {
         .unwrap();
     let store = store(&server.url(), &token(&server), tls);
     let dir = tempfile::tempdir().unwrap();
-    let kit = Kit::builder()
-        .database(dir.path().join("app.db"))
-        .store(store.clone())
-        .build()
-        .unwrap();
-    create_effects(&kit);
+    let kit = kit_over(dir.path(), store.clone());
     // Polling practically never: only a poke over TLS can wake it in time.
     let consumer = kit
         .consumer("reading", "dashboard")

@@ -1,12 +1,14 @@
 //! Helpers shared by the consumer tests: a kit in a temporary file, writes,
-//! and an `effects` table that handlers write one row per handled event to.
+//! an `effects` table that handlers write one row per handled event to,
+//! quick retries, and a stored message that cannot be decoded.
 
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::time::Duration;
 
-use eventodb_kit::{Kit, NewMessage, WriteOptions, WriteResult};
-use rusqlite::Transaction;
+use eventodb_kit::{Kit, MessageStore, NewMessage, RetryPolicy, WriteOptions, WriteResult};
+use rusqlite::{Connection, Transaction};
 use serde_json::Value;
 
 /// Generous deadline for conditions that normally hold within milliseconds.
@@ -23,6 +25,18 @@ pub fn kit() -> (Kit, tempfile::TempDir) {
         .unwrap();
     create_effects(&kit);
     (kit, dir)
+}
+
+/// A kit whose database is `app.db` in `dir` over `store`, with the
+/// `effects` table.
+pub fn kit_over(dir: &Path, store: impl MessageStore + 'static) -> Kit {
+    let kit = Kit::builder()
+        .database(dir.join("app.db"))
+        .store(store)
+        .build()
+        .unwrap();
+    create_effects(&kit);
+    kit
 }
 
 pub fn create_effects(kit: &Kit) {
@@ -84,4 +98,47 @@ pub fn effects(kit: &Kit, consumer: &str) -> Vec<i64> {
             Ok(rows.collect::<rusqlite::Result<Vec<i64>>>()?)
         })
         .unwrap()
+}
+
+/// Retries `attempts` times in all, a millisecond or a few apart.
+pub fn quick_retry(attempts: u32) -> RetryPolicy {
+    RetryPolicy::new()
+        .initial_delay(Duration::from_millis(1))
+        .max_delay(Duration::from_millis(5))
+        .max_attempts(attempts)
+}
+
+/// Inserts, with SQL straight into the embedded store's table on `conn`
+/// (a connection to the database file, or a transaction on it), a message
+/// of `stream` whose data nests deeper than serde_json reads back (as an
+/// older version of the kit could store); returns its global position.
+pub fn insert_undecodable(conn: &Connection, stream: &str) -> rusqlite::Result<i64> {
+    let depth = 200;
+    let data = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let gp: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(global_position), 0) + 1 FROM evento_store_messages
+         WHERE namespace = 'default'",
+        [],
+        |r| r.get(0),
+    )?;
+    let position: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(position), -1) + 1 FROM evento_store_messages
+         WHERE namespace = 'default' AND stream_name = ?1",
+        [stream],
+        |r| r.get(0),
+    )?;
+    conn.execute(
+        "INSERT INTO evento_store_messages
+           (namespace, global_position, stream_name, position, id, category, cg_hash, type, data, metadata, time_ms)
+         VALUES ('default', ?1, ?2, ?3, ?4, ?5, NULL, 'Deep', ?6, NULL, 0)",
+        (
+            gp,
+            stream,
+            position,
+            uuid::Uuid::new_v4().to_string(),
+            stream.split('-').next().unwrap(),
+            &data,
+        ),
+    )?;
+    Ok(gp)
 }
