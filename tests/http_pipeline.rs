@@ -6,14 +6,16 @@
 //! connections.
 #![cfg(feature = "server")]
 
+mod common;
 mod pipeline_support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::ids_in;
 use eventodb_kit::server::{Server, ServerConfig};
 use eventodb_kit::store::http::Pipelining;
-use eventodb_kit::store::{PipelinedAnswer, StreamQuery, WriteItem, WritePipeline};
+use eventodb_kit::store::{PipelinedAnswer, WriteItem, WritePipeline};
 use eventodb_kit::{
     Error, HttpStore, MessageStore, NewMessage, Result, TransportErrorKind, WriteOptions,
     WriteResult,
@@ -50,15 +52,6 @@ fn through(pipeline: &WritePipeline, items: &[WriteItem]) -> Vec<Result<WriteRes
     answers.into_iter().map(|a| a.result).collect()
 }
 
-fn stored_ids(store: &dyn MessageStore, stream: &str) -> Vec<String> {
-    store
-        .get_stream(stream, &StreamQuery::new().batch_size(-1))
-        .unwrap()
-        .into_iter()
-        .map(|m| m.id)
-        .collect()
-}
-
 fn ids(items: &[WriteItem]) -> Vec<String> {
     items
         .iter()
@@ -88,7 +81,7 @@ fn a_thousand_pipelined_writes_keep_order_and_ids() {
     for (n, result) in results.iter().enumerate() {
         assert_eq!(result.as_ref().unwrap().position, n as i64);
     }
-    assert_eq!(stored_ids(&store, "counter-1"), ids(&first));
+    assert_eq!(ids_in(&store, "counter-1"), ids(&first));
 
     let second = items("counter-2", 1000);
     let results = store.write_many(&second);
@@ -96,7 +89,7 @@ fn a_thousand_pipelined_writes_keep_order_and_ids() {
     for (n, result) in results.iter().enumerate() {
         assert_eq!(result.as_ref().unwrap().position, n as i64);
     }
-    assert_eq!(stored_ids(&store, "counter-2"), ids(&second));
+    assert_eq!(ids_in(&store, "counter-2"), ids(&second));
     // The pipeline kept by the store serves the next call too.
     let third = items("counter-2", 10);
     assert!(store.write_many(&third).iter().all(|r| r.is_ok()));
@@ -174,7 +167,7 @@ fn a_server_that_closes_after_each_answer_still_gets_everything() {
     for (n, result) in results.iter().enumerate() {
         assert_eq!(result.as_ref().unwrap().position, n as i64, "{result:?}");
     }
-    assert_eq!(stored_ids(server.store(), "closing-1"), ids(&writes));
+    assert_eq!(ids_in(server.store(), "closing-1"), ids(&writes));
     assert_eq!(front.forwarded(), 20, "each write reached the server once");
     match store.pipelining() {
         Pipelining::OneAtATime { reason } => assert!(reason.contains("times in a row"), "{reason}"),
@@ -195,7 +188,7 @@ fn an_http10_server_gets_everything_one_write_at_a_time() {
     for (n, result) in results.iter().enumerate() {
         assert_eq!(result.as_ref().unwrap().position, n as i64, "{result:?}");
     }
-    assert_eq!(stored_ids(server.store(), "old-1"), ids(&writes));
+    assert_eq!(ids_in(server.store(), "old-1"), ids(&writes));
     assert_eq!(front.forwarded(), 10);
     match store.pipelining() {
         Pipelining::OneAtATime { reason } => assert!(reason.contains("HTTP/1.0"), "{reason}"),
@@ -248,7 +241,7 @@ fn a_server_that_answers_one_then_stalls_makes_the_store_write_one_at_a_time() {
     }
     let mut expected = ids(&writes[..1]);
     expected.extend(ids(&later));
-    assert_eq!(stored_ids(server.store(), "stalled-1"), expected);
+    assert_eq!(ids_in(server.store(), "stalled-1"), expected);
 }
 
 #[test]
@@ -275,7 +268,7 @@ fn a_connection_dropped_mid_window_leaves_the_rest_unknown_and_goes_on() {
     assert_eq!(front.connections(), 2, "one new connection");
     let mut expected = ids(&writes[..2]);
     expected.extend(ids(&later));
-    assert_eq!(stored_ids(server.store(), "dropped-1"), expected);
+    assert_eq!(ids_in(server.store(), "dropped-1"), expected);
     assert_eq!(
         store.pipelining(),
         Pipelining::On,

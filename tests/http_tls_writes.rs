@@ -18,9 +18,7 @@ use std::time::Duration;
 use eventodb_kit::server::{Server, ServerConfig};
 use eventodb_kit::store::http::Pipelining;
 use eventodb_kit::store::WriteItem;
-use eventodb_kit::{
-    Kit, MessageStore, NewMessage, PauseReason, StreamQuery, TlsSettings, WriteOptions,
-};
+use eventodb_kit::{Kit, MessageStore, NewMessage, PauseReason, TlsSettings, WriteOptions};
 use serde_json::json;
 
 use common::WAIT;
@@ -114,12 +112,7 @@ fn pipelined_writes_and_a_sender_over_mutual_tls_are_batched_by_serve() {
     }
     assert_eq!(store.pipelining(), Pipelining::On);
     for s in 0..3 {
-        let stored: Vec<String> = store
-            .get_stream(&format!("meter-{s}"), &StreamQuery::new().batch_size(-1))
-            .unwrap()
-            .into_iter()
-            .map(|m| m.id)
-            .collect();
+        let stored = common::ids_in(&store, &format!("meter-{s}"));
         let sent: Vec<String> = writes
             .iter()
             .filter(|w| w.stream == format!("meter-{s}"))
@@ -139,11 +132,7 @@ fn pipelined_writes_and_a_sender_over_mutual_tls_are_batched_by_serve() {
 
     // An outbox sender drains through the same store's pipelines.
     let dir = tempfile::tempdir().unwrap();
-    let kit = Kit::builder()
-        .database(dir.path().join("app.db"))
-        .store(store.clone())
-        .build()
-        .unwrap();
+    let kit = common::kit_with_store(dir.path(), store.clone());
     outbox_workload(&kit, "report", 4, 50);
     let sender = kit.spawn_sender(common::fast().pipeline_depth(64)).unwrap();
     sender.wait_until_drained(WAIT).unwrap();
@@ -177,11 +166,7 @@ fn a_refused_client_certificate_pauses_the_sender_until_the_store_accepts_it() {
     let (port, token) = (server.addr().port(), token(&server));
     let store = store(&server.url(), &token, device_tls(&ca, &device));
     let dir = tempfile::tempdir().unwrap();
-    let kit = Kit::builder()
-        .database(dir.path().join("app.db"))
-        .store(store)
-        .build()
-        .unwrap();
+    let kit = common::kit_with_store(dir.path(), store);
     outbox_workload(&kit, "alarm", 3, 10);
     let sender = kit.spawn_sender(common::fast()).unwrap();
     common::wait_for("the sender to pause on the certificate", WAIT, || {

@@ -9,21 +9,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use eventodb_kit::outbox::{AfterDeadLetter, Delivery, OutboxEntry};
+use eventodb_kit::outbox::{AfterDeadLetter, Delivery};
 use eventodb_kit::{EmbeddedStore, Kit, MessageStore, NewMessage, StreamQuery, WriteOptions};
 use serde_json::json;
+
+use common::entries;
 
 fn kit_and_store() -> (tempfile::TempDir, Kit, EmbeddedStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path().join("store.db")).unwrap();
     let kit = common::kit_with_store(dir.path(), store.clone());
     (dir, kit, store)
-}
-
-fn entries(stream: &str, from: usize, n: usize) -> Vec<OutboxEntry> {
-    (from..from + n)
-        .map(|i| OutboxEntry::new(stream, NewMessage::new("Counted", json!({ "i": i }))))
-        .collect()
 }
 
 /// Our ids in `stream`, in the store's order.

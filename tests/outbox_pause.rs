@@ -12,35 +12,10 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::proxy::Proxy;
-use eventodb_kit::outbox::{OutboxEntry, SenderConfig};
+use common::{entries, ids_in, kit_with_store};
+use eventodb_kit::outbox::SenderConfig;
 use eventodb_kit::server::{Server, ServerConfig};
-use eventodb_kit::{
-    HttpStore, Kit, MessageStore, NewMessage, PauseReason, RetryPolicy, StreamQuery,
-};
-use serde_json::json;
-
-fn kit_on(dir: &std::path::Path, store: HttpStore) -> Kit {
-    Kit::builder()
-        .database(dir.join("app.db"))
-        .store(store)
-        .build()
-        .unwrap()
-}
-
-fn entries(stream: &str, from: usize, n: usize) -> Vec<OutboxEntry> {
-    (from..from + n)
-        .map(|i| OutboxEntry::new(stream, NewMessage::new("Counted", json!({ "i": i }))))
-        .collect()
-}
-
-fn ids_in(store: &dyn MessageStore, stream: &str) -> Vec<String> {
-    store
-        .get_stream(stream, &StreamQuery::new().batch_size(-1))
-        .unwrap()
-        .into_iter()
-        .map(|m| m.id)
-        .collect()
-}
+use eventodb_kit::{HttpStore, PauseReason, RetryPolicy};
 
 #[test]
 fn after_an_outage_a_sender_with_default_settings_delivers_again() {
@@ -51,7 +26,7 @@ fn after_an_outage_a_sender_with_default_settings_delivers_again() {
         server.default_token().unwrap().expose_secret().to_string(),
     );
     let dir = tempfile::tempdir().unwrap();
-    let kit = kit_on(dir.path(), HttpStore::new(&server.url(), &token).unwrap());
+    let kit = kit_with_store(dir.path(), HttpStore::new(&server.url(), &token).unwrap());
     let sender = kit.spawn_sender(SenderConfig::new()).unwrap();
     let mut ids = kit
         .outbox()
@@ -105,7 +80,7 @@ fn a_token_the_store_stops_accepting_pauses_the_sender_and_nothing_is_dead_lette
         .create_namespace("tenant-a", "", Some(&token))
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let kit = kit_on(dir.path(), HttpStore::new(&server.url(), &token).unwrap());
+    let kit = kit_with_store(dir.path(), HttpStore::new(&server.url(), &token).unwrap());
     // Probes of a refused token follow the retry policy (it takes a person
     // to fix a token): a short one here.
     let retry = RetryPolicy::new()
@@ -169,7 +144,7 @@ fn a_server_that_answers_one_request_per_connection_still_gets_everything() {
     let token = server.default_token().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = HttpStore::new(&proxy.url(), token.expose_secret()).unwrap();
-    let kit = kit_on(dir.path(), store.clone());
+    let kit = kit_with_store(dir.path(), store.clone());
     let mut ids = Vec::new();
     for stream in ["a-1", "b-1"] {
         ids.push(kit.outbox().write_batch(&entries(stream, 0, 40)).unwrap());
@@ -212,7 +187,7 @@ fn dropping_a_sender_whose_store_never_answers_releases_the_lease_in_bounded_tim
     };
     let token = format!("ns_ZGVmYXVsdA_{}", "0".repeat(64));
     let dir = tempfile::tempdir().unwrap();
-    let kit = kit_on(
+    let kit = kit_with_store(
         dir.path(),
         HttpStore::new(&format!("http://{addr}"), &token).unwrap(),
     );

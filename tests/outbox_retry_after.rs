@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::proxy::Proxy;
 use eventodb_kit::server::{Server, ServerConfig};
-use eventodb_kit::{HttpStore, Kit, MessageStore, NewMessage, StreamQuery};
+use eventodb_kit::{HttpStore, MessageStore, NewMessage, StreamQuery};
 use serde_json::json;
 
 #[test]
@@ -17,11 +17,10 @@ fn a_429_with_retry_after_pauses_the_sender_and_nothing_is_sent_before_that_time
     let proxy = Proxy::start(server.addr());
     let token = server.default_token().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let kit = Kit::builder()
-        .database(dir.path().join("app.db"))
-        .store(HttpStore::new(&proxy.url(), token.expose_secret()).unwrap())
-        .build()
-        .unwrap();
+    let kit = common::kit_with_store(
+        dir.path(),
+        HttpStore::new(&proxy.url(), token.expose_secret()).unwrap(),
+    );
     // Probes after 5 ms, 10 ms, 20 ms, …: without the Retry-After, several
     // would come while the proxy still limits.
     let sender = kit.spawn_sender(common::fast()).unwrap();

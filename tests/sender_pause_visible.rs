@@ -20,14 +20,6 @@ use serde_json::json;
 
 const NAMESPACE: &str = "tenant-a";
 
-fn kit_on(db: &Path, url: &str, token: &str) -> Kit {
-    Kit::builder()
-        .database(db)
-        .store(HttpStore::new(url, token).unwrap())
-        .build()
-        .unwrap()
-}
-
 fn entries(from: usize, n: usize) -> Vec<OutboxEntry> {
     (from..from + n)
         .map(|i| OutboxEntry::new("order-1", NewMessage::new("Counted", json!({ "i": i }))))
@@ -48,8 +40,8 @@ fn a_refused_token_is_seen_from_another_kit_and_its_end_too() {
         .create_namespace(NAMESPACE, "", Some(&token))
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
-    let app = kit_on(&db, &server.url(), &token);
+    let db = dir.path().join("app.db"); // the file kit_with_store opens
+    let app = common::kit_with_store(dir.path(), HttpStore::new(&server.url(), &token).unwrap());
     let retry = RetryPolicy::new()
         .initial_delay(Duration::from_millis(10))
         .max_delay(Duration::from_millis(100));
@@ -59,7 +51,8 @@ fn a_refused_token_is_seen_from_another_kit_and_its_end_too() {
 
     // Another process's view: a kit of its own on the same file, with
     // nothing spawned.
-    let observer = kit_on(&db, &server.url(), &token);
+    let observer =
+        common::kit_with_store(dir.path(), HttpStore::new(&server.url(), &token).unwrap());
     let m = observer.metrics().unwrap();
     assert!(m.outbox.sender.is_none(), "the observer runs no sender");
     assert!(m.outbox.lease.as_ref().unwrap().held);

@@ -12,8 +12,10 @@ use std::time::Duration;
 /// How long tests wait for something that should happen soon.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-use eventodb_kit::outbox::SenderConfig;
-use eventodb_kit::{CategoryQuery, EmbeddedStore, Kit, Message, MessageStore, RetryPolicy};
+use eventodb_kit::outbox::{OutboxEntry, SenderConfig};
+use eventodb_kit::{
+    CategoryQuery, Kit, Message, MessageStore, NewMessage, RetryPolicy, StreamQuery,
+};
 
 /// A kit whose database (outbox and embedded store) is a file in its own
 /// temporary directory.
@@ -43,9 +45,10 @@ pub fn kit_on(path: &Path) -> Kit {
     Kit::builder().database(path).build().unwrap()
 }
 
-/// A kit whose outbox is in `app.db` and whose store is a separate
-/// embedded store in `store.db` (so the store can fail on its own).
-pub fn kit_with_store(dir: &Path, store: EmbeddedStore) -> Kit {
+/// A kit whose outbox is in `app.db` in `dir` and whose store is `store`:
+/// a separate embedded store (in `store.db`, say, so the store can fail on
+/// its own) or an `HttpStore`.
+pub fn kit_with_store(dir: &Path, store: impl MessageStore + 'static) -> Kit {
     Kit::builder()
         .database(dir.join("app.db"))
         .store(store)
@@ -64,6 +67,28 @@ pub fn fast() -> SenderConfig {
         )
         .lease_duration(Duration::from_millis(600))
         .poll_interval(Duration::from_millis(200))
+}
+
+/// `n` outbox entries `Counted {"i": i}` for `stream`, `i` from `from` on.
+pub fn entries(stream: &str, from: usize, n: usize) -> Vec<OutboxEntry> {
+    (from..from + n)
+        .map(|i| {
+            OutboxEntry::new(
+                stream,
+                NewMessage::new("Counted", serde_json::json!({ "i": i })),
+            )
+        })
+        .collect()
+}
+
+/// Message ids of `stream`, in stream order.
+pub fn ids_in(store: &dyn MessageStore, stream: &str) -> Vec<String> {
+    store
+        .get_stream(stream, &StreamQuery::new().batch_size(-1))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect()
 }
 
 /// Every message of the store's namespace, in global order.
