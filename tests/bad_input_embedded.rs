@@ -5,7 +5,8 @@
 mod bad_input_support;
 
 use bad_input_support::{
-    invalid, nested_arrays, nested_object, store_holds, store_still_works, too_deep, LIMIT,
+    embedded_store, invalid, msg, nested_arrays, nested_object, store_holds, store_still_works,
+    too_deep, write, LIMIT,
 };
 use eventodb_kit::{
     CategoryQuery, Disposition, EmbeddedStore, Error, MessageStore, NewMessage, StreamQuery,
@@ -13,28 +14,11 @@ use eventodb_kit::{
 };
 use serde_json::json;
 
-/// A store in a file of its own temporary directory.
-fn store() -> (EmbeddedStore, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(dir.path().join("events.db")).unwrap();
-    (store, dir)
-}
-
-fn msg(data: serde_json::Value) -> NewMessage {
-    NewMessage::new("T", data)
-}
-
-fn write(store: &EmbeddedStore, stream: &str, m: &NewMessage) -> eventodb_kit::Result<i64> {
-    store
-        .write(stream, m, &WriteOptions::new())
-        .map(|w| w.global_position)
-}
-
 // ----- nesting depth (defect 2a) -----
 
 #[test]
 fn data_nested_one_level_too_deep_is_refused_and_blocks_nothing() {
-    let (store, _dir) = store();
+    let (store, _dir) = embedded_store();
     write(&store, "deep-1", &msg(json!({ "before": 1 }))).unwrap();
     too_deep(
         write(&store, "deep-1", &msg(nested_object(LIMIT + 1))),
@@ -47,7 +31,7 @@ fn data_nested_one_level_too_deep_is_refused_and_blocks_nothing() {
 
 #[test]
 fn data_at_the_limit_is_accepted_and_reads_back() {
-    let (store, _dir) = store();
+    let (store, _dir) = embedded_store();
     let data = nested_object(LIMIT);
     write(&store, "deep-1", &msg(data.clone())).unwrap();
     assert_eq!(
@@ -61,7 +45,7 @@ fn data_at_the_limit_is_accepted_and_reads_back() {
 
 #[test]
 fn arrays_count_as_levels_too() {
-    let (store, _dir) = store();
+    let (store, _dir) = embedded_store();
     too_deep(
         write(&store, "deep-1", &msg(nested_arrays(LIMIT + 1))),
         "message.data",
@@ -73,7 +57,7 @@ fn arrays_count_as_levels_too() {
 
 #[test]
 fn metadata_nested_too_deep_is_refused() {
-    let (store, _dir) = store();
+    let (store, _dir) = embedded_store();
     let m = msg(json!({})).with_metadata(nested_object(LIMIT + 1));
     too_deep(write(&store, "deep-1", &m), "message.metadata");
     store_holds(&store, 0);
@@ -82,7 +66,7 @@ fn metadata_nested_too_deep_is_refused() {
 
 #[test]
 fn far_too_deep_data_is_refused_without_overflowing_the_stack() {
-    let (store, _dir) = store();
+    let (store, _dir) = embedded_store();
     too_deep(
         write(&store, "deep-1", &msg(nested_arrays(1_000))),
         "message.data",
@@ -94,7 +78,7 @@ fn far_too_deep_data_is_refused_without_overflowing_the_stack() {
 
 #[test]
 fn empty_stream_name_is_refused() {
-    let (store, _dir) = store();
+    let (store, _dir) = embedded_store();
     assert_eq!(
         invalid(write(&store, "", &msg(json!({})))),
         "streamName must be a non-empty string"
@@ -104,7 +88,7 @@ fn empty_stream_name_is_refused() {
 
 #[test]
 fn empty_type_is_refused() {
-    let (store, _dir) = store();
+    let (store, _dir) = embedded_store();
     let m = NewMessage::new("", json!({}));
     assert_eq!(
         invalid(write(&store, "a-1", &m)),
@@ -115,7 +99,7 @@ fn empty_type_is_refused() {
 
 #[test]
 fn data_that_is_not_an_object_is_refused() {
-    let (store, _dir) = store();
+    let (store, _dir) = embedded_store();
     for data in [json!(null), json!([]), json!("x"), json!(1.5), json!(true)] {
         assert_eq!(
             invalid(write(&store, "a-1", &msg(data))),
@@ -128,7 +112,7 @@ fn data_that_is_not_an_object_is_refused() {
 
 #[test]
 fn null_or_array_metadata_is_refused() {
-    let (store, _dir) = store();
+    let (store, _dir) = embedded_store();
     for metadata in [json!(null), json!([]), json!("x")] {
         let m = msg(json!({})).with_metadata(metadata);
         assert_eq!(
@@ -142,7 +126,7 @@ fn null_or_array_metadata_is_refused() {
 #[test]
 fn odd_stream_and_type_names_round_trip() {
     // EventoDB puts no limit on names: they are stored as given.
-    let (store, _dir) = store();
+    let (store, _dir) = embedded_store();
     let long = format!("long-{}", "x".repeat(100_000));
     for stream in [
         long.as_str(),
@@ -181,7 +165,7 @@ fn non_finite_numbers_become_null() {
         value: f64,
         other: f64,
     }
-    let (store, _dir) = store();
+    let (store, _dir) = embedded_store();
     let m = NewMessage::from_serialize(
         "Read",
         &Reading {
@@ -200,7 +184,7 @@ fn non_finite_numbers_become_null() {
 
 #[test]
 fn expected_versions_below_minus_one_always_conflict() {
-    let (store, _dir) = store();
+    let (store, _dir) = embedded_store();
     for expected in [-2, i64::MIN] {
         let opts = WriteOptions::new().expected_version(expected);
         match store.write("ev-1", &msg(json!({})), &opts) {
@@ -218,7 +202,7 @@ fn expected_versions_below_minus_one_always_conflict() {
 
 #[test]
 fn malformed_ids_are_backend_errors_as_in_eventodb() {
-    let (store, _dir) = store();
+    let (store, _dir) = embedded_store();
     let cases = [
         ("abc", "invalid UUID length: 3"),
         (
@@ -274,7 +258,7 @@ fn malformed_ids_are_backend_errors_as_in_eventodb() {
 
 #[test]
 fn ids_differing_only_in_case_are_two_ids_as_in_eventodbs_sqlite() {
-    let (store, _dir) = store();
+    let (store, _dir) = embedded_store();
     let lower = "0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a87";
     let upper = lower.to_uppercase();
     for id in [lower, upper.as_str()] {
@@ -290,7 +274,7 @@ fn ids_differing_only_in_case_are_two_ids_as_in_eventodbs_sqlite() {
 
 #[test]
 fn every_uuid_form_go_accepts_is_kept_verbatim() {
-    let (store, _dir) = store();
+    let (store, _dir) = embedded_store();
     let forms = [
         "{0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a87}",
         "urn:uuid:0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a88",
@@ -309,7 +293,7 @@ fn every_uuid_form_go_accepts_is_kept_verbatim() {
 
 #[test]
 fn a_taken_id_is_refused_in_any_stream_and_consumes_nothing() {
-    let (store, _dir) = store();
+    let (store, _dir) = embedded_store();
     let id = "0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a87";
     let first = store
         .write("dup-1", &msg(json!({})), &WriteOptions::new().id(id))
@@ -327,7 +311,7 @@ fn a_taken_id_is_refused_in_any_stream_and_consumes_nothing() {
 
 #[test]
 fn batch_sizes_over_the_limit_are_refused() {
-    let (store, _dir) = store();
+    let (store, _dir) = embedded_store();
     let q = StreamQuery::new().batch_size(10_001);
     assert_eq!(
         invalid(store.get_stream("a-1", &q)),

@@ -9,8 +9,8 @@ mod bad_input_support;
 mod support;
 
 use bad_input_support::{
-    invalid, nested_arrays, nested_object, outbox_still_delivers, store_holds, store_still_works,
-    too_deep, LIMIT,
+    invalid, msg, nested_arrays, nested_object, outbox_still_delivers, store_holds,
+    store_still_works, too_deep, write, LIMIT,
 };
 use eventodb_kit::server::Server;
 use eventodb_kit::{
@@ -23,16 +23,6 @@ fn http() -> (HttpStore, Server) {
     let (server, token) = support::server();
     let store = HttpStore::new(&server.url(), &token).unwrap();
     (store, server)
-}
-
-fn msg(data: serde_json::Value) -> NewMessage {
-    NewMessage::new("T", data)
-}
-
-fn write(store: &HttpStore, stream: &str, m: &NewMessage) -> eventodb_kit::Result<i64> {
-    store
-        .write(stream, m, &WriteOptions::new())
-        .map(|w| w.global_position)
 }
 
 #[test]

@@ -9,8 +9,10 @@
 mod bad_input_support;
 mod support;
 
-use bad_input_support::{invalid, nested_object, store_holds, store_still_works, LIMIT};
-use eventodb_kit::{EmbeddedStore, HttpStore, MessageStore, NewMessage, WriteOptions};
+use bad_input_support::{
+    embedded_store, invalid, nested_object, store_holds, store_still_works, LIMIT,
+};
+use eventodb_kit::{HttpStore, MessageStore, NewMessage, WriteOptions};
 use serde_json::{json, Value};
 use support::{agent, server, still_serving, Answer};
 
@@ -31,12 +33,6 @@ fn good(n: usize) -> String {
 
 fn deep(depth: usize) -> String {
     serde_json::to_string(&nested_object(depth)).unwrap()
-}
-
-fn embedded() -> (EmbeddedStore, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(dir.path().join("events.db")).unwrap();
-    (store, dir)
 }
 
 fn post_import(url: &str, token: &str, query: &str, body: &str) -> Answer {
@@ -75,7 +71,7 @@ fn deep_record_failure(event: &Value, line: u64) {
 
 #[test]
 fn embedded_import_refuses_data_nested_too_deep() {
-    let (store, _dir) = embedded();
+    let (store, _dir) = embedded_store();
     let input = format!(
         "{}\n{}\n",
         record(1, "{}", "null"),
@@ -94,7 +90,7 @@ fn embedded_import_refuses_data_nested_too_deep() {
 
 #[test]
 fn embedded_import_refuses_meta_nested_too_deep() {
-    let (store, _dir) = embedded();
+    let (store, _dir) = embedded_store();
     let input = record(1, "{}", &deep(LIMIT + 1));
     let m = invalid(store.import_ndjson(&mut input.as_bytes(), false, &mut |_| {}));
     assert!(
@@ -106,7 +102,7 @@ fn embedded_import_refuses_meta_nested_too_deep() {
 
 #[test]
 fn embedded_import_refuses_a_line_too_deep_for_the_json_reader() {
-    let (store, _dir) = embedded();
+    let (store, _dir) = embedded_store();
     let input = record(1, &deep(LIMIT + 50), "null");
     let m = invalid(store.import_ndjson(&mut input.as_bytes(), false, &mut |_| {}));
     assert!(
@@ -119,7 +115,7 @@ fn embedded_import_refuses_a_line_too_deep_for_the_json_reader() {
 
 #[test]
 fn embedded_import_keeps_the_batches_before_a_deep_record() {
-    let (store, _dir) = embedded();
+    let (store, _dir) = embedded_store();
     let input = format!(
         "{}{}\n",
         good(1_500),
@@ -133,7 +129,7 @@ fn embedded_import_keeps_the_batches_before_a_deep_record() {
 
 #[test]
 fn embedded_import_accepts_data_at_the_limit() {
-    let (store, _dir) = embedded();
+    let (store, _dir) = embedded_store();
     let data = nested_object(LIMIT);
     let input = record(1, &serde_json::to_string(&data).unwrap(), &deep(LIMIT));
     store
@@ -146,7 +142,7 @@ fn embedded_import_accepts_data_at_the_limit() {
 
 #[test]
 fn embedded_import_names_malformed_lines() {
-    let (store, _dir) = embedded();
+    let (store, _dir) = embedded_store();
     let cases = [
         ("{not json", "malformed JSON at line 1"),
         (r#"{"data":[1]}"#, "cannot unmarshal array"),

@@ -7,7 +7,7 @@
 mod bad_input_support;
 
 use bad_input_support::{
-    invalid, nested_arrays, nested_object, outbox_still_delivers, too_deep, LIMIT,
+    invalid, msg, nested_arrays, nested_object, outbox_still_delivers, too_deep, LIMIT,
 };
 use eventodb_kit::outbox::{OutboxEntry, OutboxFilter};
 use eventodb_kit::{Error, Kit, NewMessage, StreamQuery, WriteOptions};
@@ -20,10 +20,6 @@ fn kit() -> (Kit, tempfile::TempDir) {
         .build()
         .unwrap();
     (kit, dir)
-}
-
-fn msg(data: serde_json::Value) -> NewMessage {
-    NewMessage::new("T", data)
 }
 
 fn rows(kit: &Kit) -> u64 {

@@ -1,5 +1,6 @@
-//! Helpers shared by the `bad_input_*` tests: deeply nested JSON, and the
-//! check every case ends with — a normal write and read still work, the
+//! Helpers shared by the `bad_input_*` tests: a store in a temporary file,
+//! messages and writes, deeply nested JSON, and the check every case ends
+//! with — a normal write and read still work, the
 //! sender still delivers, nothing written before was lost.
 
 #![allow(dead_code)]
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use eventodb_kit::outbox::{OutboxFilter, OutboxState};
 use eventodb_kit::{
-    CategoryQuery, Error, Kit, MessageStore, NewMessage, StreamQuery, WriteOptions,
+    CategoryQuery, EmbeddedStore, Error, Kit, MessageStore, NewMessage, StreamQuery, WriteOptions,
 };
 use serde_json::{json, Value};
 
@@ -17,6 +18,25 @@ pub const LIMIT: usize = eventodb_kit::message::MAX_JSON_DEPTH;
 
 /// How long a test waits for a delivery.
 pub const WAIT: Duration = Duration::from_secs(20);
+
+/// An embedded store in a file of its own temporary directory.
+pub fn embedded_store() -> (EmbeddedStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path().join("events.db")).unwrap();
+    (store, dir)
+}
+
+/// A message of type `T` with `data`.
+pub fn msg(data: Value) -> NewMessage {
+    NewMessage::new("T", data)
+}
+
+/// Writes `m` to `stream` with no options; its global position.
+pub fn write(store: &dyn MessageStore, stream: &str, m: &NewMessage) -> eventodb_kit::Result<i64> {
+    store
+        .write(stream, m, &WriteOptions::new())
+        .map(|w| w.global_position)
+}
 
 /// An object `depth` levels deep: `{}` is 1, `{"a":{}}` is 2.
 pub fn nested_object(depth: usize) -> Value {
