@@ -13,19 +13,18 @@
 //!   (what the faults cost without pipelining's gain on a clean link).
 //!   Every drain is checked afterwards: exactly once, in order per stream.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use eventodb_kit::outbox::{OutboxEntry, SenderConfig};
 use eventodb_kit::server::{Server, ServerConfig};
-use eventodb_kit::{CategoryQuery, EmbeddedStore, HttpStore, Kit, MessageStore, NewMessage};
+use eventodb_kit::{HttpStore, Kit, NewMessage};
 use serde_json::json;
 
 use crate::fault_proxy::{Fault, Proxy};
-use crate::outbox::best_of_pair;
-use crate::report::Report;
+use crate::outbox::{check_store, write_backlog};
+use crate::report::{best_of_pair, Report};
 
 const OUTAGE: Duration = Duration::from_secs(10);
 const FLAKY_ROWS: usize = 5_000;
@@ -130,19 +129,13 @@ fn drain_through_proxy(dir: &Path, percent: u32, depth: Option<usize>, round: us
         .hook(std::sync::Arc::new(PauseCounter::default()))
         .build()
         .unwrap();
-    let mut ids: HashMap<String, Vec<String>> = HashMap::new();
     let entries: Vec<OutboxEntry> = (0..FLAKY_ROWS)
         .map(|n| {
             let stream = format!("meter-{}", n % FLAKY_STREAMS);
             OutboxEntry::new(stream, NewMessage::new("Reading", json!({ "n": n })))
         })
         .collect();
-    for chunk in entries.chunks(1000) {
-        let written = kit.outbox().write_batch(chunk).unwrap();
-        for (entry, id) in chunk.iter().zip(written) {
-            ids.entry(entry.stream().to_string()).or_default().push(id);
-        }
-    }
+    let ids = write_backlog(&kit, &entries);
     let start = Instant::now();
     let sender = kit
         .spawn_sender(match depth {
@@ -168,33 +161,10 @@ fn drain_through_proxy(dir: &Path, percent: u32, depth: Option<usize>, round: us
         stats.dead_lettered, 0,
         "a fault on the wire is no reason to give up"
     );
-    check_store(server.store(), &ids);
+    check_store(server.store(), "meter", &ids);
     drop(proxy);
     server.shutdown();
     rate
-}
-
-/// Every message exactly once, each stream in commit order.
-fn check_store(store: &EmbeddedStore, ids: &HashMap<String, Vec<String>>) {
-    let mut stored: HashMap<String, Vec<String>> = HashMap::new();
-    let mut position = 1;
-    loop {
-        let page = store
-            .get_category(
-                "meter",
-                &CategoryQuery::new().position(position).batch_size(10_000),
-            )
-            .unwrap();
-        let Some(last) = page.last() else { break };
-        position = last.global_position + 1;
-        for m in page {
-            stored.entry(m.stream_name).or_default().push(m.id);
-        }
-    }
-    assert_eq!(
-        &stored, ids,
-        "the store holds each stream's messages once, in order"
-    );
 }
 
 /// Counts pauses (for a look at a drain: `FLAKY_DEBUG=1`).

@@ -10,6 +10,8 @@
 //! the same ids against a fresh store of the same kind (the kit's outbox
 //! lives in a file of its own, as it would next to a remote EventoDB).
 
+#[cfg(feature = "server")]
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,11 +19,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use eventodb_kit::outbox::{OutboxEntry, SenderConfig};
+#[cfg(feature = "server")]
+use eventodb_kit::CategoryQuery;
 use eventodb_kit::{EmbeddedStore, Kit, MessageStore, NewMessage, SubscribeTarget, WriteOptions};
 use rusqlite::{params, Connection, TransactionBehavior};
 use serde_json::json;
 
-use crate::report::{rate, Report};
+use crate::report::{best_of_pair, rate, Report};
 
 const KIT_SCHEMA: &str = include_str!("../../schema.sql");
 const BUDGET: Duration = Duration::from_secs(2);
@@ -54,8 +58,10 @@ pub fn run(report: &mut Report) {
     drain_rss(report, dir.path());
 }
 
-/// The kit's tables (every `up` section of `schema.sql`), for the raw side.
-fn raw_connection(path: &Path) -> Connection {
+/// A fresh file for the raw side, with the pragmas the kit sets and the
+/// tables of every `up` section of `schema` (the kit's `schema.sql`, or
+/// the embedded store's).
+pub fn raw_db(path: &Path, schema: &str) -> Connection {
     let conn = Connection::open(path).unwrap();
     conn.busy_timeout(Duration::from_secs(5)).unwrap();
     let _: String = conn
@@ -63,7 +69,7 @@ fn raw_connection(path: &Path) -> Connection {
         .unwrap();
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
         .unwrap();
-    for section in KIT_SCHEMA.split("-- migrate:up ").skip(1) {
+    for section in schema.split("-- migrate:up ").skip(1) {
         let up = section.split("-- migrate:down").next().unwrap();
         let up = up.split_once('\n').unwrap().1; // drop the version number
         conn.execute_batch(up).unwrap();
@@ -102,7 +108,7 @@ fn write(report: &mut Report, dir: &Path) {
         .build()
         .unwrap();
     let outbox = kit.outbox();
-    let mut conn = raw_connection(&dir.join("raw-write.db"));
+    let mut conn = raw_db(&dir.join("raw-write.db"), KIT_SCHEMA);
     let (mut kit_n, mut raw_n) = (0, 0);
     let (kit_rate, limit) = best_of_pair(
         3,
@@ -134,7 +140,7 @@ fn write_batch(report: &mut Report, dir: &Path) {
         .build()
         .unwrap();
     let outbox = kit.outbox();
-    let mut conn = raw_connection(&dir.join("raw-batch.db"));
+    let mut conn = raw_db(&dir.join("raw-batch.db"), KIT_SCHEMA);
     let (mut kit_n, mut raw_n) = (0, 0);
     let (kit_rate, limit) = best_of_pair(
         3,
@@ -166,19 +172,43 @@ fn write_batch(report: &mut Report, dir: &Path) {
     report.ratio("outbox_write_batch", kit_rate, limit);
 }
 
-/// Best of `rounds` measurements of each side, alternating kit and limit so
-/// that load from elsewhere on the machine falls on both alike.
-pub fn best_of_pair(
-    rounds: usize,
-    mut kit: impl FnMut() -> f64,
-    mut limit: impl FnMut() -> f64,
-) -> (f64, f64) {
-    let (mut best_kit, mut best_limit) = (0.0f64, 0.0f64);
-    for _ in 0..rounds {
-        best_kit = best_kit.max(kit());
-        best_limit = best_limit.max(limit());
+/// Writes `entries` to the outbox, 1000 per batch; their ids per stream,
+/// in commit order (for [`check_store`]).
+#[cfg(feature = "server")]
+pub fn write_backlog(kit: &Kit, entries: &[OutboxEntry]) -> HashMap<String, Vec<String>> {
+    let mut ids: HashMap<String, Vec<String>> = HashMap::new();
+    for chunk in entries.chunks(1000) {
+        let written = kit.outbox().write_batch(chunk).unwrap();
+        for (entry, id) in chunk.iter().zip(written) {
+            ids.entry(entry.stream().to_string()).or_default().push(id);
+        }
     }
-    (best_kit, best_limit)
+    ids
+}
+
+/// Every message of `category` in `store` exactly once, each stream in
+/// commit order: what [`write_backlog`] wrote.
+#[cfg(feature = "server")]
+pub fn check_store(store: &EmbeddedStore, category: &str, ids: &HashMap<String, Vec<String>>) {
+    let mut stored: HashMap<String, Vec<String>> = HashMap::new();
+    let mut position = 1;
+    loop {
+        let page = store
+            .get_category(
+                category,
+                &CategoryQuery::new().position(position).batch_size(10_000),
+            )
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        position = last.global_position + 1;
+        for m in page {
+            stored.entry(m.stream_name).or_default().push(m.id);
+        }
+    }
+    assert_eq!(
+        &stored, ids,
+        "the store holds each stream's messages once, in order"
+    );
 }
 
 /// Writes a backlog of `rows` to the outbox; returns the last id.

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use eventodb_kit::outbox::SenderConfig;
 use eventodb_kit::{EmbeddedStore, Kit};
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, TransactionBehavior};
 
-use crate::outbox::{best_of_pair, fill, message, STREAMS};
-use crate::report::Report;
+use crate::outbox::{fill, message, raw_db, STREAMS};
+use crate::report::{best_of_pair, Report};
 
 const STORE_SCHEMA: &str = include_str!("../../src/store/embedded/schema.sql");
 const ROWS: usize = 20_000;
@@ -62,29 +62,11 @@ fn sender_drain(dir: &Path, round: usize) -> f64 {
     ROWS as f64 / elapsed.as_secs_f64()
 }
 
-/// A fresh file with the store's tables (every `up` section of its schema)
-/// and the pragmas the kit sets.
-fn raw_store(path: &Path) -> Connection {
-    let conn = Connection::open(path).unwrap();
-    conn.busy_timeout(Duration::from_secs(5)).unwrap();
-    let _: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .unwrap();
-    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-        .unwrap();
-    for section in STORE_SCHEMA.split("-- migrate:up ").skip(1) {
-        let up = section.split("-- migrate:down").next().unwrap();
-        let up = up.split_once('\n').unwrap().1; // drop the version number
-        conn.execute_batch(up).unwrap();
-    }
-    conn
-}
-
 /// The same messages (ids, streams, data, metadata) inserted into the
 /// store's table by plain rusqlite, `BATCH` rows per transaction;
 /// messages per second.
 fn raw_batches(dir: &Path, round: usize) -> f64 {
-    let mut conn = raw_store(&dir.join(format!("batch-{round}-raw.db")));
+    let mut conn = raw_db(&dir.join(format!("batch-{round}-raw.db")), STORE_SCHEMA);
     let rows: Vec<(String, String, String, String)> = (0..ROWS)
         .map(|n| {
             let m = message(n);

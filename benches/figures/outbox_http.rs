@@ -12,8 +12,8 @@ use eventodb_kit::server::{Server, ServerConfig};
 use eventodb_kit::Kit;
 use serde_json::json;
 
-use crate::outbox::{best_of_pair, drain_rate, message, STREAMS};
-use crate::report::Report;
+use crate::outbox::{drain_rate, message, STREAMS};
+use crate::report::{best_of_pair, Report};
 
 const ROWS: usize = 5_000;
 

@@ -55,3 +55,18 @@ pub fn rate(budget: Duration, batch: u64, mut op: impl FnMut()) -> f64 {
 pub fn best_of(rounds: usize, mut measure: impl FnMut() -> f64) -> f64 {
     (0..rounds).map(|_| measure()).fold(0.0, f64::max)
 }
+
+/// Best of `rounds` measurements of each side, alternating kit and limit so
+/// that load from elsewhere on the machine falls on both alike.
+pub fn best_of_pair(
+    rounds: usize,
+    mut kit: impl FnMut() -> f64,
+    mut limit: impl FnMut() -> f64,
+) -> (f64, f64) {
+    let (mut best_kit, mut best_limit) = (0.0f64, 0.0f64);
+    for _ in 0..rounds {
+        best_kit = best_kit.max(kit());
+        best_limit = best_limit.max(limit());
+    }
+    (best_kit, best_limit)
+}

@@ -6,17 +6,16 @@
 //! pipelined sender hides. Every drain is checked afterwards: every
 //! message in the store exactly once, in commit order per stream.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use eventodb_kit::outbox::{OutboxEntry, SenderConfig};
 use eventodb_kit::server::{Server, ServerConfig};
-use eventodb_kit::{CategoryQuery, HttpStore, Kit, MessageStore};
+use eventodb_kit::{HttpStore, Kit};
 
 use crate::delay_proxy::DelayProxy;
-use crate::outbox::{best_of_pair, message};
-use crate::report::Report;
+use crate::outbox::{check_store, message, write_backlog};
+use crate::report::{best_of_pair, Report};
 
 const ROWS: usize = 50_000;
 const ONE_WAY: Duration = Duration::from_millis(25);
@@ -50,19 +49,10 @@ fn drain(dir: &Path, streams: usize, one_way: Duration, round: usize) -> f64 {
         .store(store)
         .build()
         .unwrap();
-    let mut ids: HashMap<String, Vec<String>> = HashMap::new();
-    for chunk in (0..ROWS).collect::<Vec<_>>().chunks(1000) {
-        let entries: Vec<OutboxEntry> = chunk
-            .iter()
-            .map(|&n| OutboxEntry::new(format!("reading-{}", n % streams), message(n)))
-            .collect();
-        let written = kit.outbox().write_batch(&entries).unwrap();
-        for (entry, id) in chunk.iter().zip(written) {
-            ids.entry(format!("reading-{}", entry % streams))
-                .or_default()
-                .push(id);
-        }
-    }
+    let entries: Vec<OutboxEntry> = (0..ROWS)
+        .map(|n| OutboxEntry::new(format!("reading-{}", n % streams), message(n)))
+        .collect();
+    let ids = write_backlog(&kit, &entries);
     let start = Instant::now();
     let sender = kit.spawn_sender(SenderConfig::new()).unwrap();
     sender.wait_until_drained(Duration::from_secs(600)).unwrap();
@@ -71,31 +61,8 @@ fn drain(dir: &Path, streams: usize, one_way: Duration, round: usize) -> f64 {
     sender.shutdown();
     assert_eq!(stats.sent, ROWS as u64, "every message sent once");
     assert_eq!(stats.dead_lettered, 0);
-    check_store(server.store(), &ids);
+    check_store(server.store(), "reading", &ids);
     drop(proxy);
     server.shutdown();
     rate
-}
-
-/// Every message exactly once, each stream in commit order.
-fn check_store(store: &eventodb_kit::EmbeddedStore, ids: &HashMap<String, Vec<String>>) {
-    let mut stored: HashMap<String, Vec<String>> = HashMap::new();
-    let mut position = 1;
-    loop {
-        let page = store
-            .get_category(
-                "reading",
-                &CategoryQuery::new().position(position).batch_size(10_000),
-            )
-            .unwrap();
-        let Some(last) = page.last() else { break };
-        position = last.global_position + 1;
-        for m in page {
-            stored.entry(m.stream_name).or_default().push(m.id);
-        }
-    }
-    assert_eq!(
-        &stored, ids,
-        "the store holds each stream's messages once, in order"
-    );
 }
