@@ -201,13 +201,36 @@ fn describe_group(group: Option<ConsumerGroup>) -> String {
 /// Errors: [`Error::NotFound`] when the position row is gone (the
 /// checkpoint was reset while the consumer ran).
 pub(crate) fn advance(conn: &Connection, consumer_key: i64, position: i64) -> Result<()> {
+    advance_with(conn, consumer_key, position, None, now_ms())
+}
+
+/// [`advance`] at `now_ms`, raising the row's `recorded_through` to
+/// `recorded_through` as well when given (the highest position of the
+/// processed records the same transaction wrote): one update of the
+/// position row per batch transaction.
+///
+/// Errors: as [`advance`].
+pub(crate) fn advance_with(
+    conn: &Connection,
+    consumer_key: i64,
+    position: i64,
+    recorded_through: Option<i64>,
+    now_ms: i64,
+) -> Result<()> {
     let updated = conn
         .prepare_cached(
             "UPDATE evento_consumer_positions
-                SET position = max(position, ?2), updated_at = ?3
+                SET position = max(position, ?2), updated_at = ?3,
+                    recorded_through = max(recorded_through, ?4)
               WHERE consumer_key = ?1",
         )?
-        .execute(params![consumer_key, position, now_ms()])?;
+        .execute(params![
+            consumer_key,
+            position,
+            now_ms,
+            // 0 leaves it (it is never below 0).
+            recorded_through.unwrap_or(0)
+        ])?;
     if updated == 0 {
         return Err(Error::NotFound(format!(
             "the position of consumer key {consumer_key} (its checkpoint was reset while it ran)"
