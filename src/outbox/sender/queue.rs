@@ -139,6 +139,17 @@ pub(crate) enum Mark {
     },
 }
 
+/// The dead letters among `marks`: each one's row and stream.
+pub(crate) fn dead_letters(marks: &[Mark]) -> Vec<(i64, String)> {
+    marks
+        .iter()
+        .filter_map(|m| match m {
+            Mark::DeadLetter { row, .. } => Some((row.seq, row.stream.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Writes `marks` back, in the caller's transaction.
 pub(crate) fn apply(conn: &Connection, namespace: &str, marks: &[Mark], now_ms: i64) -> Result<()> {
     let sent: Vec<i64> = marks

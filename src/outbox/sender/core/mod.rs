@@ -75,8 +75,9 @@ pub(crate) enum Event {
     },
     /// Writing these marks back failed; they are to be written again.
     MarksFailed(Vec<Mark>),
-    /// Marks were written back; among them the dead letters of these rows.
-    WrittenBack { dead_letters: Vec<i64> },
+    /// Marks were written back; among them the dead letters of these rows
+    /// (with their streams).
+    WrittenBack { dead_letters: Vec<(i64, String)> },
     /// The answer to a write.
     Answer {
         tag: Tag,
