@@ -376,14 +376,17 @@ impl Core {
         if self.book.resume_due(now.book_ms, owned) > 0 {
             self.more_work = true;
         }
-        let probe_stream = self.any_stream();
-        if let Some(pause) = &mut self.pause {
-            if pause.probe_due(now.book_ms) && !self.stopping {
+        let probe_due = !self.stopping
+            && self
+                .pause
+                .as_ref()
+                .is_some_and(|p| p.probe_due(now.book_ms));
+        if probe_due {
+            let stream = self.any_stream();
+            if let Some(pause) = &mut self.pause {
                 pause.next_probe_ms = None;
-                out.push(Effect::Probe {
-                    stream: probe_stream,
-                });
             }
+            out.push(Effect::Probe { stream });
         }
     }
 
