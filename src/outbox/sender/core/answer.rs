@@ -105,7 +105,7 @@ impl Core {
                         owned.doubt = true;
                     }
                 }
-                self.requeue(seq, now)
+                self.requeue(seq)
             }
             Err(e) => self.failed(seq, e, expectation, lane, now, out),
         }
@@ -133,14 +133,14 @@ impl Core {
                 st.break_flight(*actual);
                 st.shared = true;
             }
-            return self.requeue(seq, now);
+            return self.requeue(seq);
         }
         match &error {
             Error::DuplicateId { .. } => {
-                return self.settle_by_reading(seq, Verdict::Duplicate, now);
+                return self.settle_by_reading(seq, Verdict::Duplicate);
             }
             Error::Conflict { .. } => {
-                return self.settle_by_reading(seq, Verdict::Conflict(error.to_string()), now);
+                return self.settle_by_reading(seq, Verdict::Conflict(error.to_string()));
             }
             _ => {}
         }
@@ -160,7 +160,7 @@ impl Core {
                     o.quick_retries <= QUICK_RETRIES
                 });
                 if quick {
-                    self.requeue(seq, now);
+                    self.requeue(seq);
                 } else {
                     self.retry_later(seq, error.to_string(), now);
                 }
@@ -173,7 +173,7 @@ impl Core {
                     owned.doubt = true;
                 }
                 self.pause_for(reason, &error, now, out);
-                self.requeue(seq, now);
+                self.requeue(seq);
             }
         }
     }
@@ -209,12 +209,12 @@ impl Core {
         if self.link_streak >= LINK_STREAK_PAUSE {
             self.pause_for(PauseReason::Unreachable, &error, now, out);
         }
-        self.requeue(seq, now);
+        self.requeue(seq);
     }
 
     /// Leaves `seq` at the head of its stream until a read of the stream
     /// says whether the store has it.
-    fn settle_by_reading(&mut self, seq: i64, verdict: Verdict, now: Now) {
+    fn settle_by_reading(&mut self, seq: i64, verdict: Verdict) {
         let Some(owned) = self.rows.get_mut(&seq) else {
             return;
         };
@@ -226,7 +226,7 @@ impl Core {
             st.reconcile = Reconcile::Wanted;
         }
         self.reconciles.insert(stream);
-        self.requeue(seq, now);
+        self.requeue(seq);
     }
 
     /// Refused for good: dead letter, then the stream goes on or holds.
@@ -281,7 +281,7 @@ impl Core {
 
     /// Puts `seq` back at its place in its stream's queue — or, when the
     /// stream waits in the outbox meanwhile, gives it back.
-    pub(super) fn requeue(&mut self, seq: i64, _now: Now) {
+    pub(super) fn requeue(&mut self, seq: i64) {
         let Some(stream) = self.rows.get(&seq).map(|o| o.row.stream.clone()) else {
             return;
         };

@@ -490,18 +490,12 @@ impl Core {
         self.reordered
     }
 
-    /// Stopping: gives back every row still owned and not in flight, and —
-    /// when `abandon` — those in flight too (their answers will not be
-    /// waited for; the next sender resends them and the store knows their
-    /// ids). Returns the marks to write back last.
-    pub(crate) fn finish(&mut self, abandon: bool) -> Vec<Mark> {
+    /// Stopping: gives back every row still owned, those in flight too
+    /// (their answers will not be waited for; the next sender resends them
+    /// and the store knows their ids). Returns the marks to write back last.
+    pub(crate) fn finish(&mut self) -> Vec<Mark> {
         self.stopping = true;
-        let seqs: Vec<i64> = self
-            .rows
-            .iter()
-            .filter(|(_, o)| abandon || o.flight.is_none())
-            .map(|(s, _)| *s)
-            .collect();
+        let seqs: Vec<i64> = self.rows.keys().copied().collect();
         for seq in seqs {
             self.give_back(seq);
         }
