@@ -43,7 +43,7 @@ use sha2::{Digest, Sha256};
 use crate::disposition::PauseReason;
 use crate::error::Result;
 use crate::outbox::PauseState;
-use crate::time::{from_ms, to_ms};
+use crate::time::{from_ms, millis, to_ms};
 
 /// A lease on a named singleton job, as seen by one would-be holder.
 #[derive(Debug)]
@@ -89,10 +89,6 @@ impl Observed {
         let ms = self.expires_at.saturating_sub(self.renewed_at).max(1);
         Duration::from_millis(ms as u64)
     }
-}
-
-fn millis(d: Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
 }
 
 /// The lock file of lease `name` of the database file `db`.

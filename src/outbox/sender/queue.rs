@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::dlq::{self, DeadLetterSource, NewDeadLetter};
 use crate::error::Result;
 use crate::retry::RetryPolicy;
-use crate::time::{format_rfc3339_nanos, from_ms};
+use crate::time::{format_rfc3339_nanos, from_ms, millis};
 
 /// An unsent outbox row, as the sender handles it.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,10 +88,7 @@ pub(crate) fn record_attempts(
           WHERE seq IN (SELECT value FROM json_each(?3))",
     )?;
     for (attempts, seqs) in groups {
-        let backoff = policy
-            .delay_after(attempts)
-            .as_millis()
-            .min(i64::MAX as u128) as i64;
+        let backoff = millis(policy.delay_after(attempts));
         stmt.execute(params![
             attempts,
             now_ms.saturating_add(backoff),

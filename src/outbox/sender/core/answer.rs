@@ -12,6 +12,7 @@ use crate::error::{Error, Result, TransportErrorKind};
 use crate::message::WriteResult;
 use crate::outbox::config::AfterDeadLetter;
 use crate::outbox::sender::queue::Mark;
+use crate::time::millis;
 
 /// Broken connections a row may be the first unanswered write on before
 /// the failures count as its own (retried with backoff): a message that
@@ -269,7 +270,7 @@ impl Core {
         self.mark(Mark::Retry {
             seq,
             error,
-            next_attempt_at_ms: now.wall_ms + super::book::millis(delay),
+            next_attempt_at_ms: now.wall_ms + millis(delay),
             first_failed_at_ms,
             id: owned.row.id,
             stream: stream.clone(),

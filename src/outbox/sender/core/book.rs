@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::outbox::sender::queue::OutboxRow;
+use crate::time::millis;
 
 /// The time, on both clocks the sender deals with.
 #[derive(Debug, Clone, Copy)]
@@ -52,10 +53,6 @@ impl Now {
         let ahead = stored_ms.saturating_sub(self.wall_ms);
         (ahead > 0 && ahead <= self.max_wait_ms).then(|| self.book_ms + ahead)
     }
-}
-
-pub(crate) fn millis(d: Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
 }
 
 #[derive(Debug, Clone, Copy)]

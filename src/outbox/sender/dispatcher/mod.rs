@@ -40,11 +40,6 @@ mod leadership;
 mod report;
 mod shutdown;
 
-/// A duration in whole milliseconds, as stored.
-fn ms(d: Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
-}
-
 /// The dispatcher thread's state (see the module docs).
 pub(crate) struct Dispatcher {
     pub(crate) db: Db,
