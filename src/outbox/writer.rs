@@ -9,13 +9,13 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::entry::{insert, prepare, OutboxEntry, DEFAULT_MAX_PAYLOAD_BYTES};
-use super::lease::{self, LeaseInfo};
 use super::query::{self, OutboxFilter};
 use super::record::{self, OutboxRecord, OutboxStatus};
 use super::retention;
 use super::wake::{wake_on_commit, WakeHub};
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::lease::{self, LeaseInfo};
 use crate::message::{NewMessage, WriteOptions};
 use crate::time::{millis, now_ms};
 
