@@ -449,6 +449,16 @@ pub(crate) fn holder_id(role: &str) -> String {
     format!("pid {} {role} {}", std::process::id(), uuid::Uuid::new_v4())
 }
 
+/// `pid <pid>` of a holder id `pid <pid> <role> <uuid>` (the process that
+/// holds a lease), or the id as it is.
+pub(crate) fn holder_process(holder: &str) -> String {
+    let mut words = holder.split(' ');
+    match (words.next(), words.next()) {
+        (Some("pid"), Some(pid)) => format!("pid {pid}"),
+        _ => holder.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
