@@ -259,10 +259,18 @@ pub(crate) fn set(conn: &Connection, key: &ConsumerKey, position: i64) -> Result
     Ok(())
 }
 
-/// SQL naming a consumer's key by its namespace (`?1`), category (`?2`) and
-/// id (`?3`).
-pub(crate) const KEY_OF: &str = "(SELECT consumer_key FROM evento_consumer_positions
-     WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3)";
+/// The consumer key of `key`, if it has a position row.
+pub(crate) fn key_of(conn: &Connection, key: &ConsumerKey) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT consumer_key FROM evento_consumer_positions
+              WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3",
+        )?
+        .query_row(params![key.namespace, key.category, key.consumer_id], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
 
 /// The position to resume from so that the first message fetched from
 /// `category` is the first one recorded at or after `time`.
@@ -457,15 +465,7 @@ fn clear_group(conn: &Connection, key: &ConsumerKey) -> Result<()> {
 }
 
 fn forget_processed_after(conn: &Connection, key: &ConsumerKey, position: i64) -> Result<()> {
-    let consumer_key: Option<i64> = conn
-        .query_row(
-            &format!("SELECT {KEY_OF}"),
-            params![key.namespace, key.category, key.consumer_id],
-            |r| r.get(0),
-        )
-        .optional()?
-        .flatten();
-    if let Some(consumer_key) = consumer_key {
+    if let Some(consumer_key) = key_of(conn, key)? {
         processed::forget_between(conn, consumer_key, position.saturating_add(1), i64::MAX)?;
     }
     Ok(())

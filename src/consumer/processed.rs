@@ -211,22 +211,9 @@ pub(crate) fn forget_between(
             "DELETE FROM evento_processed_events WHERE consumer_key = ?1 AND first_position = ?2",
         )?
         .execute(params![consumer_key, row.first])?;
-        if let Some(&first) = kept.first() {
-            conn.prepare_cached(
-                "INSERT INTO evento_processed_events
-                   (consumer_key, first_position, last_position, messages, offsets, processed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                consumer_key,
-                first,
-                kept[kept.len() - 1],
-                kept.len() as i64,
-                offsets_json(first, &kept),
-                // Keeps the row's age, for retention.
-                row.processed_at
-            ])?;
-        }
+        // The rest of the row (within its span: one row again), keeping
+        // the row's age, for retention.
+        insert_rows(conn, consumer_key, &kept, row.processed_at)?;
     }
     conn.prepare_cached(
         "UPDATE evento_consumer_positions
