@@ -224,10 +224,17 @@ impl Core {
         let stream = owned.row.stream.clone();
         if let Some(st) = self.streams.get_mut(&stream) {
             st.break_flight(None);
+        }
+        self.want_reconcile(&stream);
+        self.requeue(seq);
+    }
+
+    /// `stream`'s tail is to be read once its writes in flight are back.
+    pub(super) fn want_reconcile(&mut self, stream: &str) {
+        if let Some(st) = self.streams.get_mut(stream) {
             st.reconcile = Reconcile::Wanted;
         }
-        self.reconciles.insert(stream);
-        self.requeue(seq);
+        self.reconciles.insert(stream.to_string());
     }
 
     /// Refused for good: dead letter, then the stream goes on or holds.
@@ -429,19 +436,11 @@ impl Core {
                     // pause, and read again once it answers.
                     Disposition::Pause(reason) if !is_link_failure(&e) => {
                         self.pause_for(reason, &e, now, out);
-                        if let Some(st) = self.streams.get_mut(stream) {
-                            st.reconcile = Reconcile::Wanted;
-                        }
-                        self.reconciles.insert(stream.to_string());
+                        self.want_reconcile(stream);
                     }
                     // A connection broke, or the store failed the read this
                     // once: read again at once, a few times.
-                    _ if failures <= QUICK_RECONCILES => {
-                        if let Some(st) = self.streams.get_mut(stream) {
-                            st.reconcile = Reconcile::Wanted;
-                        }
-                        self.reconciles.insert(stream.to_string());
-                    }
+                    _ if failures <= QUICK_RECONCILES => self.want_reconcile(stream),
                     // Try again later: the rows wait in the outbox and the
                     // next attempt reads again.
                     _ => {

@@ -51,11 +51,14 @@ impl Core {
 
     /// Reads under way are asked for again.
     pub(super) fn checker_reset(&mut self) {
-        for (name, st) in &mut self.streams {
-            if st.reconcile == Reconcile::Running {
-                st.reconcile = Reconcile::Wanted;
-                self.reconciles.insert(name.clone());
-            }
+        let running: Vec<String> = self
+            .streams
+            .iter()
+            .filter(|(_, st)| st.reconcile == Reconcile::Running)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for stream in running {
+            self.want_reconcile(&stream);
         }
         if let Some(pause) = &mut self.pause {
             if pause.next_probe_ms.is_none() {
