@@ -104,15 +104,6 @@ fn paused(pause: &PauseState, now: SystemTime, who: &str) -> (HealthStatus, Stri
     (level, reason)
 }
 
-/// `pid <pid>` of a holder id `pid <pid> sender <uuid>`, or the id.
-fn holder_process(holder: &str) -> String {
-    let mut words = holder.split(' ');
-    match (words.next(), words.next()) {
-        (Some("pid"), Some(pid)) => format!("pid {pid}"),
-        _ => holder.to_string(),
-    }
-}
-
 /// The stream [`Kit::health`] asks the store about (a read; it need not exist).
 const PROBE_STREAM: &str = "eventodbKitHealth-probe";
 
@@ -216,7 +207,10 @@ impl Kit {
         if !live_active && database.is_ok() {
             if let Ok(Some(lease)) = self.outbox().sender_lease() {
                 if let Some(pause) = lease.pause.as_ref().filter(|_| lease.is_held_at(now)) {
-                    let who = format!("the outbox sender ({})", holder_process(&lease.holder));
+                    let who = format!(
+                        "the outbox sender ({})",
+                        crate::lease::holder_process(&lease.holder)
+                    );
                     let (level, reason) = paused(pause, now, &who);
                     find(level, reason);
                 }

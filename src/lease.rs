@@ -43,7 +43,7 @@ use sha2::{Digest, Sha256};
 use crate::disposition::PauseReason;
 use crate::error::Result;
 use crate::outbox::PauseState;
-use crate::time::{from_ms, to_ms};
+use crate::time::{from_ms, millis, to_ms};
 
 /// A lease on a named singleton job, as seen by one would-be holder.
 #[derive(Debug)]
@@ -89,10 +89,6 @@ impl Observed {
         let ms = self.expires_at.saturating_sub(self.renewed_at).max(1);
         Duration::from_millis(ms as u64)
     }
-}
-
-fn millis(d: Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
 }
 
 /// The lock file of lease `name` of the database file `db`.
@@ -451,6 +447,16 @@ fn short_error(error: &str) -> String {
 /// A holder id: `pid <pid> <role> <uuid v4>` (unique per would-be holder).
 pub(crate) fn holder_id(role: &str) -> String {
     format!("pid {} {role} {}", std::process::id(), uuid::Uuid::new_v4())
+}
+
+/// `pid <pid>` of a holder id `pid <pid> <role> <uuid>` (the process that
+/// holds a lease), or the id as it is.
+pub(crate) fn holder_process(holder: &str) -> String {
+    let mut words = holder.split(' ');
+    match (words.next(), words.next()) {
+        (Some("pid"), Some(pid)) => format!("pid {pid}"),
+        _ => holder.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -15,9 +15,14 @@ pub(crate) fn now_ms() -> i64 {
 /// Milliseconds since the Unix epoch (negative before it).
 pub(crate) fn to_ms(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis().min(i64::MAX as u128) as i64,
-        Err(e) => -(e.duration().as_millis().min(i64::MAX as u128) as i64),
+        Ok(d) => millis(d),
+        Err(e) => -millis(e.duration()),
     }
+}
+
+/// `d` in whole milliseconds, `i64::MAX` at most.
+pub(crate) fn millis(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
 }
 
 /// The instant `ms` milliseconds after the Unix epoch.

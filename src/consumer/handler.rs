@@ -40,6 +40,17 @@ impl Failure {
     }
 }
 
+/// A failure with the kit's [`Error`]: classified by [`Error::disposition`]
+/// (as [`classify`] would).
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure {
+            error: e.to_string(),
+            disposition: e.disposition(),
+        }
+    }
+}
+
 /// A handler with its error type erased.
 pub(crate) type BoxedHandler =
     Box<dyn FnMut(&Message, &Transaction<'_>) -> Result<(), Failure> + Send>;
@@ -49,12 +60,7 @@ pub(crate) fn boxed<F>(mut handler: F) -> BoxedHandler
 where
     F: FnMut(&Message, &Transaction<'_>) -> Result<()> + Send + 'static,
 {
-    Box::new(move |message, tx| {
-        handler(message, tx).map_err(|e| Failure {
-            error: e.to_string(),
-            disposition: e.disposition(),
-        })
-    })
+    Box::new(move |message, tx| handler(message, tx).map_err(Failure::from))
 }
 
 /// Boxes a handler with an error type of its own.

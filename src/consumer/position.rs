@@ -201,13 +201,36 @@ fn describe_group(group: Option<ConsumerGroup>) -> String {
 /// Errors: [`Error::NotFound`] when the position row is gone (the
 /// checkpoint was reset while the consumer ran).
 pub(crate) fn advance(conn: &Connection, consumer_key: i64, position: i64) -> Result<()> {
+    advance_with(conn, consumer_key, position, None, now_ms())
+}
+
+/// [`advance`] at `now_ms`, raising the row's `recorded_through` to
+/// `recorded_through` as well when given (the highest position of the
+/// processed records the same transaction wrote): one update of the
+/// position row per batch transaction.
+///
+/// Errors: as [`advance`].
+pub(crate) fn advance_with(
+    conn: &Connection,
+    consumer_key: i64,
+    position: i64,
+    recorded_through: Option<i64>,
+    now_ms: i64,
+) -> Result<()> {
     let updated = conn
         .prepare_cached(
             "UPDATE evento_consumer_positions
-                SET position = max(position, ?2), updated_at = ?3
+                SET position = max(position, ?2), updated_at = ?3,
+                    recorded_through = max(recorded_through, ?4)
               WHERE consumer_key = ?1",
         )?
-        .execute(params![consumer_key, position, now_ms()])?;
+        .execute(params![
+            consumer_key,
+            position,
+            now_ms,
+            // 0 leaves it (it is never below 0).
+            recorded_through.unwrap_or(0)
+        ])?;
     if updated == 0 {
         return Err(Error::NotFound(format!(
             "the position of consumer key {consumer_key} (its checkpoint was reset while it ran)"
@@ -236,10 +259,18 @@ pub(crate) fn set(conn: &Connection, key: &ConsumerKey, position: i64) -> Result
     Ok(())
 }
 
-/// SQL naming a consumer's key by its namespace (`?1`), category (`?2`) and
-/// id (`?3`).
-pub(crate) const KEY_OF: &str = "(SELECT consumer_key FROM evento_consumer_positions
-     WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3)";
+/// The consumer key of `key`, if it has a position row.
+pub(crate) fn key_of(conn: &Connection, key: &ConsumerKey) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT consumer_key FROM evento_consumer_positions
+              WHERE namespace = ?1 AND category = ?2 AND consumer_id = ?3",
+        )?
+        .query_row(params![key.namespace, key.category, key.consumer_id], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
 
 /// The position to resume from so that the first message fetched from
 /// `category` is the first one recorded at or after `time`.
@@ -434,15 +465,7 @@ fn clear_group(conn: &Connection, key: &ConsumerKey) -> Result<()> {
 }
 
 fn forget_processed_after(conn: &Connection, key: &ConsumerKey, position: i64) -> Result<()> {
-    let consumer_key: Option<i64> = conn
-        .query_row(
-            &format!("SELECT {KEY_OF}"),
-            params![key.namespace, key.category, key.consumer_id],
-            |r| r.get(0),
-        )
-        .optional()?
-        .flatten();
-    if let Some(consumer_key) = consumer_key {
+    if let Some(consumer_key) = key_of(conn, key)? {
         processed::forget_between(conn, consumer_key, position.saturating_add(1), i64::MAX)?;
     }
     Ok(())

@@ -117,6 +117,27 @@ pub(crate) fn record(
     positions: &[i64],
     now_ms: i64,
 ) -> Result<()> {
+    insert_rows(conn, consumer_key, positions, now_ms)?;
+    if let Some(&last) = positions.last() {
+        conn.prepare_cached(
+            "UPDATE evento_consumer_positions
+                SET recorded_through = max(recorded_through, ?2)
+              WHERE consumer_key = ?1",
+        )?
+        .execute(params![consumer_key, last])?;
+    }
+    Ok(())
+}
+
+/// Inserts the record rows of `positions` (ascending) with time
+/// `processed_at`, leaving the position row's `recorded_through` to the
+/// caller.
+fn insert_rows(
+    conn: &Connection,
+    consumer_key: i64,
+    positions: &[i64],
+    processed_at: i64,
+) -> Result<()> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO evento_processed_events
            (consumer_key, first_position, last_position, messages, offsets, processed_at)
@@ -132,17 +153,9 @@ pub(crate) fn record(
             chunk[chunk.len() - 1],
             chunk.len() as i64,
             offsets_json(first, chunk),
-            now_ms
+            processed_at
         ])?;
         rest = tail;
-    }
-    if let Some(&last) = positions.last() {
-        conn.prepare_cached(
-            "UPDATE evento_consumer_positions
-                SET recorded_through = max(recorded_through, ?2)
-              WHERE consumer_key = ?1",
-        )?
-        .execute(params![consumer_key, last])?;
     }
     Ok(())
 }
@@ -198,22 +211,9 @@ pub(crate) fn forget_between(
             "DELETE FROM evento_processed_events WHERE consumer_key = ?1 AND first_position = ?2",
         )?
         .execute(params![consumer_key, row.first])?;
-        if let Some(&first) = kept.first() {
-            conn.prepare_cached(
-                "INSERT INTO evento_processed_events
-                   (consumer_key, first_position, last_position, messages, offsets, processed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                consumer_key,
-                first,
-                kept[kept.len() - 1],
-                kept.len() as i64,
-                offsets_json(first, &kept),
-                // Keeps the row's age, for retention.
-                row.processed_at
-            ])?;
-        }
+        // The rest of the row (within its span: one row again), keeping
+        // the row's age, for retention.
+        insert_rows(conn, consumer_key, &kept, row.processed_at)?;
     }
     conn.prepare_cached(
         "UPDATE evento_consumer_positions
@@ -273,10 +273,12 @@ impl ProcessedRecords {
         self.handled.push(message.global_position);
     }
 
-    /// Writes the records added (inside the transaction, before its
-    /// commit); returns the highest position recorded, if any.
+    /// Writes the record rows added (inside the transaction, before its
+    /// commit); returns the highest position recorded, if any, which the
+    /// caller saves as the position row's `recorded_through` with the
+    /// position itself (see `position::advance_with`), in one update.
     pub(crate) fn write(&mut self, conn: &Connection, now_ms: i64) -> Result<Option<i64>> {
-        record(conn, self.consumer_key, &self.handled, now_ms)?;
+        insert_rows(conn, self.consumer_key, &self.handled, now_ms)?;
         let last = self.handled.last().copied();
         self.handled.clear();
         Ok(last)

@@ -13,7 +13,7 @@ use crate::consumer_group::ConsumerGroup;
 use crate::error::{Error, Result};
 use crate::store::{CategoryQuery, MAX_BATCH_SIZE};
 
-use super::position::{load, ConsumerKey, KEY_OF};
+use super::position::{key_of, load, ConsumerKey};
 use super::processed;
 use super::Checkpoints;
 
@@ -120,7 +120,7 @@ impl Checkpoints {
         }
         let range_end = to_position.unwrap_or(i64::MAX);
         let (forgotten, kept) = self.kit.db().read(|c| {
-            let consumer_key = consumer_key(c, &key)?;
+            let consumer_key = key_of(c, &key)?;
             let count = |lo: i64, hi: i64| -> Result<u64> {
                 match consumer_key {
                     Some(k) => processed::count_between(c, k, lo, hi),
@@ -198,7 +198,7 @@ impl Checkpoints {
         }
         plan.checked_through = checked_through;
         let (recorded, dead): (i64, i64) = self.kit.db().read(|c| {
-            let recorded = match consumer_key(c, key)? {
+            let recorded = match key_of(c, key)? {
                 Some(k) => processed::count_between(c, k, range_end + 1, checked_through)? as i64,
                 None => 0,
             };
@@ -246,7 +246,7 @@ impl Checkpoints {
                     plan.consumer_id, plan.category, plan.current_position, now.position
                 )));
             }
-            let deleted = match consumer_key(tx, &key)? {
+            let deleted = match key_of(tx, &key)? {
                 Some(k) => processed::forget_between(
                     tx,
                     k,
@@ -324,15 +324,6 @@ impl Checkpoints {
         self.apply_replay_range(&plan)?;
         Ok(plan)
     }
-}
-
-/// The consumer key of `key`, if it has a position row.
-fn consumer_key(conn: &rusqlite::Connection, key: &ConsumerKey) -> Result<Option<i64>> {
-    Ok(conn.query_row(
-        &format!("SELECT {KEY_OF}"),
-        params![key.namespace, key.category, key.consumer_id],
-        |r| r.get(0),
-    )?)
 }
 
 #[cfg(test)]

@@ -154,12 +154,7 @@ impl Replay {
             )));
         }
         let filter = MessageFilter::new(self.types.as_deref(), Vec::new())?;
-        let mut handler = |m: &Message, tx: &Transaction<'_>| {
-            handler(m, tx).map_err(|e| Failure {
-                error: e.to_string(),
-                disposition: e.disposition(),
-            })
-        };
+        let mut handler = |m: &Message, tx: &Transaction<'_>| handler(m, tx).map_err(Failure::from);
         let store = self.kit.store();
         let mut next = self.from_position;
         if let Some(t) = self.from_time {

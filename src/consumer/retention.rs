@@ -115,7 +115,7 @@ fn delete_page(conn: &Connection, consumer: i64, boundary: i64) -> Result<(i64, 
 
 /// The cutoff for records older than `age`, in Unix milliseconds.
 pub(crate) fn cutoff(age: std::time::Duration) -> i64 {
-    crate::time::now_ms().saturating_sub(age.as_millis().min(i64::MAX as u128) as i64)
+    crate::time::now_ms().saturating_sub(crate::time::millis(age))
 }
 
 #[cfg(test)]

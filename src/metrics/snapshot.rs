@@ -112,6 +112,14 @@ pub struct LeaseMetrics {
     pub pause: Option<PauseState>,
 }
 
+impl LeaseMetrics {
+    /// The process of the holder: `pid <pid>` of a holder id
+    /// `pid <pid> <role> <uuid>`, or the holder id as it is.
+    pub fn holder_process(&self) -> String {
+        crate::lease::holder_process(&self.holder)
+    }
+}
+
 /// Live figures of the senders this kit spawned (summed when there are
 /// several), since each was spawned.
 #[derive(Debug, Clone, Serialize)]

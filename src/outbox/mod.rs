@@ -57,9 +57,6 @@ mod writer;
 pub use crate::lease::LeaseInfo;
 pub use config::{AfterDeadLetter, SenderConfig};
 pub use entry::{OutboxEntry, DEFAULT_MAX_PAYLOAD_BYTES};
-// The sender's lease is the kit's one lease mechanism (`crate::lease`);
-// this path keeps the sender's imports working.
-pub(crate) use crate::lease;
 pub use query::OutboxFilter;
 pub use record::{OutboxRecord, OutboxState, OutboxStatus};
 pub use sender::SenderHandle;

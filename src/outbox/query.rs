@@ -8,7 +8,7 @@ use rusqlite::{params_from_iter, Connection};
 
 use super::record::{record_from_row, OutboxRecord, OutboxState, RECORD_COLUMNS};
 use crate::error::Result;
-use crate::time::now_ms;
+use crate::time::{millis, now_ms};
 
 /// Which outbox rows [`Outbox::list`](super::Outbox::list) and
 /// [`Outbox::count`](super::Outbox::count) apply to. Every set field must
@@ -87,7 +87,7 @@ impl OutboxFilter {
             None => {}
         }
         if let Some(age) = self.older_than {
-            let age_ms = age.as_millis().min(i64::MAX as u128) as i64;
+            let age_ms = millis(age);
             args.push(now_ms().saturating_sub(age_ms).into());
             sql.push_str(&format!(" AND created_at <= ?{}", args.len()));
         }

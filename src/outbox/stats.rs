@@ -118,10 +118,7 @@ pub enum Delivery {
 struct HealthInner {
     last_success: Option<SystemTime>,
     last_error: Option<(String, SystemTime)>,
-    pause: Option<PauseState>,
-    fallback: Option<String>,
-    windows: Vec<usize>,
-    reordered: u64,
+    live: LiveState,
 }
 
 /// What the dispatcher publishes about its state, for the stats.
@@ -161,28 +158,12 @@ impl Counters {
     }
 
     /// The dispatcher's latest state.
-    pub(crate) fn set_state(
-        &self,
-        pause: Option<PauseState>,
-        fallback: Option<String>,
-        windows: Vec<usize>,
-        reordered: u64,
-    ) {
-        let mut inner = self.lock();
-        inner.pause = pause;
-        inner.fallback = fallback;
-        inner.windows = windows;
-        inner.reordered = reordered;
+    pub(crate) fn set_state(&self, live: LiveState) {
+        self.lock().live = live;
     }
 
     pub(crate) fn live(&self) -> LiveState {
-        let inner = self.lock();
-        LiveState {
-            pause: inner.pause.clone(),
-            fallback: inner.fallback.clone(),
-            windows: inner.windows.clone(),
-            reordered: inner.reordered,
-        }
+        self.lock().live.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HealthInner> {
@@ -197,7 +178,7 @@ impl Counters {
             last_success: inner.last_success,
             last_error: inner.last_error.as_ref().map(|(e, _)| e.clone()),
             last_error_at: inner.last_error.as_ref().map(|(_, t)| *t),
-            pause: inner.pause.clone(),
+            pause: inner.live.pause.clone(),
         }
     }
 

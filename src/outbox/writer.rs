@@ -9,15 +9,15 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::entry::{insert, prepare, OutboxEntry, DEFAULT_MAX_PAYLOAD_BYTES};
-use super::lease::{self, LeaseInfo};
 use super::query::{self, OutboxFilter};
 use super::record::{self, OutboxRecord, OutboxStatus};
 use super::retention;
 use super::wake::{wake_on_commit, WakeHub};
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::lease::{self, LeaseInfo};
 use crate::message::{NewMessage, WriteOptions};
-use crate::time::now_ms;
+use crate::time::{millis, now_ms};
 
 /// Writes events to the outbox of one namespace, for the sender to deliver.
 ///
@@ -313,7 +313,7 @@ impl Outbox {
     ///
     /// A deleted row's idempotency key is free again.
     pub fn prune_sent(&self, older_than: Duration) -> Result<u64> {
-        let cutoff = now_ms().saturating_sub(older_than.as_millis().min(i64::MAX as u128) as i64);
+        let cutoff = now_ms().saturating_sub(millis(older_than));
         retention::prune_sent(&self.db, &self.namespace, cutoff, || false)
     }
 

@@ -226,13 +226,7 @@ fn category_text(c: &ConsumerMetrics) -> String {
 /// instance (`pid <pid>`), or `-` when none does.
 fn run_by(c: &ConsumerMetrics) -> String {
     match &c.lease {
-        Some(l) if l.held => {
-            let mut words = l.holder.split(' ');
-            match (words.next(), words.next()) {
-                (Some("pid"), Some(pid)) => format!("pid {pid}"),
-                _ => l.holder.clone(),
-            }
-        }
+        Some(l) if l.held => l.holder_process(),
         _ => "-".into(),
     }
 }

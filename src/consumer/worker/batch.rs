@@ -215,9 +215,13 @@ impl Worker {
             self.handled.clear();
             return Ok((0, end));
         }
-        let recorded = records.write(&tx, now_ms())?;
+        let now = now_ms();
+        let recorded = records.write(&tx, now)?;
+        // A message recorded was consumed, so `last` is set whenever
+        // `recorded` is: the position row is updated once, for both.
+        debug_assert!(recorded.is_none() || last.is_some());
         if let Some(position) = last {
-            position::advance(&tx, self.consumer_key, position)?;
+            position::advance_with(&tx, self.consumer_key, position, recorded, now)?;
         }
         tx.commit()?;
         scope.committed();

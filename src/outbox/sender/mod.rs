@@ -10,10 +10,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
-use uuid::Uuid;
 
 use super::config::SenderConfig;
-use super::lease::Lease;
 use super::record::OutboxState;
 use super::stats::{Counters, Delivery, SenderHealth, SenderStats};
 use super::wake::{Listener, WakeHub};
@@ -21,6 +19,7 @@ use super::writer::Outbox;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
+use crate::lease::{self, Lease};
 use crate::store::{MessageStore, WritePipeline};
 use crate::time::{now_ms, Deadline};
 
@@ -64,7 +63,7 @@ pub(crate) fn spawn(
     hooks: Hooks,
 ) -> Result<SenderHandle> {
     let namespace = outbox.namespace().to_string();
-    let holder = format!("pid {} sender {}", std::process::id(), Uuid::now_v7());
+    let holder = lease::holder_id("sender");
     let shared = Arc::new(Shared::default());
     // Running from now on (the thread may not have started yet when health is asked).
     shared.counters.running.store(true, Ordering::Release);

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::dlq::{self, DeadLetterSource, NewDeadLetter};
 use crate::error::Result;
 use crate::retry::RetryPolicy;
-use crate::time::{format_rfc3339_nanos, from_ms};
+use crate::time::{format_rfc3339_nanos, from_ms, millis};
 
 /// An unsent outbox row, as the sender handles it.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,10 +88,7 @@ pub(crate) fn record_attempts(
           WHERE seq IN (SELECT value FROM json_each(?3))",
     )?;
     for (attempts, seqs) in groups {
-        let backoff = policy
-            .delay_after(attempts)
-            .as_millis()
-            .min(i64::MAX as u128) as i64;
+        let backoff = millis(policy.delay_after(attempts));
         stmt.execute(params![
             attempts,
             now_ms.saturating_add(backoff),
@@ -137,6 +134,17 @@ pub(crate) enum Mark {
         error: String,
         first_failed_at_ms: i64,
     },
+}
+
+/// The dead letters among `marks`: each one's row and stream.
+pub(crate) fn dead_letters(marks: &[Mark]) -> Vec<(i64, String)> {
+    marks
+        .iter()
+        .filter_map(|m| match m {
+            Mark::DeadLetter { row, .. } => Some((row.seq, row.stream.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Writes `marks` back, in the caller's transaction.

@@ -12,6 +12,7 @@ use crate::error::{Error, Result, TransportErrorKind};
 use crate::message::WriteResult;
 use crate::outbox::config::AfterDeadLetter;
 use crate::outbox::sender::queue::Mark;
+use crate::time::millis;
 
 /// Broken connections a row may be the first unanswered write on before
 /// the failures count as its own (retried with backoff): a message that
@@ -105,7 +106,7 @@ impl Core {
                         owned.doubt = true;
                     }
                 }
-                self.requeue(seq, now)
+                self.requeue(seq)
             }
             Err(e) => self.failed(seq, e, expectation, lane, now, out),
         }
@@ -133,14 +134,14 @@ impl Core {
                 st.break_flight(*actual);
                 st.shared = true;
             }
-            return self.requeue(seq, now);
+            return self.requeue(seq);
         }
         match &error {
             Error::DuplicateId { .. } => {
-                return self.settle_by_reading(seq, Verdict::Duplicate, now);
+                return self.settle_by_reading(seq, Verdict::Duplicate);
             }
             Error::Conflict { .. } => {
-                return self.settle_by_reading(seq, Verdict::Conflict(error.to_string()), now);
+                return self.settle_by_reading(seq, Verdict::Conflict(error.to_string()));
             }
             _ => {}
         }
@@ -160,7 +161,7 @@ impl Core {
                     o.quick_retries <= QUICK_RETRIES
                 });
                 if quick {
-                    self.requeue(seq, now);
+                    self.requeue(seq);
                 } else {
                     self.retry_later(seq, error.to_string(), now);
                 }
@@ -173,7 +174,7 @@ impl Core {
                     owned.doubt = true;
                 }
                 self.pause_for(reason, &error, now, out);
-                self.requeue(seq, now);
+                self.requeue(seq);
             }
         }
     }
@@ -209,12 +210,12 @@ impl Core {
         if self.link_streak >= LINK_STREAK_PAUSE {
             self.pause_for(PauseReason::Unreachable, &error, now, out);
         }
-        self.requeue(seq, now);
+        self.requeue(seq);
     }
 
     /// Leaves `seq` at the head of its stream until a read of the stream
     /// says whether the store has it.
-    fn settle_by_reading(&mut self, seq: i64, verdict: Verdict, now: Now) {
+    fn settle_by_reading(&mut self, seq: i64, verdict: Verdict) {
         let Some(owned) = self.rows.get_mut(&seq) else {
             return;
         };
@@ -223,10 +224,17 @@ impl Core {
         let stream = owned.row.stream.clone();
         if let Some(st) = self.streams.get_mut(&stream) {
             st.break_flight(None);
+        }
+        self.want_reconcile(&stream);
+        self.requeue(seq);
+    }
+
+    /// `stream`'s tail is to be read once its writes in flight are back.
+    pub(super) fn want_reconcile(&mut self, stream: &str) {
+        if let Some(st) = self.streams.get_mut(stream) {
             st.reconcile = Reconcile::Wanted;
         }
-        self.reconciles.insert(stream);
-        self.requeue(seq, now);
+        self.reconciles.insert(stream.to_string());
     }
 
     /// Refused for good: dead letter, then the stream goes on or holds.
@@ -269,7 +277,7 @@ impl Core {
         self.mark(Mark::Retry {
             seq,
             error,
-            next_attempt_at_ms: now.wall_ms + super::book::millis(delay),
+            next_attempt_at_ms: now.wall_ms + millis(delay),
             first_failed_at_ms,
             id: owned.row.id,
             stream: stream.clone(),
@@ -281,7 +289,7 @@ impl Core {
 
     /// Puts `seq` back at its place in its stream's queue — or, when the
     /// stream waits in the outbox meanwhile, gives it back.
-    pub(super) fn requeue(&mut self, seq: i64, _now: Now) {
+    pub(super) fn requeue(&mut self, seq: i64) {
         let Some(stream) = self.rows.get(&seq).map(|o| o.row.stream.clone()) else {
             return;
         };
@@ -428,19 +436,11 @@ impl Core {
                     // pause, and read again once it answers.
                     Disposition::Pause(reason) if !is_link_failure(&e) => {
                         self.pause_for(reason, &e, now, out);
-                        if let Some(st) = self.streams.get_mut(stream) {
-                            st.reconcile = Reconcile::Wanted;
-                        }
-                        self.reconciles.insert(stream.to_string());
+                        self.want_reconcile(stream);
                     }
                     // A connection broke, or the store failed the read this
                     // once: read again at once, a few times.
-                    _ if failures <= QUICK_RECONCILES => {
-                        if let Some(st) = self.streams.get_mut(stream) {
-                            st.reconcile = Reconcile::Wanted;
-                        }
-                        self.reconciles.insert(stream.to_string());
-                    }
+                    _ if failures <= QUICK_RECONCILES => self.want_reconcile(stream),
                     // Try again later: the rows wait in the outbox and the
                     // next attempt reads again.
                     _ => {

@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::outbox::sender::queue::OutboxRow;
+use crate::time::millis;
 
 /// The time, on both clocks the sender deals with.
 #[derive(Debug, Clone, Copy)]
@@ -54,10 +55,6 @@ impl Now {
     }
 }
 
-pub(crate) fn millis(d: Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Blocked {
     /// The stream's first row that went back to the outbox.
@@ -72,6 +69,10 @@ pub(crate) struct Book {
     /// Rows up to here have been looked at by the scan.
     cursor: i64,
     blocked: HashMap<String, Blocked>,
+    /// No blocked stream resumes before this (book ms): a lower bound of
+    /// their `until_ms`, so [`Book::resume_due`] looks at none of them
+    /// while it is ahead (0: unknown, look).
+    earliest_ms: i64,
     /// Streams behind a dead letter (policy "hold").
     held: HashSet<String>,
     /// Rewinds so far (a scan that began before one must not undo it).
@@ -93,6 +94,7 @@ impl Book {
     /// `stream` waits from row `seq` on, until `until_ms` (book ms) and
     /// until the sender owns none of its rows.
     pub(crate) fn block(&mut self, stream: &str, seq: i64, until_ms: i64) {
+        self.earliest_ms = self.earliest_ms.min(until_ms);
         match self.blocked.get_mut(stream) {
             Some(b) => {
                 b.head = b.head.min(seq);
@@ -138,12 +140,19 @@ impl Book {
     /// has none of their rows), removed from the blocked set; the scan is
     /// rewound to their first open row. Returns how many resumed.
     pub(crate) fn resume_due(&mut self, now_ms: i64, owned: impl Fn(&str) -> bool) -> usize {
-        let due: Vec<String> = self
-            .blocked
-            .iter()
-            .filter(|(s, b)| b.until_ms <= now_ms && !owned(s))
-            .map(|(s, _)| s.clone())
-            .collect();
+        if now_ms < self.earliest_ms {
+            return 0;
+        }
+        let mut due = Vec::new();
+        let mut earliest = i64::MAX;
+        for (s, b) in &self.blocked {
+            if b.until_ms <= now_ms && !owned(s) {
+                due.push(s.clone());
+            } else {
+                earliest = earliest.min(b.until_ms);
+            }
+        }
+        self.earliest_ms = earliest;
         for stream in &due {
             if let Some(b) = self.blocked.remove(stream) {
                 self.cursor = self.cursor.min(b.head - 1).max(0);

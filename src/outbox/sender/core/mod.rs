@@ -75,8 +75,9 @@ pub(crate) enum Event {
     },
     /// Writing these marks back failed; they are to be written again.
     MarksFailed(Vec<Mark>),
-    /// Marks were written back; among them the dead letters of these rows.
-    WrittenBack { dead_letters: Vec<i64> },
+    /// Marks were written back; among them the dead letters of these rows
+    /// (with their streams).
+    WrittenBack { dead_letters: Vec<(i64, String)> },
     /// The answer to a write.
     Answer {
         tag: Tag,
@@ -375,14 +376,17 @@ impl Core {
         if self.book.resume_due(now.book_ms, owned) > 0 {
             self.more_work = true;
         }
-        let probe_stream = self.any_stream();
-        if let Some(pause) = &mut self.pause {
-            if pause.probe_due(now.book_ms) && !self.stopping {
+        let probe_due = !self.stopping
+            && self
+                .pause
+                .as_ref()
+                .is_some_and(|p| p.probe_due(now.book_ms));
+        if probe_due {
+            let stream = self.any_stream();
+            if let Some(pause) = &mut self.pause {
                 pause.next_probe_ms = None;
-                out.push(Effect::Probe {
-                    stream: probe_stream,
-                });
             }
+            out.push(Effect::Probe { stream });
         }
     }
 
@@ -486,18 +490,12 @@ impl Core {
         self.reordered
     }
 
-    /// Stopping: gives back every row still owned and not in flight, and —
-    /// when `abandon` — those in flight too (their answers will not be
-    /// waited for; the next sender resends them and the store knows their
-    /// ids). Returns the marks to write back last.
-    pub(crate) fn finish(&mut self, abandon: bool) -> Vec<Mark> {
+    /// Stopping: gives back every row still owned, those in flight too
+    /// (their answers will not be waited for; the next sender resends them
+    /// and the store knows their ids). Returns the marks to write back last.
+    pub(crate) fn finish(&mut self) -> Vec<Mark> {
         self.stopping = true;
-        let seqs: Vec<i64> = self
-            .rows
-            .iter()
-            .filter(|(_, o)| abandon || o.flight.is_none())
-            .map(|(s, _)| *s)
-            .collect();
+        let seqs: Vec<i64> = self.rows.keys().copied().collect();
         for seq in seqs {
             self.give_back(seq);
         }

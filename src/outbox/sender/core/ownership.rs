@@ -37,29 +37,28 @@ impl Core {
     }
 
     /// Dead letters are durable: their streams may go on.
-    pub(super) fn written_back(&mut self, dead_letters: &[i64]) {
-        let mut streams = Vec::new();
-        for (name, st) in &mut self.streams {
-            let before = st.dead_pending.len();
-            for seq in dead_letters {
-                st.dead_pending.remove(seq);
+    pub(super) fn written_back(&mut self, dead_letters: &[(i64, String)]) {
+        for (seq, stream) in dead_letters {
+            let removed = self
+                .streams
+                .get_mut(stream)
+                .is_some_and(|st| st.dead_pending.remove(seq));
+            if removed {
+                self.touch(stream);
             }
-            if st.dead_pending.len() != before {
-                streams.push(name.clone());
-            }
-        }
-        for stream in streams {
-            self.touch(&stream);
         }
     }
 
     /// Reads under way are asked for again.
     pub(super) fn checker_reset(&mut self) {
-        for (name, st) in &mut self.streams {
-            if st.reconcile == Reconcile::Running {
-                st.reconcile = Reconcile::Wanted;
-                self.reconciles.insert(name.clone());
-            }
+        let running: Vec<String> = self
+            .streams
+            .iter()
+            .filter(|(_, st)| st.reconcile == Reconcile::Running)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for stream in running {
+            self.want_reconcile(&stream);
         }
         if let Some(pause) = &mut self.pause {
             if pause.next_probe_ms.is_none() {

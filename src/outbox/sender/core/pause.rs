@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::disposition::PauseReason;
 use crate::retry::RetryPolicy;
+use crate::time::millis;
 
 /// The longest wait between probes while the store is unreachable: the
 /// sender notices within about this long that it is back.
@@ -72,7 +73,7 @@ impl Pause {
         let Some(wait) = retry_after else {
             return;
         };
-        let until = now_book_ms.saturating_add(super::book::millis(wait.min(RETRY_AFTER_CAP)));
+        let until = now_book_ms.saturating_add(millis(wait.min(RETRY_AFTER_CAP)));
         let until = self.not_before_ms.map_or(until, |t| t.max(until));
         self.not_before_ms = Some(until);
         if let Some(next) = &mut self.next_probe_ms {
@@ -96,7 +97,7 @@ impl Pause {
     /// the store said (`Retry-After`).
     pub(crate) fn schedule(&mut self, now_book_ms: i64, policy: &RetryPolicy) {
         let delay = self.probe_delay(policy);
-        let at = now_book_ms.saturating_add(super::book::millis(delay));
+        let at = now_book_ms.saturating_add(millis(delay));
         self.next_probe_ms = Some(self.not_before_ms.map_or(at, |t| t.max(at)));
     }
 

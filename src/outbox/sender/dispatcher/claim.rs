@@ -33,13 +33,7 @@ impl Dispatcher {
                 self.db_pause_until = None;
                 self.next_renew = Instant::now() + self.renew_every();
                 self.written_back(&marks);
-                let dead_letters: Vec<i64> = marks
-                    .iter()
-                    .filter_map(|m| match m {
-                        Mark::DeadLetter { row, .. } => Some(row.seq),
-                        _ => None,
-                    })
-                    .collect();
+                let dead_letters = queue::dead_letters(&marks);
                 self.watch.add_dead_letters(dead_letters.len() as i64);
                 self.feed(Event::WrittenBack { dead_letters });
                 if let Some((plan, rows, exhausted)) = claimed {

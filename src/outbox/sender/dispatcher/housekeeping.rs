@@ -6,12 +6,12 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{ms, Dispatcher};
+use super::Dispatcher;
 use crate::outbox::config::AfterDeadLetter;
 use crate::outbox::retention;
 use crate::outbox::sender::core::Event;
 use crate::outbox::sender::queue;
-use crate::time::now_ms;
+use crate::time::{millis, now_ms};
 
 impl Dispatcher {
     /// The fallback poll: looks for changes made by other connections
@@ -74,7 +74,7 @@ impl Dispatcher {
         let Some(age) = self.config.retention_value() else {
             return;
         };
-        let cutoff = now_ms().saturating_sub(ms(age));
+        let cutoff = now_ms().saturating_sub(millis(age));
         let stop = &self.shared.stop;
         match retention::prune_sent(&self.db, &self.namespace, cutoff, || {
             stop.load(Ordering::Acquire)

@@ -27,8 +27,8 @@ use super::Shared;
 use crate::db::Db;
 use crate::error::{Error, TransportErrorKind};
 use crate::hooks::{Component, Hooks};
+use crate::lease::Lease;
 use crate::outbox::config::SenderConfig;
-use crate::outbox::lease::Lease;
 use crate::outbox::stats::PauseState;
 use crate::outbox::wake::{Listener, WakeHub};
 use crate::store::{MessageStore, PipelinedAnswer, WritePipeline};
@@ -39,11 +39,6 @@ mod housekeeping;
 mod leadership;
 mod report;
 mod shutdown;
-
-/// A duration in whole milliseconds, as stored.
-fn ms(d: Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
-}
 
 /// The dispatcher thread's state (see the module docs).
 pub(crate) struct Dispatcher {

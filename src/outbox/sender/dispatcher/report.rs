@@ -9,7 +9,7 @@ use super::Dispatcher;
 use crate::disposition::PauseReason;
 use crate::hooks::{Delivered, DeliveryRetry, OutboxDeadLetter, SenderPaused, SenderResumed};
 use crate::outbox::sender::queue::Mark;
-use crate::outbox::stats::PauseState;
+use crate::outbox::stats::{LiveState, PauseState};
 use crate::time::{from_ms, now_ms};
 
 impl Dispatcher {
@@ -153,10 +153,11 @@ impl Dispatcher {
 
     /// Publishes the core's state for stats and health.
     pub(super) fn publish_state(&self) {
-        let pause = self.pause_state();
-        let fallback = self.pipelines.iter().find_map(|p| p.fallback());
-        self.shared
-            .counters
-            .set_state(pause, fallback, self.core.windows(), self.core.reordered());
+        self.shared.counters.set_state(LiveState {
+            pause: self.pause_state(),
+            fallback: self.pipelines.iter().find_map(|p| p.fallback()),
+            windows: self.core.windows(),
+            reordered: self.core.reordered(),
+        });
     }
 }

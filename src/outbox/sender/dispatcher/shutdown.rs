@@ -37,7 +37,7 @@ impl Dispatcher {
                 Woken::CheckerDown | Woken::Wake | Woken::Stop | Woken::Nothing => {}
             }
         }
-        let marks = self.core.finish(true);
+        let marks = self.core.finish();
         if self.lease.token().is_some() {
             match self.final_write(&marks) {
                 Ok(()) => self.written_back(&marks),

@@ -5,9 +5,9 @@
 use std::collections::HashSet;
 
 use super::super::Event;
-use crate::outbox::sender::queue::{Mark, OutboxRow};
+use crate::outbox::sender::queue::{self, Mark, OutboxRow};
 
-use super::sim::{dead_letter_seqs, RowState, Sim, SimRow, STREAMS};
+use super::sim::{RowState, Sim, SimRow, STREAMS};
 
 impl Sim {
     // ----- the application and the outbox -----
@@ -64,7 +64,7 @@ impl Sim {
         }
         // As the dispatcher does: in one transaction the marks are written,
         // then the scan runs; the core hears of both after the commit.
-        let dead_letters = dead_letter_seqs(&marks);
+        let dead_letters = queue::dead_letters(&marks);
         self.apply(marks);
         let now = self.now();
         let mut plan = self.core.scan_plan();
@@ -119,7 +119,7 @@ impl Sim {
     }
 
     pub(super) fn apply_and_confirm(&mut self, marks: Vec<Mark>) {
-        let dead_letters = dead_letter_seqs(&marks);
+        let dead_letters = queue::dead_letters(&marks);
         self.apply(marks);
         self.feed(Event::WrittenBack { dead_letters });
     }

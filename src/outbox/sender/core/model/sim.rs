@@ -8,7 +8,7 @@ use super::super::{Core, Effect, Event, Now, Settings, Tag};
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::message::WriteResult;
 use crate::outbox::config::AfterDeadLetter;
-use crate::outbox::sender::queue::{Mark, OutboxRow};
+use crate::outbox::sender::queue::OutboxRow;
 use crate::retry::RetryPolicy;
 use crate::store::WriteItem;
 
@@ -378,16 +378,6 @@ impl Sim {
             }
         }
     }
-}
-
-pub(super) fn dead_letter_seqs(marks: &[Mark]) -> Vec<i64> {
-    marks
-        .iter()
-        .filter_map(|m| match m {
-            Mark::DeadLetter { row, .. } => Some(row.seq),
-            _ => None,
-        })
-        .collect()
 }
 
 pub(super) fn refused() -> Error {
