@@ -26,7 +26,7 @@ use crossbeam_channel::{bounded, unbounded, Sender};
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::message::WriteResult;
 use crate::store::http::client::{self, CallContext};
-use crate::store::http::connection::{BaseUrl, ConnectSettings, Connection};
+use crate::store::http::connection::{self, BaseUrl, ConnectSettings, Connection};
 use crate::store::http::pipelining::PipeliningState;
 use crate::store::http::response::Response;
 use crate::store::http::HttpStore;
@@ -46,8 +46,9 @@ const MAX_ANSWER: usize = 1024 * 1024;
 /// Where and how a pipeline's connections go.
 pub(crate) struct Target {
     pub(crate) url: BaseUrl,
-    /// `Bearer <token>`: never shown.
-    pub(crate) authorization: String,
+    /// The constant head of every request ([`connection::request_head`]),
+    /// built once: carries the token, never shown.
+    pub(crate) head: Vec<u8>,
     pub(crate) connect: ConnectSettings,
     /// Longest silence while answers are due (zero: no limit).
     pub(crate) read_timeout: Duration,
@@ -68,9 +69,10 @@ impl HttpStore {
     pub(in crate::store::http) fn new_pipeline(&self) -> Result<WritePipeline> {
         let client = &self.inner.client;
         let settings = client.settings();
+        let url = BaseUrl::parse(client.base())?;
         let target = Target {
-            url: BaseUrl::parse(client.base())?,
-            authorization: client.authorization().to_string(),
+            head: connection::request_head(&url, client.authorization()),
+            url,
             connect: ConnectSettings {
                 connect_timeout: settings.connect_timeout,
                 write_timeout: settings.read_timeout,

@@ -147,12 +147,7 @@ impl WriterThread {
             let item = &write.item;
             let args = rpc::write_args(&item.stream, &item.message, &item.options);
             let body = rpc::request("stream.write", args);
-            encode_request(
-                &mut self.buf,
-                &self.target.url,
-                &self.target.authorization,
-                &body,
-            );
+            encode_request(&mut self.buf, &self.target.head, &body);
             batch.push(write);
         }
         let count = batch.len();
