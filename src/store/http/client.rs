@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use ureq::Agent;
 
+use super::target::BaseUrl;
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::tls::TlsSettings;
 use crate::token::Token;
@@ -103,6 +104,9 @@ impl AgentSettings {
 /// Base URL, credentials and the shared agent.
 pub(crate) struct Client {
     base: String,
+    /// `base` parsed for the store's own connections (pipelined writes,
+    /// SSE): parsed once, shared with `with_token` clients.
+    url: Arc<BaseUrl>,
     rpc_url: String,
     authorization: String,
     token: Token,
@@ -130,7 +134,13 @@ impl Client {
                 "EventoDB URL must start with http:// or https:// and name a host, got {base:?}"
             )));
         }
+        // What the store's own connections need of the URL, checked now.
+        let url = BaseUrl::parse(&base).map_err(|e| match e {
+            Error::Transport { message, .. } => Error::invalid(message),
+            other => other,
+        })?;
         Ok(Client {
+            url: Arc::new(url),
             rpc_url: format!("{base}/rpc"),
             authorization: format!("Bearer {}", token.expose_secret()),
             agent: settings.rpc_agent(),
@@ -148,6 +158,7 @@ impl Client {
             token,
             agent: self.agent.clone(),
             base: self.base.clone(),
+            url: Arc::clone(&self.url),
             rpc_url: self.rpc_url.clone(),
             settings: self.settings.clone(),
         }
@@ -155,6 +166,11 @@ impl Client {
 
     pub(crate) fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The base URL's parts, for the store's own connections.
+    pub(crate) fn url(&self) -> &Arc<BaseUrl> {
+        &self.url
     }
 
     pub(crate) fn token(&self) -> &Token {

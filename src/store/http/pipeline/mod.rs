@@ -45,7 +45,7 @@ const MAX_ANSWER: usize = 1024 * 1024;
 
 /// Where and how a pipeline's connections go.
 pub(crate) struct Target {
-    pub(crate) url: BaseUrl,
+    pub(crate) url: Arc<BaseUrl>,
     /// The constant head of every request ([`connection::request_head`]),
     /// built once: carries the token, never shown.
     pub(crate) head: Vec<u8>,
@@ -69,10 +69,9 @@ impl HttpStore {
     pub(in crate::store::http) fn new_pipeline(&self) -> Result<WritePipeline> {
         let client = &self.inner.client;
         let settings = client.settings();
-        let url = BaseUrl::parse(client.base())?;
         let target = Target {
-            head: connection::request_head(&url, client.authorization()),
-            url,
+            url: Arc::clone(client.url()),
+            head: connection::request_head(client.url(), client.authorization()),
             connect: ConnectSettings {
                 connect_timeout: settings.connect_timeout,
                 write_timeout: settings.read_timeout,
@@ -97,7 +96,7 @@ impl HttpStore {
             .take();
         let pipeline = match kept.map_or_else(|| self.new_pipeline(), Ok) {
             Ok(pipeline) => pipeline,
-            // Only an unusable URL or a thread that cannot be spawned.
+            // Only a thread that cannot be spawned.
             Err(e) => {
                 let (kind, message) = match e {
                     Error::Transport { kind, message } => (kind, message),
