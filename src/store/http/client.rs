@@ -32,21 +32,35 @@ pub(crate) struct CallContext<'a> {
 pub(crate) const USER_AGENT: &str = concat!("eventodb-kit/", env!("CARGO_PKG_VERSION"));
 
 /// Timeouts, pool size and TLS of the store's connections.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct AgentSettings {
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
     pub(crate) max_idle_connections: usize,
-    tls: TlsSettings,
+    /// The ureq side of the store's TLS settings (RPC calls, liveness
+    /// probes): built once, when the store is built; clones share its
+    /// roots and client certificate (`Arc`s).
+    ureq_tls: ureq::tls::TlsConfig,
     /// The same trust as `tls` for the connections the kit opens itself
     /// (pipelined writes, SSE subscriptions, the watch hub): built once,
     /// from `tls`, when the store is built.
     rustls: Arc<rustls::ClientConfig>,
 }
 
+impl fmt::Debug for AgentSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the TLS configurations: every root certificate would show.
+        f.debug_struct("AgentSettings")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("max_idle_connections", &self.max_idle_connections)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AgentSettings {
-    /// The settings of a store: `rustls` built from `tls` (the one place
-    /// the store's rustls configuration comes from).
+    /// The settings of a store: its ureq and rustls TLS configurations
+    /// built from `tls`, once (the one place they come from).
     pub(crate) fn new(
         connect_timeout: Duration,
         read_timeout: Duration,
@@ -58,7 +72,7 @@ impl AgentSettings {
             connect_timeout,
             read_timeout,
             max_idle_connections,
-            tls,
+            ureq_tls: tls.ureq_config(),
             rustls,
         })
     }
@@ -74,7 +88,7 @@ impl AgentSettings {
             .http_status_as_error(false)
             .no_delay(true)
             .timeout_connect(Some(self.connect_timeout))
-            .tls_config(self.tls.ureq_config())
+            .tls_config(self.ureq_tls.clone())
             .user_agent(USER_AGENT)
     }
 
