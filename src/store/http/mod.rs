@@ -377,9 +377,9 @@ impl MessageStore for HttpStore {
     ) -> Result<WriteResult> {
         // Refused here with EventoDB's own messages, before a round trip —
         // and data nested deeper than the kit reads back, which EventoDB
-        // itself would take.
-        crate::store::check_stream_name(stream)?;
-        message.validate()?;
+        // itself would take. (Pipelined writes make the same checks, in
+        // the pipeline's writer thread.)
+        crate::store::check_write(stream, message)?;
         let ctx = CallContext {
             stream: Some(stream),
             expected_version: options.expected_version,
@@ -422,6 +422,10 @@ impl MessageStore for HttpStore {
     ///
     /// When things go wrong:
     ///
+    /// - **A write fails the checks [`write`](MessageStore::write) makes
+    ///   before sending** (an empty stream name, a message that does not
+    ///   [validate](NewMessage::validate)): it gets the same error, in its
+    ///   turn, and is never sent.
     /// - **The connection breaks** (closed, reset, no answer for the read
     ///   timeout): each write sent on it and not answered gets
     ///   `Err(Error::Transport { kind: ConnectionReset | Timeout, .. })` —

@@ -30,7 +30,7 @@ use crate::store::http::connection::{self, BaseUrl, ConnectSettings, Connection}
 use crate::store::http::pipelining::PipeliningState;
 use crate::store::http::response::Response;
 use crate::store::http::HttpStore;
-use crate::store::pipeline::{PipelinedWrite, WriteItem, WritePipeline};
+use crate::store::pipeline::{PipelinedAnswer, PipelinedWrite, WriteItem, WritePipeline};
 use crate::wire::rpc;
 
 mod reader;
@@ -208,13 +208,19 @@ impl Drop for Stopper {
     }
 }
 
-/// A write sent on a connection and not answered yet.
+/// A write sent on a connection and not answered yet — or one refused
+/// before sending, waiting for the answers of the writes sent before it.
 struct InFlight {
     write: PipelinedWrite,
     sent_at: Instant,
     /// Nothing was ahead of it when it was sent: its answer time is a
     /// round trip.
     timed: bool,
+    /// Not sent: refused by the checks [`HttpStore::write`] makes
+    /// ([`check`]), and answered with this in its turn, right after the
+    /// answer of the write ahead of it. Never first in line (see
+    /// [`LineState::answer_refused`]).
+    refused: Option<Error>,
 }
 
 /// How a connection ended.
@@ -282,6 +288,37 @@ impl Line {
     fn lock(&self) -> MutexGuard<'_, LineState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+impl LineState {
+    /// Answers the refused writes first in line: nothing sent is ahead of
+    /// them any more. Called under the line's lock whenever the front
+    /// changes, so the first in line is always a write that was sent.
+    fn answer_refused(&mut self, answers: &Sender<PipelinedAnswer>) {
+        while let Some(refused) = self.in_flight.front_mut().and_then(|f| f.refused.take()) {
+            if let Some(f) = self.in_flight.pop_front() {
+                let _ = answers.send(PipelinedAnswer {
+                    tag: f.write.tag,
+                    result: Err(refused),
+                });
+            }
+        }
+    }
+
+    /// The writes in line that were sent (not refused): the answers due.
+    fn due(&self) -> usize {
+        self.in_flight
+            .iter()
+            .filter(|f| f.refused.is_none())
+            .count()
+    }
+}
+
+/// The checks [`HttpStore::write`](crate::MessageStore::write) makes
+/// before sending, made of every pipelined write too: what fails them is
+/// answered with that error and never sent.
+fn check(item: &WriteItem) -> Result<()> {
+    crate::store::check_write(&item.stream, &item.message)
 }
 
 /// The transport kind of an I/O failure on an open connection: the
