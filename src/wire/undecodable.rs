@@ -20,6 +20,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::error::ErrorBody;
+use super::json::is_too_deep;
 use super::rpc::{decode_message, decode_messages};
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::message::Message;
@@ -148,10 +149,6 @@ pub(crate) fn from_error_body(e: &ErrorBody) -> Option<Error> {
         global_position: int("globalPosition")?,
         reason: text("reason").unwrap_or_default(),
     })
-}
-
-fn is_too_deep(e: &serde_json::Error) -> bool {
-    e.to_string().starts_with("recursion limit exceeded")
 }
 
 fn not_json(method: &str, e: &serde_json::Error) -> Error {
