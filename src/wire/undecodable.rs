@@ -151,7 +151,9 @@ pub(crate) fn from_error_body(e: &ErrorBody) -> Option<Error> {
     })
 }
 
-fn not_json(method: &str, e: &serde_json::Error) -> Error {
+/// The error of an answer to `method` that is not JSON (a proxy's page,
+/// say): of every RPC answer, decoded whole or message by message.
+pub(crate) fn not_json(method: &str, e: &serde_json::Error) -> Error {
     Error::Transport {
         kind: TransportErrorKind::Protocol,
         message: format!("the store's answer to {method} is not JSON: {e}"),

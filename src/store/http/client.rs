@@ -348,10 +348,7 @@ pub(crate) fn decode_answer(
     if !(200..300).contains(&status) {
         return Err(answer_error(status, body, retry_after, ctx));
     }
-    serde_json::from_slice(body).map_err(|e| Error::Transport {
-        kind: TransportErrorKind::Protocol,
-        message: format!("the store's answer to {method} is not JSON: {e}"),
-    })
+    serde_json::from_slice(body).map_err(|e| undecodable::not_json(method, &e))
 }
 
 /// Maps a non-2xx answer (with the `Retry-After` it came with) to the
