@@ -454,13 +454,17 @@ pub(crate) fn transport_error(e: ureq::Error) -> Error {
 
 /// Classifies an I/O failure of a connection.
 pub(crate) fn io_transport_error(e: &std::io::Error) -> Error {
+    let (kind, message) = io_transport_parts(e);
+    Error::Transport { kind, message }
+}
+
+/// The kind and message of [`io_transport_error`], for callers that say
+/// more (what was being connected to, say).
+pub(crate) fn io_transport_parts(e: &std::io::Error) -> (TransportErrorKind, String) {
     use std::io::ErrorKind as Io;
     use TransportErrorKind as K;
     if let Some(tls) = crate::tls::rustls_error(e) {
-        return Error::Transport {
-            kind: K::Tls,
-            message: crate::tls::describe(tls),
-        };
+        return (K::Tls, crate::tls::describe(tls));
     }
     let kind = match e.kind() {
         Io::ConnectionRefused => K::ConnectionRefused,
@@ -476,10 +480,7 @@ pub(crate) fn io_transport_error(e: &std::io::Error) -> Error {
         _ if e.to_string().starts_with("failed to lookup address") => K::Dns,
         _ => K::Other,
     };
-    Error::Transport {
-        kind,
-        message: e.to_string(),
-    }
+    (kind, e.to_string())
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 
 use crate::error::{Error, Result, TransportErrorKind};
-use crate::store::http::client::io_transport_error;
+use crate::store::http::client::{io_transport_error, io_transport_parts};
 pub(crate) use crate::store::http::target::BaseUrl;
 
 /// How to connect.
@@ -150,12 +150,12 @@ pub(crate) fn connect(target: &BaseUrl, settings: &ConnectSettings) -> Result<Co
 /// way the store's own connections (pipelined writes, SSE) dial.
 pub(crate) fn dial(target: &BaseUrl, connect_timeout: Duration) -> Result<TcpStream> {
     let place = format!("{}:{}", target.host, target.port);
-    let failed = |e: &io::Error| match io_transport_error(e) {
-        Error::Transport { kind, message } => Error::Transport {
+    let failed = |e: &io::Error| {
+        let (kind, message) = io_transport_parts(e);
+        Error::Transport {
             kind,
             message: format!("connecting to {place} failed: {message}"),
-        },
-        other => other,
+        }
     };
     let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
         .to_socket_addrs()
@@ -213,10 +213,7 @@ pub(crate) fn handshake(
             }
             Ok(_) => {}
             Err(e) => {
-                let (kind, message) = match io_transport_error(&e) {
-                    Error::Transport { kind, message } => (kind, message),
-                    other => (TransportErrorKind::Tls, other.to_string()),
-                };
+                let (kind, message) = io_transport_parts(&e);
                 let what = match kind {
                     TransportErrorKind::Timeout => "took longer than the connect timeout".into(),
                     _ => format!("failed: {message}"),

@@ -98,10 +98,7 @@ impl HttpStore {
             Ok(pipeline) => pipeline,
             // Only a thread that cannot be spawned.
             Err(e) => {
-                let (kind, message) = match e {
-                    Error::Transport { kind, message } => (kind, message),
-                    other => (TransportErrorKind::Other, other.to_string()),
-                };
+                let (kind, message) = transport_parts(&e);
                 return items
                     .iter()
                     .map(|_| {
@@ -347,6 +344,16 @@ fn write_result(response: &Response, item: &WriteItem) -> Result<WriteResult> {
         ctx,
     )?;
     rpc::decode_write_result(&value)
+}
+
+/// The kind and message of `e`, to answer many writes with the same
+/// transport error: a transport error's own; anything else (a thread that
+/// cannot be spawned) is of kind `Other`.
+fn transport_parts(e: &Error) -> (TransportErrorKind, String) {
+    match e {
+        Error::Transport { kind, message } => (*kind, message.clone()),
+        other => (TransportErrorKind::Other, other.to_string()),
+    }
 }
 
 /// The error of a write that was sent on a connection that then broke.

@@ -13,7 +13,7 @@ use std::time::Instant;
 use crossbeam_channel::{at, bounded, never, select, Receiver, Sender};
 
 use super::reader::ReaderThread;
-use super::{broken_kind, check, End, InFlight, Line, LineState, Target};
+use super::{broken_kind, check, transport_parts, End, InFlight, Line, LineState, Target};
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::store::http::client::io_transport_error;
 use crate::store::http::connection::{self, encode_request, Connection};
@@ -280,10 +280,7 @@ impl WriterThread {
     /// (no connection storm against a store that is down).
     /// A write that fails [`check`] gets its own error instead.
     fn fail_queued(&mut self, e: &Error) {
-        let (kind, message) = match e {
-            Error::Transport { kind, message } => (*kind, message.clone()),
-            other => (TransportErrorKind::Other, other.to_string()),
-        };
+        let (kind, message) = transport_parts(e);
         let queued: Vec<_> = self
             .pending
             .drain(..)
