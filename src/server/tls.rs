@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::ServerConfig;
 
 use crate::error::{Error, Result};
-use crate::tls::{certificates_from_pem, private_key_from_pem, provider, read_file};
+use crate::tls::{certificates_from_pem, private_key_from_pem, provider, read_file, root_store};
 
 /// PEM input: a file, or the bytes themselves.
 #[derive(Clone)]
@@ -65,14 +65,7 @@ impl TlsFiles {
         let builder = match &self.client_ca {
             Some(ca) => {
                 let (pem, what) = ca.load("client CA")?;
-                let mut roots = RootCertStore::empty();
-                for cert in certificates_from_pem(&pem, &what)? {
-                    roots.add(cert).map_err(|e| {
-                        Error::invalid(format!(
-                            "the {what} holds a certificate that cannot be a CA: {e}"
-                        ))
-                    })?;
-                }
+                let roots = root_store(&certificates_from_pem(&pem, &what)?, &what)?;
                 let verifier =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                         .build()
