@@ -408,20 +408,16 @@ impl Server {
             connections: conn::Connections::new(),
         });
         let acceptor = conn::spawn_acceptor(listener, Arc::clone(&shared))?;
-        let scheme = if shared.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        log::info!("eventodb-kit serving on {scheme}://{addr}");
-        Ok(Server {
+        let server = Server {
             addr,
             shared,
             stop: Some(stop_tx),
             acceptor: Some(acceptor),
             default_token,
             generated,
-        })
+        };
+        log::info!("eventodb-kit serving on {}", server.url());
+        Ok(server)
     }
 
     /// The address the server listens on (with the actual port).
