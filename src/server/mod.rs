@@ -255,7 +255,6 @@ impl ServerConfig {
         self.tls = Some(tls::TlsFiles {
             cert: tls::Pem::File(cert.into()),
             key: tls::Pem::File(key.into()),
-            client_ca: None,
         });
         self
     }
@@ -272,7 +271,6 @@ impl ServerConfig {
         self.tls = Some(tls::TlsFiles {
             cert: tls::Pem::Bytes(cert.into()),
             key: tls::Pem::Bytes(key.into()),
-            client_ca: None,
         });
         self
     }
@@ -354,13 +352,7 @@ impl Server {
     /// the file); [`Error::Io`] when the address cannot be bound.
     pub fn start(config: ServerConfig) -> Result<Server> {
         let tls = match (&config.tls, &config.client_ca) {
-            (Some(files), client_ca) => Some(
-                tls::TlsFiles {
-                    client_ca: client_ca.clone(),
-                    ..files.clone()
-                }
-                .load()?,
-            ),
+            (Some(files), client_ca) => Some(files.load(client_ca.as_ref())?),
             (None, Some(_)) => {
                 return Err(Error::invalid(
                     "a client CA needs TLS: give the server a certificate and key too",

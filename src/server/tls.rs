@@ -47,13 +47,12 @@ impl Pem {
 pub(crate) struct TlsFiles {
     pub(crate) cert: Pem,
     pub(crate) key: Pem,
-    pub(crate) client_ca: Option<Pem>,
 }
 
 impl TlsFiles {
     /// Loads and checks everything: certificate chain, key (matching it),
-    /// and the client CAs when client certificates are required.
-    pub(crate) fn load(&self) -> Result<Arc<ServerConfig>> {
+    /// and the CAs of `client_ca` when client certificates are required.
+    pub(crate) fn load(&self, client_ca: Option<&Pem>) -> Result<Arc<ServerConfig>> {
         let (pem, what) = self.cert.load("TLS certificate")?;
         let chain = certificates_from_pem(&pem, &what)?;
         let (pem, what) = self.key.load("TLS key")?;
@@ -62,7 +61,7 @@ impl TlsFiles {
         let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_protocol_versions(rustls::ALL_VERSIONS)
             .map_err(|e| Error::invalid(format!("TLS: {e}")))?;
-        let builder = match &self.client_ca {
+        let builder = match client_ca {
             Some(ca) => {
                 let (pem, what) = ca.load("client CA")?;
                 let roots = root_store(&certificates_from_pem(&pem, &what)?, &what)?;
