@@ -114,7 +114,7 @@ impl TlsSettings {
     /// one that cannot be a trust anchor.
     pub fn add_root_certificates_pem(mut self, pem: impl AsRef<[u8]>) -> Result<Self> {
         let certs = certificates_from_pem(pem.as_ref(), "CA certificate PEM")?;
-        check_anchors(&certs, "CA certificate PEM")?;
+        root_store(&certs, "CA certificate PEM")?;
         self.extra_roots.extend(certs);
         Ok(self)
     }
@@ -128,7 +128,7 @@ impl TlsSettings {
         let path = path.as_ref();
         let what = format!("CA certificate file {}", path.display());
         let certs = certificates_from_pem(&read_file(path, &what)?, &what)?;
-        check_anchors(&certs, &what)?;
+        root_store(&certs, &what)?;
         self.extra_roots.extend(certs);
         Ok(self)
     }
@@ -370,8 +370,9 @@ pub(crate) fn private_key_from_pem(pem: &[u8], what: &str) -> Result<PrivateKeyD
     }
 }
 
-/// Checks that each certificate can serve as a trust anchor.
-fn check_anchors(certs: &[CertificateDer<'static>], what: &str) -> Result<()> {
+/// The trust anchors `certs` (from the `what` named in the error): each
+/// must be able to serve as one.
+pub(crate) fn root_store(certs: &[CertificateDer<'static>], what: &str) -> Result<RootCertStore> {
     let mut store = RootCertStore::empty();
     for cert in certs {
         store.add(cert.clone()).map_err(|e| {
@@ -380,7 +381,7 @@ fn check_anchors(certs: &[CertificateDer<'static>], what: &str) -> Result<()> {
             ))
         })?;
     }
-    Ok(())
+    Ok(store)
 }
 
 /// What a TLS failure means for the user: which certificate was refused

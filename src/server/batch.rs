@@ -23,7 +23,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::http::{self, Request, Response};
-use super::router::{authenticate, error, Caller};
+use super::router::{authenticate, Caller};
 use super::{methods, rpc, Shared};
 use crate::store::{EmbeddedStore, MessageStore, WriteItem};
 
@@ -43,7 +43,6 @@ pub(crate) enum Served {
 /// One pipelined `stream.write` request.
 struct Call {
     started: Instant,
-    keep_alive: bool,
     request: Request,
     /// The request array after the method name.
     args: Vec<Value>,
@@ -71,7 +70,7 @@ pub(crate) fn serve<R: Read>(
     let first = Call::new(first, args, started);
     reader.consume(length);
     let mut calls = vec![first, next];
-    while calls.last().is_some_and(|c| c.keep_alive) {
+    while calls.last().is_some_and(|c| c.request.keep_alive) {
         match buffered_call(shared, reader.buffer()) {
             Some((call, length)) => {
                 reader.consume(length);
@@ -80,7 +79,7 @@ pub(crate) fn serve<R: Read>(
             None => break,
         }
     }
-    let keep_alive = calls.last().is_some_and(|c| c.keep_alive) && !shared.stopping();
+    let keep_alive = calls.last().is_some_and(|c| c.request.keep_alive) && !shared.stopping();
     Served::Together {
         answers: answer(shared, calls, keep_alive),
         keep_alive,
@@ -120,7 +119,6 @@ impl Call {
     fn new(request: Request, args: Vec<Value>, started: Instant) -> Self {
         Call {
             started,
-            keep_alive: request.keep_alive,
             request,
             args,
         }
@@ -188,8 +186,9 @@ fn answer(shared: &Shared, calls: Vec<Call>, keep_alive: bool) -> Vec<u8> {
     let last = calls.len() - 1;
     let mut out = Vec::with_capacity(calls.len() * 256);
     for (index, (call, response)) in calls.iter().zip(responses).enumerate() {
-        let response = response
-            .unwrap_or_else(|| error(500, "INTERNAL_ERROR", "Failed to write message: no result"));
+        // Each call was refused (answered then) or is in a run, whose
+        // write_many gives one result per item.
+        let response = response.expect("every call has its answer");
         shared.metrics.request(
             &call.request.path,
             &call.request.method,

@@ -72,8 +72,7 @@ fn go_error_text(e: &serde_json::Error, text: &str) -> String {
     if e.is_eof() {
         return "unexpected end of JSON input".to_string();
     }
-    let message = e.to_string();
-    if message.starts_with("recursion limit exceeded") {
+    if crate::wire::json::is_too_deep(e) {
         // Go's text for its own limit (10 000 levels), with ours: serde_json
         // reads 127 levels, which leaves a message's data and metadata
         // what every other entry point of the kit accepts.
@@ -83,6 +82,7 @@ fn go_error_text(e: &serde_json::Error, text: &str) -> String {
             MAX_JSON_DEPTH
         );
     }
+    let message = e.to_string();
     // serde_json reports the 1-based line and byte column of the offending byte.
     let at = text
         .split_inclusive('\n')

@@ -255,7 +255,6 @@ impl ServerConfig {
         self.tls = Some(tls::TlsFiles {
             cert: tls::Pem::File(cert.into()),
             key: tls::Pem::File(key.into()),
-            client_ca: None,
         });
         self
     }
@@ -272,7 +271,6 @@ impl ServerConfig {
         self.tls = Some(tls::TlsFiles {
             cert: tls::Pem::Bytes(cert.into()),
             key: tls::Pem::Bytes(key.into()),
-            client_ca: None,
         });
         self
     }
@@ -354,13 +352,7 @@ impl Server {
     /// the file); [`Error::Io`] when the address cannot be bound.
     pub fn start(config: ServerConfig) -> Result<Server> {
         let tls = match (&config.tls, &config.client_ca) {
-            (Some(files), client_ca) => Some(
-                tls::TlsFiles {
-                    client_ca: client_ca.clone(),
-                    ..files.clone()
-                }
-                .load()?,
-            ),
+            (Some(files), client_ca) => Some(files.load(client_ca.as_ref())?),
             (None, Some(_)) => {
                 return Err(Error::invalid(
                     "a client CA needs TLS: give the server a certificate and key too",
@@ -408,20 +400,16 @@ impl Server {
             connections: conn::Connections::new(),
         });
         let acceptor = conn::spawn_acceptor(listener, Arc::clone(&shared))?;
-        let scheme = if shared.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        log::info!("eventodb-kit serving on {scheme}://{addr}");
-        Ok(Server {
+        let server = Server {
             addr,
             shared,
             stop: Some(stop_tx),
             acceptor: Some(acceptor),
             default_token,
             generated,
-        })
+        };
+        log::info!("eventodb-kit serving on {}", server.url());
+        Ok(server)
     }
 
     /// The address the server listens on (with the actual port).

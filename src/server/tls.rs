@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::ServerConfig;
 
 use crate::error::{Error, Result};
-use crate::tls::{certificates_from_pem, private_key_from_pem, provider, read_file};
+use crate::tls::{certificates_from_pem, private_key_from_pem, provider, read_file, root_store};
 
 /// PEM input: a file, or the bytes themselves.
 #[derive(Clone)]
@@ -47,13 +47,12 @@ impl Pem {
 pub(crate) struct TlsFiles {
     pub(crate) cert: Pem,
     pub(crate) key: Pem,
-    pub(crate) client_ca: Option<Pem>,
 }
 
 impl TlsFiles {
     /// Loads and checks everything: certificate chain, key (matching it),
-    /// and the client CAs when client certificates are required.
-    pub(crate) fn load(&self) -> Result<Arc<ServerConfig>> {
+    /// and the CAs of `client_ca` when client certificates are required.
+    pub(crate) fn load(&self, client_ca: Option<&Pem>) -> Result<Arc<ServerConfig>> {
         let (pem, what) = self.cert.load("TLS certificate")?;
         let chain = certificates_from_pem(&pem, &what)?;
         let (pem, what) = self.key.load("TLS key")?;
@@ -62,17 +61,10 @@ impl TlsFiles {
         let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_protocol_versions(rustls::ALL_VERSIONS)
             .map_err(|e| Error::invalid(format!("TLS: {e}")))?;
-        let builder = match &self.client_ca {
+        let builder = match client_ca {
             Some(ca) => {
                 let (pem, what) = ca.load("client CA")?;
-                let mut roots = RootCertStore::empty();
-                for cert in certificates_from_pem(&pem, &what)? {
-                    roots.add(cert).map_err(|e| {
-                        Error::invalid(format!(
-                            "the {what} holds a certificate that cannot be a CA: {e}"
-                        ))
-                    })?;
-                }
+                let roots = root_store(&certificates_from_pem(&pem, &what)?, &what)?;
                 let verifier =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                         .build()

@@ -70,7 +70,9 @@ impl Transport {
     }
 
     /// From now on no read waits past `deadline`; once it has passed, reads
-    /// fail with [`io::ErrorKind::TimedOut`]. `None` lifts it.
+    /// fail with [`io::ErrorKind::TimedOut`] — the only reads that do (the
+    /// idle timeout is [`io::ErrorKind::WouldBlock`] on every platform).
+    /// `None` lifts it.
     pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
         self.socket.deadline = deadline;
     }
@@ -166,6 +168,12 @@ impl Read for Socket {
                 ) && self.deadline_passed() =>
             {
                 Err(deadline_error())
+            }
+            // The idle timeout, which Windows reports as TimedOut (Unix as
+            // WouldBlock): only the deadline's error may carry TimedOut,
+            // which the connection takes for a late request head (408).
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                Err(io::Error::new(io::ErrorKind::WouldBlock, e))
             }
             other => other,
         }
@@ -268,6 +276,15 @@ mod tests {
         transport.set_deadline(None);
         client.write_all(b"d").unwrap();
         assert_eq!(transport.read(&mut buf).unwrap(), 1);
+    }
+
+    #[test]
+    fn an_idle_timeout_before_the_deadline_is_not_the_deadline() {
+        let (_client, server) = pair();
+        let mut transport = plain(server, Some(Duration::from_millis(20)));
+        transport.set_deadline(Some(Instant::now() + Duration::from_secs(5)));
+        let err = transport.read(&mut [0; 8]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
     }
 
     #[test]

@@ -549,3 +549,13 @@ pub(crate) fn check_stream_name(stream: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// The checks of a write that need no store, in EventoDB's order, with its
+/// messages: the stream name, then the message (and the kit's depth limit,
+/// which EventoDB itself would take but the kit could not read back). Every
+/// write of every store goes through here before anything is sent or
+/// stored: one write, many, or pipelined.
+pub(crate) fn check_write(stream: &str, message: &NewMessage) -> Result<()> {
+    check_stream_name(stream)?;
+    message.validate()
+}

@@ -193,7 +193,7 @@ impl WritePipeline {
             requests,
             answers,
             Arc::new(PipelineStatus::new()),
-            JoinOnDrop(Mutex::new(Some(thread))),
+            JoinOnDrop(Some(thread)),
         ))
     }
 
@@ -220,13 +220,13 @@ impl WritePipeline {
     }
 }
 
-/// Joins a thread when dropped.
-struct JoinOnDrop(Mutex<Option<JoinHandle<()>>>);
+/// Joins a thread when dropped. (A `JoinHandle` is `Send` and `Sync`, as
+/// [`WritePipeline::new`]'s guard must be; dropping has `&mut`.)
+struct JoinOnDrop(Option<JoinHandle<()>>);
 
 impl Drop for JoinOnDrop {
     fn drop(&mut self) {
-        let thread = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(thread) = thread {
+        if let Some(thread) = self.0.take() {
             let _ = thread.join();
         }
     }

@@ -203,6 +203,12 @@ pub(crate) fn to_stored_text(value: &Value) -> String {
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
+/// Whether serde_json gave up on input nested deeper than it reads (128
+/// levels): the one place that knows how it says so.
+pub(crate) fn is_too_deep(e: &serde_json::Error) -> bool {
+    e.to_string().starts_with("recursion limit exceeded")
+}
+
 /// The number at `value` truncated toward zero to an integer, as Go's
 /// `int64(v.(float64))` (saturating where Go's result is undefined).
 #[cfg_attr(not(feature = "server"), allow(dead_code))]

@@ -20,6 +20,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::error::ErrorBody;
+use super::json::is_too_deep;
 use super::rpc::{decode_message, decode_messages};
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::message::Message;
@@ -150,11 +151,9 @@ pub(crate) fn from_error_body(e: &ErrorBody) -> Option<Error> {
     })
 }
 
-fn is_too_deep(e: &serde_json::Error) -> bool {
-    e.to_string().starts_with("recursion limit exceeded")
-}
-
-fn not_json(method: &str, e: &serde_json::Error) -> Error {
+/// The error of an answer to `method` that is not JSON (a proxy's page,
+/// say): of every RPC answer, decoded whole or message by message.
+pub(crate) fn not_json(method: &str, e: &serde_json::Error) -> Error {
     Error::Transport {
         kind: TransportErrorKind::Protocol,
         message: format!("the store's answer to {method} is not JSON: {e}"),

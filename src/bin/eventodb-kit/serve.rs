@@ -6,6 +6,8 @@ use std::time::Duration;
 use clap::Args;
 use eventodb_kit::server::{Server, ServerConfig, DATA_FILE};
 
+use crate::output;
+
 /// Options of `serve`; each also comes from an environment variable, as
 /// EventoDB's own flags do.
 #[derive(Debug, Args)]
@@ -91,12 +93,10 @@ pub struct ServeArgs {
     pub log_format: Option<String>,
 }
 
-/// A duration the humantime way (`500ms`, `10s`, `2m`), or `0`.
+/// A duration the humantime way (`500ms`, `10s`, `2m`, or `0`) as every
+/// command reads one ([`output::parse_duration`]), spaces around it ignored.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    if s.trim() == "0" {
-        return Ok(Duration::ZERO);
-    }
-    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (e.g. 10s, 500ms, 2m)"))
+    output::parse_duration(s.trim())
 }
 
 /// A size in bytes, or with a binary unit (`64KiB`, `100MiB`, `1GiB`).

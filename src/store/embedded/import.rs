@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::message::{is_too_deep, too_deep_message};
 use crate::store::http::ImportSummary;
 use crate::time::{parse_rfc3339, to_ms};
-use crate::wire::json::normalize_numbers;
+use crate::wire::json::{self, normalize_numbers};
 use crate::wire::ndjson::{import_failure, ndjson_lines, Record};
 
 /// Records per transaction (and per progress line).
@@ -104,7 +104,7 @@ fn parse_line(raw: &[u8], line_no: u64) -> std::result::Result<Option<ImportRow>
     let mut record: Record = serde_json::from_str(text).map_err(|e| {
         // serde_json stops reading at 128 levels: data or meta is deeper
         // than the record's own level plus the limit.
-        if e.to_string().starts_with("recursion limit exceeded") {
+        if json::is_too_deep(&e) {
             return too_deep("data or meta");
         }
         fail(

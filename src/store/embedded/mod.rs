@@ -186,16 +186,15 @@ impl EmbeddedStore {
         self.shared.synchronous
     }
 
-    /// Refuses a write while this thread has a write transaction open on the
-    /// same file (a consumer handler's, say): it would wait for it until the
-    /// busy timeout.
-    fn check_not_nested(&self) -> Result<()> {
+    /// The writer connection for writing messages, the one way `write` and
+    /// `write_many` get it: refused while this thread has a write
+    /// transaction open on the same file (a consumer handler's, say), which
+    /// the write would wait for until the busy timeout.
+    fn message_writer(&self) -> Result<MutexGuard<'_, Connection>> {
         if !self.shared.file.is_empty() && crate::write_scope::held(&self.shared.file) {
-            return Err(crate::write_scope::nested_write_error(
-                "writing to the embedded store in the same file",
-            ));
+            return Err(nested_write_error());
         }
-        Ok(())
+        Ok(self.writer())
     }
 
     fn writer(&self) -> MutexGuard<'_, Connection> {
@@ -287,6 +286,12 @@ impl EmbeddedStore {
     }
 }
 
+/// The refusal of a write while this thread has a write transaction open
+/// on the same file.
+fn nested_write_error() -> crate::Error {
+    crate::write_scope::nested_write_error("writing to the embedded store in the same file")
+}
+
 impl MessageStore for EmbeddedStore {
     fn namespace(&self) -> &str {
         &self.namespace
@@ -298,8 +303,7 @@ impl MessageStore for EmbeddedStore {
         message: &NewMessage,
         options: &WriteOptions,
     ) -> Result<WriteResult> {
-        self.check_not_nested()?;
-        let mut conn = self.writer();
+        let mut conn = self.message_writer()?;
         let result = write::append(
             &mut conn,
             &self.namespace,
@@ -325,7 +329,11 @@ impl MessageStore for EmbeddedStore {
     /// [`MessageStore::write_many`]): one commit for the lot, and an item
     /// that fails is undone alone, consuming no position.
     fn write_many(&self, items: &[WriteItem]) -> Vec<Result<WriteResult>> {
-        let mut conn = self.writer();
+        let mut conn = match self.message_writer() {
+            Ok(conn) => conn,
+            // Each item gets the refusal `write` answers it with.
+            Err(_) => return items.iter().map(|_| Err(nested_write_error())).collect(),
+        };
         let results = write::append_many(&mut conn, &self.namespace, items, now_ms);
         // After the commit, under the writer lock, as `write` does.
         for (item, result) in items.iter().zip(&results) {
@@ -421,5 +429,34 @@ impl MessageStore for EmbeddedStore {
         let filter = Filter::Category(category.to_string(), None);
         let guard = self.shared.pokes.add(&self.namespace, filter, 0, tx);
         Ok(Subscription::new(rx, guard))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::write_scope::WriteScope;
+    use crate::Error;
+    use serde_json::json;
+
+    #[test]
+    fn write_and_write_many_refuse_to_wait_for_this_threads_own_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path().join("events.db")).unwrap();
+        let item = WriteItem::new("a-1", NewMessage::new("T", json!({})), WriteOptions::new());
+        let file: Arc<str> = Arc::from(store.shared.file.as_str());
+        let scope = WriteScope::enter(&file).unwrap();
+        let nested = |r: &Result<WriteResult>| matches!(r, Err(Error::InvalidInput(m)) if m.contains("would wait for the write transaction"));
+        let one = store.write(&item.stream, &item.message, &item.options);
+        assert!(nested(&one), "{one:?}");
+        let many = store.write_many(&[item.clone(), item.clone()]);
+        assert_eq!(many.len(), 2);
+        assert!(many.iter().all(nested), "{many:?}");
+        drop(scope);
+        assert!(store
+            .write_many(&[item.clone(), item])
+            .iter()
+            .all(|r| r.is_ok()));
+        assert_eq!(store.stream_version("a-1").unwrap(), Some(1));
     }
 }

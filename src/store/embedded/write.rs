@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::consumer_group::stream_hash;
 use crate::error::{Error, Result};
 use crate::message::{NewMessage, WriteOptions, WriteResult};
-use crate::store::{check_stream_name, WriteItem};
+use crate::store::{check_write, WriteItem};
 use crate::stream_name::category;
 use crate::wire::json::to_stored_text;
 
@@ -101,8 +101,7 @@ pub(crate) fn check<'a>(
     message: &'a NewMessage,
     options: &'a WriteOptions,
 ) -> Result<Checked<'a>> {
-    check_stream_name(stream)?;
-    message.validate()?;
+    check_write(stream, message)?;
     let id = match options.id.as_deref() {
         Some(id) if !id.is_empty() => {
             check_uuid(id).map_err(|detail| {

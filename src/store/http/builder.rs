@@ -9,9 +9,8 @@ use std::time::Duration;
 use super::client::{AgentSettings, Client};
 use super::pipelining::PipeliningState;
 use super::sse::liveness::Silence;
-use super::target::BaseUrl;
 use super::HttpStore;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::retry::RetryPolicy;
 use crate::tls::TlsSettings;
 use crate::token::Token;
@@ -114,7 +113,7 @@ impl HttpStoreBuilder {
 
     /// Checks the URL and the token and builds the store (no request is sent).
     ///
-    /// Errors: [`Error::InvalidInput`] for a URL
+    /// Errors: [`Error::InvalidInput`](crate::Error::InvalidInput) for a URL
     /// that is not `http(s)://host…`, a token that does not parse, or TLS
     /// settings that trust no certificate authority.
     pub fn build(self) -> Result<HttpStore> {
@@ -126,11 +125,6 @@ impl HttpStoreBuilder {
             self.tls,
         )?;
         let client = Client::new(&self.url, token, settings)?;
-        // What the store's own connections need of the URL, checked now.
-        BaseUrl::parse(client.base()).map_err(|e| match e {
-            Error::Transport { message, .. } => Error::invalid(message),
-            other => other,
-        })?;
         let pipelining = Arc::new(PipeliningState::new(client.base()));
         Ok(HttpStore::from_client(
             client,

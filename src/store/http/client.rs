@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use ureq::Agent;
 
+use super::target::BaseUrl;
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::tls::TlsSettings;
 use crate::token::Token;
@@ -31,21 +32,35 @@ pub(crate) struct CallContext<'a> {
 pub(crate) const USER_AGENT: &str = concat!("eventodb-kit/", env!("CARGO_PKG_VERSION"));
 
 /// Timeouts, pool size and TLS of the store's connections.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct AgentSettings {
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Duration,
     pub(crate) max_idle_connections: usize,
-    tls: TlsSettings,
+    /// The ureq side of the store's TLS settings (RPC calls, liveness
+    /// probes): built once, when the store is built; clones share its
+    /// roots and client certificate (`Arc`s).
+    ureq_tls: ureq::tls::TlsConfig,
     /// The same trust as `tls` for the connections the kit opens itself
     /// (pipelined writes, SSE subscriptions, the watch hub): built once,
     /// from `tls`, when the store is built.
     rustls: Arc<rustls::ClientConfig>,
 }
 
+impl fmt::Debug for AgentSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the TLS configurations: every root certificate would show.
+        f.debug_struct("AgentSettings")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("max_idle_connections", &self.max_idle_connections)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AgentSettings {
-    /// The settings of a store: `rustls` built from `tls` (the one place
-    /// the store's rustls configuration comes from).
+    /// The settings of a store: its ureq and rustls TLS configurations
+    /// built from `tls`, once (the one place they come from).
     pub(crate) fn new(
         connect_timeout: Duration,
         read_timeout: Duration,
@@ -57,7 +72,7 @@ impl AgentSettings {
             connect_timeout,
             read_timeout,
             max_idle_connections,
-            tls,
+            ureq_tls: tls.ureq_config(),
             rustls,
         })
     }
@@ -73,7 +88,7 @@ impl AgentSettings {
             .http_status_as_error(false)
             .no_delay(true)
             .timeout_connect(Some(self.connect_timeout))
-            .tls_config(self.tls.ureq_config())
+            .tls_config(self.ureq_tls.clone())
             .user_agent(USER_AGENT)
     }
 
@@ -103,6 +118,9 @@ impl AgentSettings {
 /// Base URL, credentials and the shared agent.
 pub(crate) struct Client {
     base: String,
+    /// `base` parsed for the store's own connections (pipelined writes,
+    /// SSE): parsed once, shared with `with_token` clients.
+    url: Arc<BaseUrl>,
     rpc_url: String,
     authorization: String,
     token: Token,
@@ -130,7 +148,13 @@ impl Client {
                 "EventoDB URL must start with http:// or https:// and name a host, got {base:?}"
             )));
         }
+        // What the store's own connections need of the URL, checked now.
+        let url = BaseUrl::parse(&base).map_err(|e| match e {
+            Error::Transport { message, .. } => Error::invalid(message),
+            other => other,
+        })?;
         Ok(Client {
+            url: Arc::new(url),
             rpc_url: format!("{base}/rpc"),
             authorization: format!("Bearer {}", token.expose_secret()),
             agent: settings.rpc_agent(),
@@ -148,6 +172,7 @@ impl Client {
             token,
             agent: self.agent.clone(),
             base: self.base.clone(),
+            url: Arc::clone(&self.url),
             rpc_url: self.rpc_url.clone(),
             settings: self.settings.clone(),
         }
@@ -155,6 +180,11 @@ impl Client {
 
     pub(crate) fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The base URL's parts, for the store's own connections.
+    pub(crate) fn url(&self) -> &Arc<BaseUrl> {
+        &self.url
     }
 
     pub(crate) fn token(&self) -> &Token {
@@ -318,10 +348,7 @@ pub(crate) fn decode_answer(
     if !(200..300).contains(&status) {
         return Err(answer_error(status, body, retry_after, ctx));
     }
-    serde_json::from_slice(body).map_err(|e| Error::Transport {
-        kind: TransportErrorKind::Protocol,
-        message: format!("the store's answer to {method} is not JSON: {e}"),
-    })
+    serde_json::from_slice(body).map_err(|e| undecodable::not_json(method, &e))
 }
 
 /// Maps a non-2xx answer (with the `Retry-After` it came with) to the
@@ -427,13 +454,17 @@ pub(crate) fn transport_error(e: ureq::Error) -> Error {
 
 /// Classifies an I/O failure of a connection.
 pub(crate) fn io_transport_error(e: &std::io::Error) -> Error {
+    let (kind, message) = io_transport_parts(e);
+    Error::Transport { kind, message }
+}
+
+/// The kind and message of [`io_transport_error`], for callers that say
+/// more (what was being connected to, say).
+pub(crate) fn io_transport_parts(e: &std::io::Error) -> (TransportErrorKind, String) {
     use std::io::ErrorKind as Io;
     use TransportErrorKind as K;
     if let Some(tls) = crate::tls::rustls_error(e) {
-        return Error::Transport {
-            kind: K::Tls,
-            message: crate::tls::describe(tls),
-        };
+        return (K::Tls, crate::tls::describe(tls));
     }
     let kind = match e.kind() {
         Io::ConnectionRefused => K::ConnectionRefused,
@@ -449,10 +480,7 @@ pub(crate) fn io_transport_error(e: &std::io::Error) -> Error {
         _ if e.to_string().starts_with("failed to lookup address") => K::Dns,
         _ => K::Other,
     };
-    Error::Transport {
-        kind,
-        message: e.to_string(),
-    }
+    (kind, e.to_string())
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 
 use crate::error::{Error, Result, TransportErrorKind};
-use crate::store::http::client::io_transport_error;
+use crate::store::http::client::{io_transport_error, io_transport_parts};
 pub(crate) use crate::store::http::target::BaseUrl;
 
 /// How to connect.
@@ -52,24 +52,40 @@ impl fmt::Debug for ConnectSettings {
     }
 }
 
-/// Appends a `POST {path}` request carrying `body` with the headers ureq
-/// sends for [`HttpStore`](super::HttpStore)'s calls.
-pub(crate) fn encode_request(
-    out: &mut Vec<u8>,
-    target: &BaseUrl,
-    authorization: &str,
-    body: &[u8],
-) {
-    let head = format!(
+/// The constant part of a `POST {path}` request with the headers ureq
+/// sends for [`HttpStore`](super::HttpStore)'s calls: everything before the
+/// `content-length` value. Built once per pipeline; [`encode_request`]
+/// completes it per request.
+pub(crate) fn request_head(target: &BaseUrl, authorization: &str) -> Vec<u8> {
+    format!(
         "POST {} HTTP/1.1\r\nhost: {}\r\nauthorization: {}\r\ncontent-type: application/json\r\n\
-         user-agent: {}\r\naccept: */*\r\ncontent-length: {}\r\n\r\n",
+         user-agent: {}\r\naccept: */*\r\ncontent-length: ",
         target.rpc_path,
         target.host_header,
         authorization,
         super::client::USER_AGENT,
-        body.len()
-    );
-    out.extend_from_slice(head.as_bytes());
+    )
+    .into_bytes()
+}
+
+/// Appends a request carrying `body`: `head` (of [`request_head`]), the
+/// body's length, the end of the head and the body.
+pub(crate) fn encode_request(out: &mut Vec<u8>, head: &[u8], body: &[u8]) {
+    out.extend_from_slice(head);
+    // The length's decimal digits, without formatting machinery.
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut len = body.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (len % 10) as u8;
+        len /= 10;
+        if len == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body);
 }
 
@@ -134,12 +150,12 @@ pub(crate) fn connect(target: &BaseUrl, settings: &ConnectSettings) -> Result<Co
 /// way the store's own connections (pipelined writes, SSE) dial.
 pub(crate) fn dial(target: &BaseUrl, connect_timeout: Duration) -> Result<TcpStream> {
     let place = format!("{}:{}", target.host, target.port);
-    let failed = |e: &io::Error| match io_transport_error(e) {
-        Error::Transport { kind, message } => Error::Transport {
+    let failed = |e: &io::Error| {
+        let (kind, message) = io_transport_parts(e);
+        Error::Transport {
             kind,
             message: format!("connecting to {place} failed: {message}"),
-        },
-        other => other,
+        }
     };
     let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
         .to_socket_addrs()
@@ -197,10 +213,7 @@ pub(crate) fn handshake(
             }
             Ok(_) => {}
             Err(e) => {
-                let (kind, message) = match io_transport_error(&e) {
-                    Error::Transport { kind, message } => (kind, message),
-                    other => (TransportErrorKind::Tls, other.to_string()),
-                };
+                let (kind, message) = io_transport_parts(&e);
                 let what = match kind {
                     TransportErrorKind::Timeout => "took longer than the connect timeout".into(),
                     _ => format!("failed: {message}"),
@@ -392,7 +405,7 @@ mod tests {
     fn encodes_requests_with_the_headers_of_ureq_calls() {
         let target = BaseUrl::parse("http://127.0.0.1:8080").unwrap();
         let mut out = Vec::new();
-        encode_request(&mut out, &target, "Bearer x", b"[1]");
+        encode_request(&mut out, &request_head(&target, "Bearer x"), b"[1]");
         let mut headers = [httparse::EMPTY_HEADER; 16];
         let mut request = httparse::Request::new(&mut headers);
         let len = match request.parse(&out).unwrap() {
@@ -413,6 +426,37 @@ mod tests {
             ]
         );
         assert_eq!(&out[len..], b"[1]");
+    }
+
+    #[test]
+    fn each_request_carries_its_own_content_length() {
+        let target = BaseUrl::parse("http://127.0.0.1:8080").unwrap();
+        let head = request_head(&target, "Bearer x");
+        for len in [0, 1, 9, 10, 99, 100, 12_345, 1_000_000] {
+            let body = vec![b'x'; len];
+            let mut out = Vec::new();
+            encode_request(&mut out, &head, &body);
+            encode_request(&mut out, &head, b"[2]");
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut request = httparse::Request::new(&mut headers);
+            let Ok(httparse::Status::Complete(at)) = request.parse(&out) else {
+                panic!("incomplete");
+            };
+            let length = request
+                .headers
+                .iter()
+                .find(|h| h.name == "content-length")
+                .map(|h| {
+                    std::str::from_utf8(h.value)
+                        .unwrap()
+                        .parse::<usize>()
+                        .unwrap()
+                });
+            assert_eq!(length, Some(len));
+            assert_eq!(&out[at..at + len], &body[..]);
+            assert!(out[at + len..].starts_with(b"POST /rpc HTTP/1.1\r\n"));
+            assert!(out.ends_with(b"content-length: 3\r\n\r\n[2]"));
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use crossbeam_channel::{bounded, Sender, TrySendError};
+use crossbeam_channel::{bounded, Sender};
 
 use super::sse::{Endpoint, OnRefusal, PokeSink, SseWorker};
 use super::status::ConnectionStatus;
@@ -47,10 +47,7 @@ impl PokeSink for Watchers {
             if !w.category.is_empty() && w.category != cat {
                 return true;
             }
-            !matches!(
-                w.sender.try_send(poke.clone()),
-                Err(TrySendError::Disconnected(_))
-            )
+            w.sender.deliver(poke.clone())
         });
         // The hub lives as long as its store, watched or not.
         true
@@ -60,12 +57,7 @@ impl PokeSink for Watchers {
     /// and poll from here on) or came back (writes made while it was down
     /// were not poked).
     fn link_changed(&self, _up: bool) {
-        self.lock().retain(|w| {
-            !matches!(
-                w.sender.try_send(Poke::wake_up()),
-                Err(TrySendError::Disconnected(_))
-            )
-        });
+        self.lock().retain(|w| w.sender.deliver(Poke::wake_up()));
     }
 }
 

@@ -43,7 +43,6 @@ use pipelining::PipeliningState;
 use sse::liveness::{Prober, Silence};
 use sse::stream::SocketSettings;
 use sse::{Endpoint, OnRefusal, PokeSink, SseWorker};
-use target::BaseUrl;
 
 /// Pokes a subscription may have pending (as many as a replay, plus room
 /// for live ones); more are dropped.
@@ -246,12 +245,12 @@ impl HttpStore {
             .rpc_body(method, args, CallContext::default())
     }
 
-    fn endpoint(&self) -> Result<Endpoint> {
+    fn endpoint(&self) -> Endpoint {
         let client = &self.inner.client;
         let settings = client.settings();
         let silence = self.inner.silence;
-        Ok(Endpoint {
-            target: BaseUrl::parse(client.base())?,
+        Endpoint {
+            target: Arc::clone(client.url()),
             authorization: client.authorization().to_string(),
             socket: SocketSettings {
                 connect_timeout: settings.connect_timeout,
@@ -268,7 +267,7 @@ impl HttpStore {
                 settings: settings.clone(),
                 namespace: client.token().namespace().to_string(),
             },
-        })
+        }
     }
 
     /// Like [`MessageStore::subscribe`], with access to the connection state.
@@ -282,7 +281,7 @@ impl HttpStore {
     pub fn subscribe_sse(&self, target: &SubscribeTarget) -> Result<SseSubscription> {
         let (sender, receiver) = bounded(SUBSCRIPTION_CAPACITY);
         let worker = SseWorker::spawn(
-            self.endpoint()?,
+            self.endpoint(),
             target.clone(),
             Arc::new(sender) as Arc<dyn PokeSink>,
             OnRefusal::Stop,
@@ -331,7 +330,7 @@ impl HttpStore {
         let mut slot = self.inner.hub.lock().unwrap_or_else(|e| e.into_inner());
         let started = slot.is_none();
         if started {
-            *slot = Some(Hub::start(self.endpoint()?)?);
+            *slot = Some(Hub::start(self.endpoint())?);
         }
         let hub = slot.as_ref().expect("the hub was just started");
         if started {
@@ -378,9 +377,9 @@ impl MessageStore for HttpStore {
     ) -> Result<WriteResult> {
         // Refused here with EventoDB's own messages, before a round trip —
         // and data nested deeper than the kit reads back, which EventoDB
-        // itself would take.
-        crate::store::check_stream_name(stream)?;
-        message.validate()?;
+        // itself would take. (Pipelined writes make the same checks, in
+        // the pipeline's writer thread.)
+        crate::store::check_write(stream, message)?;
         let ctx = CallContext {
             stream: Some(stream),
             expected_version: options.expected_version,
@@ -423,6 +422,10 @@ impl MessageStore for HttpStore {
     ///
     /// When things go wrong:
     ///
+    /// - **A write fails the checks [`write`](MessageStore::write) makes
+    ///   before sending** (an empty stream name, a message that does not
+    ///   [validate](NewMessage::validate)): it gets the same error, in its
+    ///   turn, and is never sent.
     /// - **The connection breaks** (closed, reset, no answer for the read
     ///   timeout): each write sent on it and not answered gets
     ///   `Err(Error::Transport { kind: ConnectionReset | Timeout, .. })` —

@@ -26,11 +26,11 @@ use crossbeam_channel::{bounded, unbounded, Sender};
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::message::WriteResult;
 use crate::store::http::client::{self, CallContext};
-use crate::store::http::connection::{BaseUrl, ConnectSettings, Connection};
+use crate::store::http::connection::{self, BaseUrl, ConnectSettings, Connection};
 use crate::store::http::pipelining::PipeliningState;
 use crate::store::http::response::Response;
 use crate::store::http::HttpStore;
-use crate::store::pipeline::{PipelinedWrite, WriteItem, WritePipeline};
+use crate::store::pipeline::{PipelinedAnswer, PipelinedWrite, WriteItem, WritePipeline};
 use crate::wire::rpc;
 
 mod reader;
@@ -45,9 +45,10 @@ const MAX_ANSWER: usize = 1024 * 1024;
 
 /// Where and how a pipeline's connections go.
 pub(crate) struct Target {
-    pub(crate) url: BaseUrl,
-    /// `Bearer <token>`: never shown.
-    pub(crate) authorization: String,
+    pub(crate) url: Arc<BaseUrl>,
+    /// The constant head of every request ([`connection::request_head`]),
+    /// built once: carries the token, never shown.
+    pub(crate) head: Vec<u8>,
     pub(crate) connect: ConnectSettings,
     /// Longest silence while answers are due (zero: no limit).
     pub(crate) read_timeout: Duration,
@@ -69,8 +70,8 @@ impl HttpStore {
         let client = &self.inner.client;
         let settings = client.settings();
         let target = Target {
-            url: BaseUrl::parse(client.base())?,
-            authorization: client.authorization().to_string(),
+            url: Arc::clone(client.url()),
+            head: connection::request_head(client.url(), client.authorization()),
             connect: ConnectSettings {
                 connect_timeout: settings.connect_timeout,
                 write_timeout: settings.read_timeout,
@@ -95,12 +96,9 @@ impl HttpStore {
             .take();
         let pipeline = match kept.map_or_else(|| self.new_pipeline(), Ok) {
             Ok(pipeline) => pipeline,
-            // Only an unusable URL or a thread that cannot be spawned.
+            // Only a thread that cannot be spawned.
             Err(e) => {
-                let (kind, message) = match e {
-                    Error::Transport { kind, message } => (kind, message),
-                    other => (TransportErrorKind::Other, other.to_string()),
-                };
+                let (kind, message) = transport_parts(&e);
                 return items
                     .iter()
                     .map(|_| {
@@ -207,13 +205,19 @@ impl Drop for Stopper {
     }
 }
 
-/// A write sent on a connection and not answered yet.
+/// A write sent on a connection and not answered yet — or one refused
+/// before sending, waiting for the answers of the writes sent before it.
 struct InFlight {
     write: PipelinedWrite,
     sent_at: Instant,
     /// Nothing was ahead of it when it was sent: its answer time is a
     /// round trip.
     timed: bool,
+    /// Not sent: refused by the checks [`HttpStore::write`] makes
+    /// ([`check`]), and answered with this in its turn, right after the
+    /// answer of the write ahead of it. Never first in line (see
+    /// [`LineState::answer_refused`]).
+    refused: Option<Error>,
 }
 
 /// How a connection ended.
@@ -283,6 +287,37 @@ impl Line {
     }
 }
 
+impl LineState {
+    /// Answers the refused writes first in line: nothing sent is ahead of
+    /// them any more. Called under the line's lock whenever the front
+    /// changes, so the first in line is always a write that was sent.
+    fn answer_refused(&mut self, answers: &Sender<PipelinedAnswer>) {
+        while let Some(refused) = self.in_flight.front_mut().and_then(|f| f.refused.take()) {
+            if let Some(f) = self.in_flight.pop_front() {
+                let _ = answers.send(PipelinedAnswer {
+                    tag: f.write.tag,
+                    result: Err(refused),
+                });
+            }
+        }
+    }
+
+    /// The writes in line that were sent (not refused): the answers due.
+    fn due(&self) -> usize {
+        self.in_flight
+            .iter()
+            .filter(|f| f.refused.is_none())
+            .count()
+    }
+}
+
+/// The checks [`HttpStore::write`](crate::MessageStore::write) makes
+/// before sending, made of every pipelined write too: what fails them is
+/// answered with that error and never sent.
+fn check(item: &WriteItem) -> Result<()> {
+    crate::store::check_write(&item.stream, &item.message)
+}
+
 /// The transport kind of an I/O failure on an open connection: the
 /// outcome of what was sent is unknown either way.
 fn broken_kind(e: &std::io::Error) -> TransportErrorKind {
@@ -309,6 +344,16 @@ fn write_result(response: &Response, item: &WriteItem) -> Result<WriteResult> {
         ctx,
     )?;
     rpc::decode_write_result(&value)
+}
+
+/// The kind and message of `e`, to answer many writes with the same
+/// transport error: a transport error's own; anything else (a thread that
+/// cannot be spawned) is of kind `Other`.
+fn transport_parts(e: &Error) -> (TransportErrorKind, String) {
+    match e {
+        Error::Transport { kind, message } => (*kind, message.clone()),
+        other => (TransportErrorKind::Other, other.to_string()),
+    }
 }
 
 /// The error of a write that was sent on a connection that then broke.

@@ -127,7 +127,7 @@ impl ReaderThread {
         line.answered += 1;
         line.last_progress = now;
         if line.answered == 1 {
-            line.behind_first = line.in_flight.len();
+            line.behind_first = line.due();
         }
         let result = write_result(&response, &sent.write.item);
         // Under the lock, so that no answer of the writer's or of `finish`
@@ -136,6 +136,8 @@ impl ReaderThread {
             tag: sent.write.tag,
             result,
         });
+        // The refused writes that waited for this answer.
+        line.answer_refused(&self.answers);
         // The first answer arms the stall deadline; a waiting writer has room.
         let wake = line.answered == 1 || std::mem::take(&mut line.writer_waits);
         drop(line);
@@ -156,15 +158,16 @@ impl ReaderThread {
     fn finish(self, end: End) {
         let mut line = self.line.lock();
         let end = line.end.get_or_insert(end).clone();
-        let outstanding = line.in_flight.len();
-        let left: Vec<_> = line.in_flight.drain(..).map(|f| f.write).collect();
+        let outstanding = line.due();
+        let left: Vec<_> = line.in_flight.drain(..).collect();
         match &end {
-            End::Closed => line.handback.extend(left),
+            // Refused writes too: checked again when they come up.
+            End::Closed => line.handback.extend(left.into_iter().map(|f| f.write)),
             End::Broken { kind, message } => {
-                for write in left {
+                for f in left {
                     let _ = self.answers.send(PipelinedAnswer {
-                        tag: write.tag,
-                        result: Err(unknown_outcome(*kind, message)),
+                        tag: f.write.tag,
+                        result: Err(f.refused.unwrap_or_else(|| unknown_outcome(*kind, message))),
                     });
                 }
             }

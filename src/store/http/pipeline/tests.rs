@@ -277,3 +277,104 @@ fn an_untrusted_or_misnamed_certificate_is_a_tls_error() {
         "nothing was written"
     );
 }
+
+/// What `HttpStore::write` refuses before sending is refused alike in a
+/// pipeline — never sent, answered in its turn with the same error.
+#[test]
+fn pipelined_writes_get_the_checks_of_write() {
+    let server = Server::start(ServeConfig::new()).unwrap();
+    let token = server.default_token().unwrap().expose_secret().to_string();
+    let store = HttpStore::new(&server.url(), &token).unwrap();
+    let mut deep = json!({});
+    for _ in 0..crate::message::MAX_JSON_DEPTH {
+        deep = json!({ "a": deep });
+    }
+    let good = |n: u64| {
+        WriteItem::new(
+            "checked-1",
+            NewMessage::new("T", json!({ "n": n })),
+            WriteOptions::new(),
+        )
+    };
+    let empty_stream = WriteItem::new("", NewMessage::new("T", json!({})), WriteOptions::new());
+    let too_deep = WriteItem::new("checked-1", NewMessage::new("T", deep), WriteOptions::new());
+    let no_type = WriteItem::new(
+        "checked-1",
+        NewMessage::new("", json!({})),
+        WriteOptions::new(),
+    );
+    let refusal = |item: &WriteItem| {
+        store
+            .write(&item.stream, &item.message, &item.options)
+            .unwrap_err()
+            .to_string()
+    };
+    let expect = |results: Vec<crate::Result<crate::WriteResult>>, items: &[WriteItem]| {
+        assert_eq!(results.len(), items.len());
+        for (result, item) in results.iter().zip(items) {
+            if crate::store::check_write(&item.stream, &item.message).is_err() {
+                match result {
+                    Err(e @ Error::InvalidInput(_)) => assert_eq!(e.to_string(), refusal(item)),
+                    other => panic!("{item:?}: {other:?}"),
+                }
+            } else {
+                assert!(result.is_ok(), "{result:?}");
+            }
+        }
+    };
+
+    // Refusals first in line (no connection yet), between and after sent writes.
+    let items = vec![
+        empty_stream.clone(),
+        too_deep.clone(),
+        good(0),
+        no_type.clone(),
+        good(1),
+        empty_stream.clone(),
+        too_deep.clone(),
+        good(2),
+        too_deep.clone(),
+    ];
+    expect(store.write_many(&items), &items);
+    // Only refusals, on the kept pipeline's idle connection.
+    let items = vec![too_deep.clone(), empty_stream.clone()];
+    expect(store.write_many(&items), &items);
+
+    let pipeline = store.open_pipeline().unwrap().unwrap();
+    let items: Vec<_> = (3..40)
+        .map(|n| {
+            if n % 3 == 0 {
+                too_deep.clone()
+            } else {
+                good(n)
+            }
+        })
+        .collect();
+    for (tag, item) in (0u64..).zip(&items) {
+        pipeline.send(tag, item.clone()).unwrap();
+    }
+    let answers: Vec<_> = (0..items.len())
+        .map(|_| pipeline.answers().recv_timeout(WAIT).unwrap())
+        .collect();
+    let tags: Vec<u64> = answers.iter().map(|a| a.tag).collect();
+    assert_eq!(
+        tags,
+        (0..items.len() as u64).collect::<Vec<_>>(),
+        "in order"
+    );
+    expect(answers.into_iter().map(|a| a.result).collect(), &items);
+
+    let stored = server
+        .store()
+        .get_stream("checked-1", &StreamQuery::new().batch_size(-1))
+        .unwrap();
+    let ns: Vec<i64> = stored
+        .iter()
+        .map(|m| m.data["n"].as_i64().unwrap())
+        .collect();
+    let sent: Vec<i64> = (0..40).filter(|n| n < &3 || n % 3 != 0).collect();
+    assert_eq!(ns, sent, "nothing refused was sent");
+    drop(pipeline);
+    drop(store);
+    server.shutdown();
+}

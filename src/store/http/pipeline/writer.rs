@@ -13,7 +13,7 @@ use std::time::Instant;
 use crossbeam_channel::{at, bounded, never, select, Receiver, Sender};
 
 use super::reader::ReaderThread;
-use super::{broken_kind, End, InFlight, Line, LineState, Target};
+use super::{broken_kind, check, transport_parts, End, InFlight, Line, LineState, Target};
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::store::http::client::io_transport_error;
 use crate::store::http::connection::{self, encode_request, Connection};
@@ -127,9 +127,23 @@ impl WriterThread {
     }
 
     /// Writes up to `room` pending writes (opening a connection first if
-    /// needed) in one socket write.
+    /// needed) in one socket write. Writes that fail [`check`] are not
+    /// sent: each is answered with its error in its turn.
     fn send(&mut self, room: usize) {
         if self.live.is_none() {
+            // Nothing is in flight: refusals first in line are answered
+            // now, without connecting for them.
+            while let Some(Err(e)) = self.pending.front().map(|w| check(&w.item)) {
+                if let Some(write) = self.pending.pop_front() {
+                    let _ = self.answers.send(PipelinedAnswer {
+                        tag: write.tag,
+                        result: Err(e),
+                    });
+                }
+            }
+            if self.pending.is_empty() {
+                return;
+            }
             match self.connect() {
                 Ok(live) => self.live = Some(live),
                 Err(e) => return self.fail_queued(&e),
@@ -145,17 +159,15 @@ impl WriterThread {
                 break;
             };
             let item = &write.item;
-            let args = rpc::write_args(&item.stream, &item.message, &item.options);
-            let body = rpc::request("stream.write", args);
-            encode_request(
-                &mut self.buf,
-                &self.target.url,
-                &self.target.authorization,
-                &body,
-            );
-            batch.push(write);
+            let refused = check(item).err();
+            if refused.is_none() {
+                let args = rpc::write_args(&item.stream, &item.message, &item.options);
+                let body = rpc::request("stream.write", args);
+                encode_request(&mut self.buf, &self.target.head, &body);
+            }
+            batch.push((write, refused));
         }
-        let count = batch.len();
+        let count;
         {
             let mut line = live.line.lock();
             if let Some(end) = &line.end {
@@ -174,7 +186,7 @@ impl WriterThread {
                     },
                 });
                 drop(line);
-                for write in batch.into_iter().rev() {
+                for (write, _) in batch.into_iter().rev() {
                     self.pending.push_front(write);
                 }
                 if let Some(e) = refused {
@@ -183,14 +195,23 @@ impl WriterThread {
                 return;
             }
             let now = Instant::now();
-            let first = line.in_flight.is_empty();
-            for (i, write) in batch.into_iter().enumerate() {
+            let before = line.in_flight.len();
+            for (write, refused) in batch {
+                let timed = refused.is_none() && line.in_flight.is_empty();
                 line.in_flight.push_back(InFlight {
                     write,
                     sent_at: now,
-                    timed: first && i == 0,
+                    timed,
+                    refused,
                 });
+                // A refusal with nothing sent ahead of it is answered now.
+                line.answer_refused(&self.answers);
             }
+            count = line.in_flight.len() - before;
+        }
+        if self.buf.is_empty() {
+            // Only refusals: nothing to write.
+            return;
         }
         let sent = live.writer.send(&self.buf);
         let has_sent = std::mem::replace(&mut live.has_sent, true);
@@ -205,7 +226,10 @@ impl WriterThread {
             // error instead, so a server that resets every connection
             // cannot make this a loop.
             if !failed.sent_any && has_sent {
-                let keep = line.in_flight.len() - count;
+                // The batch is the tail of the line; the reader may have
+                // answered refusals at its head meanwhile (after the
+                // answers of everything ahead of it).
+                let keep = line.in_flight.len().saturating_sub(count);
                 let unsent: Vec<_> = line.in_flight.drain(keep..).map(|f| f.write).collect();
                 for write in unsent.into_iter().rev() {
                     self.pending.push_front(write);
@@ -254,11 +278,9 @@ impl WriterThread {
 
     /// Answers every write taken or queued with the failure to connect
     /// (no connection storm against a store that is down).
+    /// A write that fails [`check`] gets its own error instead.
     fn fail_queued(&mut self, e: &Error) {
-        let (kind, message) = match e {
-            Error::Transport { kind, message } => (*kind, message.clone()),
-            other => (TransportErrorKind::Other, other.to_string()),
-        };
+        let (kind, message) = transport_parts(e);
         let queued: Vec<_> = self
             .pending
             .drain(..)
@@ -270,12 +292,15 @@ impl WriterThread {
             queued.len()
         );
         for write in queued {
-            let _ = self.answers.send(PipelinedAnswer {
-                tag: write.tag,
-                result: Err(Error::Transport {
+            let result = check(&write.item).and_then(|()| {
+                Err(Error::Transport {
                     kind,
                     message: message.clone(),
-                }),
+                })
+            });
+            let _ = self.answers.send(PipelinedAnswer {
+                tag: write.tag,
+                result,
             });
         }
     }

@@ -28,12 +28,12 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use ureq::Agent;
 
 use super::super::client::{post_rpc, AgentSettings, CallContext};
 use crate::error::Result;
-use crate::store::SubscribeTarget;
+use crate::store::{CategoryQuery, StreamQuery, SubscribeTarget};
 use crate::wire::rpc;
 
 /// How long a stream may be silent before it is checked, and how long a
@@ -96,10 +96,8 @@ impl Prober {
     ) -> Result<Option<i64>> {
         match target {
             SubscribeTarget::Stream { stream, position } => {
-                let args = vec![
-                    stream.as_str().into(),
-                    json!({"position": position, "batchSize": 1}),
-                ];
+                let query = StreamQuery::new().position(*position).batch_size(1);
+                let args = rpc::stream_get_args(stream, &query);
                 let messages =
                     rpc::decode_messages(&self.call(agent, "stream.get", args)?, Some(stream))?;
                 Ok(messages.first().map(|m| m.position))
@@ -109,17 +107,16 @@ impl Prober {
                 position,
                 consumer_group,
             } => {
-                let mut options = json!({"position": position, "batchSize": 1});
-                if let Some(g) = consumer_group {
-                    options["consumerGroup"] = json!({"member": g.member(), "size": g.size()});
-                }
-                let args = vec![category.as_str().into(), options];
+                let mut query = CategoryQuery::new().position(*position).batch_size(1);
+                query.consumer_group = *consumer_group;
+                let args = rpc::category_get_args(category, &query);
                 let messages =
                     rpc::decode_messages(&self.call(agent, "category.get", args)?, None)?;
                 Ok(messages.first().map(|m| m.global_position))
             }
             SubscribeTarget::All { position } => {
-                let args = vec!["".into(), json!({"position": position, "batchSize": 1})];
+                let query = CategoryQuery::new().position(*position).batch_size(1);
+                let args = rpc::category_get_args("", &query);
                 let messages =
                     rpc::decode_messages(&self.call(agent, "category.get", args)?, None)?;
                 Ok(messages.first().map(|m| m.global_position))
@@ -138,7 +135,8 @@ impl Prober {
             .map_or(0, |info| info.message_count);
         let mut head = count.max(known).max(0);
         for _ in 0..HEAD_WALK_CALLS {
-            let args = vec!["".into(), json!({"position": head + 1, "batchSize": 1000})];
+            let query = CategoryQuery::new().position(head + 1).batch_size(1000);
+            let args = rpc::category_get_args("", &query);
             let messages = rpc::decode_messages(&self.call(agent, "category.get", args)?, None)?;
             match messages.last() {
                 Some(m) => head = m.global_position,
@@ -146,5 +144,42 @@ impl Prober {
             }
         }
         Ok(head)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ConsumerGroup;
+
+    /// The probes' reads are built by the same functions as the store's
+    /// reads, and ask exactly what they did when they were built by hand.
+    #[test]
+    fn probe_arguments_are_the_reads_of_one_message() {
+        let stream = StreamQuery::new().position(7).batch_size(1);
+        assert_eq!(
+            rpc::stream_get_args("a-1", &stream),
+            [json!("a-1"), json!({"position": 7, "batchSize": 1})]
+        );
+        let mut category = CategoryQuery::new().position(12).batch_size(1);
+        assert_eq!(
+            rpc::category_get_args("a", &category),
+            [json!("a"), json!({"position": 12, "batchSize": 1})]
+        );
+        category.consumer_group = Some(ConsumerGroup::new(1, 3).unwrap());
+        assert_eq!(
+            rpc::category_get_args("a", &category),
+            [
+                json!("a"),
+                json!({"position": 12, "batchSize": 1, "consumerGroup": {"member": 1, "size": 3}})
+            ]
+        );
+        let walk = CategoryQuery::new().position(101).batch_size(1000);
+        assert_eq!(
+            rpc::category_get_args("", &walk),
+            [json!(""), json!({"position": 101, "batchSize": 1000})]
+        );
     }
 }

@@ -57,7 +57,7 @@ impl PokeSink for Sender<Poke> {
 /// Where `/subscribe` is, with what credentials, and how to watch it.
 #[derive(Clone)]
 pub(crate) struct Endpoint {
-    pub(crate) target: BaseUrl,
+    pub(crate) target: Arc<BaseUrl>,
     pub(crate) authorization: String,
     pub(crate) socket: SocketSettings,
     /// Longest wait for each read of a refusal's body.

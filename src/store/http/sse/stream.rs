@@ -15,8 +15,8 @@ use std::time::Duration;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use crate::error::Result;
-use crate::store::http::connection;
 pub(crate) use crate::store::http::target::BaseUrl;
+use crate::store::http::{client, connection};
 
 /// Longest response head or event line accepted.
 const MAX_LINE: usize = 64 * 1024;
@@ -156,10 +156,10 @@ impl Connection {
     ) -> io::Result<()> {
         let request = format!(
             "GET {}/subscribe?{query} HTTP/1.1\r\nHost: {}\r\nAuthorization: {authorization}\r\n\
-             Accept: text/event-stream\r\nUser-Agent: eventodb-kit/{}\r\n\r\n",
+             Accept: text/event-stream\r\nUser-Agent: {}\r\n\r\n",
             target.prefix,
             target.host_header,
-            env!("CARGO_PKG_VERSION"),
+            client::USER_AGENT,
         );
         self.tcp.set_write_timeout(Some(timeout))?;
         let out = self.reader.get_mut();
