@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::client::{answer_error, CallContext};
+use super::client::CallContext;
+use super::failure::answer_error;
 use super::HttpStore;
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::namespace::{CreatedNamespace, DeletedNamespace, NamespaceInfo};

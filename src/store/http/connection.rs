@@ -29,7 +29,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 
 use crate::error::{Error, Result, TransportErrorKind};
-use crate::store::http::client::{io_transport_error, io_transport_parts};
+use crate::store::http::failure::{io_transport_error, io_transport_parts};
 pub(crate) use crate::store::http::target::BaseUrl;
 
 /// How to connect.

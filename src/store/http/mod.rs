@@ -23,6 +23,7 @@ mod admin;
 mod builder;
 mod client;
 mod connection;
+mod failure;
 mod hub;
 mod pipeline;
 mod pipelining;

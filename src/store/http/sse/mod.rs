@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use ureq::Agent;
 
-use super::client::{answer_error, io_transport_error, CallContext};
+use super::client::CallContext;
+use super::failure::{answer_error, io_transport_error};
 use super::status::ConnectionStatus;
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::retry::RetryPolicy;
