@@ -4,26 +4,24 @@
 //! threads share the requests (after a connection broke, many streams may
 //! want a read at once; on a long link each read is a round trip).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 
-use super::core::Reconciliation;
+use super::core::{ReadId, Reconciliation, TailRead};
 use crate::error::Result;
 use crate::store::{MessageStore, StreamQuery, MAX_BATCH_SIZE};
 
 /// A read for the checker.
 #[derive(Debug)]
 pub(crate) enum Check {
-    /// The version of `stream` and its last `lookback` messages; `hint` is
-    /// its version as the sender last knew it.
+    /// The version of `stream` and the messages of its tail.
     Reconcile {
         stream: String,
-        lookback: usize,
-        hint: Option<i64>,
+        read: ReadId,
+        tail: TailRead,
     },
     /// Whether the store answers an authenticated read.
     Probe { stream: String },
@@ -34,6 +32,7 @@ pub(crate) enum Check {
 pub(crate) enum Checked {
     Reconciled {
         stream: String,
+        read: ReadId,
         result: Result<Reconciliation>,
     },
     Probed {
@@ -104,13 +103,13 @@ impl Checker {
 
 fn run(store: &dyn MessageStore, check: Check) -> Checked {
     match check {
-        Check::Reconcile {
-            stream,
-            lookback,
-            hint,
-        } => {
-            let result = read_tail(store, &stream, lookback, hint);
-            Checked::Reconciled { stream, result }
+        Check::Reconcile { stream, read, tail } => {
+            let result = read_tail(store, &stream, tail);
+            Checked::Reconciled {
+                stream,
+                read,
+                result,
+            }
         }
         Check::Probe { stream } => Checked::Probed {
             result: store.stream_version(&stream).map(|_| ()),
@@ -118,28 +117,28 @@ fn run(store: &dyn MessageStore, check: Check) -> Checked {
     }
 }
 
-/// The stream's version and the ids and types of (at least) its last
-/// `lookback` messages. With a `hint` of its version, one read from
-/// `lookback` before it usually does (the stream's end is where the read
-/// ends); without one, the version is read first.
-fn read_tail(
-    store: &dyn MessageStore,
-    stream: &str,
-    lookback: usize,
-    hint: Option<i64>,
-) -> Result<Reconciliation> {
-    let version = match hint {
-        Some(v) => v,
-        None => match store.stream_version(stream)? {
-            Some(v) => v,
-            None => return Ok(Reconciliation::default()),
-        },
+/// The stream's version and the ids and types of the messages of its
+/// tail: those after a position ([`TailRead::After`]: one read, up to the
+/// stream's end), or (at least) its last `lookback` messages. With a
+/// `hint` of its version, one read from `lookback` before it usually does
+/// (the stream's end is where the read ends); without one, the version is
+/// read first.
+fn read_tail(store: &dyn MessageStore, stream: &str, tail: TailRead) -> Result<Reconciliation> {
+    let (mut found, mut position) = match tail {
+        // The position existed: the stream's version is at least that.
+        TailRead::After(after) => (Reconciliation::at(Some(after)), after + 1),
+        TailRead::Last { lookback, hint } => {
+            let version = match hint {
+                Some(v) => v,
+                None => match store.stream_version(stream)? {
+                    Some(v) => v,
+                    None => return Ok(Reconciliation::default()),
+                },
+            };
+            let found = Reconciliation::at(hint.is_none().then_some(version));
+            (found, (version + 1 - lookback as i64).max(0))
+        }
     };
-    let mut found = Reconciliation {
-        version: hint.is_none().then_some(version),
-        messages: HashMap::new(),
-    };
-    let mut position = (version + 1 - lookback as i64).max(0);
     loop {
         let page = store.get_stream(
             stream,
@@ -181,17 +180,27 @@ mod tests {
                 )
                 .unwrap();
         }
-        let tail = read_tail(&store, "a-1", 2, None).unwrap();
+        let last = |lookback, hint| TailRead::Last { lookback, hint };
+        let tail = read_tail(&store, "a-1", last(2, None)).unwrap();
         assert_eq!(tail.version, Some(4));
         assert_eq!(tail.messages.len(), 2);
-        let hinted = read_tail(&store, "a-1", 2, Some(2)).unwrap();
+        let hinted = read_tail(&store, "a-1", last(2, Some(2))).unwrap();
         assert_eq!(hinted.version, Some(4), "the read goes on to the end");
         assert_eq!(hinted.messages.len(), 4);
         assert_eq!(
             tail.messages["0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a84"],
             ("T4".to_string(), 4)
         );
-        let empty = read_tail(&store, "b-1", 10, None).unwrap();
+        let empty = read_tail(&store, "b-1", last(10, None)).unwrap();
         assert_eq!(empty.version, None);
+
+        let after = read_tail(&store, "a-1", TailRead::After(2)).unwrap();
+        assert_eq!(after.version, Some(4));
+        let mut ids: Vec<_> = after.messages.values().map(|(_, p)| *p).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, [3, 4], "only what follows the position");
+        let at_end = read_tail(&store, "a-1", TailRead::After(4)).unwrap();
+        assert_eq!(at_end.version, Some(4), "nothing after the end: the end");
+        assert!(at_end.messages.is_empty());
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::pause::{Pause, LINK_STREAK_PAUSE};
 use super::stream::{Expectation, Reconcile};
-use super::{Core, Effect, Now, Reconciliation, Tag, Verdict};
+use super::{Core, Effect, Now, ReadId, Reconciliation, Tag, Verdict};
 use crate::disposition::{Disposition, PauseReason};
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::message::WriteResult;
@@ -80,6 +80,7 @@ impl Core {
         if answered {
             self.link_streak = 0;
             self.lanes[lane].link_down = false;
+            self.lanes[lane].window.carried_one();
         }
         match result {
             Ok(written) => {
@@ -191,12 +192,12 @@ impl Core {
         now: Now,
         out: &mut Vec<Effect>,
     ) {
-        // The window stays: a link that breaks connections is not a store
-        // that is overloaded, and a smaller window would only make each
-        // connection carry less before it breaks.
+        // One break, however many writes it failed: the window shrinks to
+        // what connections carry (see `window`).
         let lane_state = &mut self.lanes[lane];
         if !lane_state.link_down {
             lane_state.link_down = true;
+            lane_state.window.link_broke();
             self.link_streak += 1;
         }
         let Some(owned) = self.rows.get_mut(&seq) else {
@@ -413,6 +414,7 @@ impl Core {
     pub(super) fn reconciled(
         &mut self,
         stream: &str,
+        read: ReadId,
         result: Result<Reconciliation>,
         now: Now,
         out: &mut Vec<Effect>,
@@ -420,9 +422,10 @@ impl Core {
         let Some(st) = self.streams.get_mut(stream) else {
             return;
         };
-        if st.reconcile != Reconcile::Running {
-            return;
-        }
+        let narrow = match st.reconcile {
+            Reconcile::Running { read: r, narrow } if r == read => narrow,
+            _ => return,
+        };
         st.reconcile = Reconcile::None;
         let found = match result {
             Ok(found) => found,
@@ -460,6 +463,7 @@ impl Core {
         st.reconcile_failures = 0;
         let queued: Vec<i64> = st.queue.iter().copied().collect();
         self.learned(stream, found.version);
+        let mut widen = false;
         for seq in queued {
             let Some(owned) = self.rows.get_mut(&seq) else {
                 continue;
@@ -476,6 +480,12 @@ impl Core {
                 self.delivered(seq, true, position, out);
                 continue;
             }
+            if narrow && owned.verdict.is_some() {
+                // The store has it, or another message with its id: only
+                // a read of the whole tail may say which.
+                widen = true;
+                continue;
+            }
             owned.doubt = false;
             match owned.verdict.take() {
                 None => {}
@@ -488,6 +498,12 @@ impl Core {
                 }
                 Some(Verdict::Conflict(error)) => self.refused(seq, error, now),
             }
+        }
+        if widen {
+            if let Some(st) = self.streams.get_mut(stream) {
+                st.wide_read = true;
+            }
+            self.want_reconcile(stream);
         }
         self.touch(stream);
     }

@@ -7,8 +7,8 @@ use std::ops::Bound::{Excluded, Unbounded};
 
 use serde_json::Value;
 
-use super::stream::{Expectation, Reconcile};
-use super::{Core, Effect, Now};
+use super::stream::{Expectation, Floor, Reconcile};
+use super::{Core, Effect, Now, TailRead};
 use crate::error::Result;
 use crate::message::{NewMessage, WriteOptions};
 use crate::outbox::sender::queue::OutboxRow;
@@ -90,8 +90,10 @@ impl Core {
             self.next_tag += 1;
             self.tags.insert(tag, seq);
             let bytes = owned.bytes;
+            let known = self.streams.get(stream).and_then(|st| st.version_hint());
             if let Some(owned) = self.rows.get_mut(&seq) {
                 owned.flight = Some((tag, lane, expectation));
+                owned.floor = owned.floor.sent(known);
             }
             self.lanes[lane].window.sent(bytes);
             if let Some(st) = self.streams.get_mut(stream) {
@@ -116,25 +118,36 @@ impl Core {
             .collect();
         for stream in due {
             self.reconciles.remove(&stream);
-            let doubtful = self
-                .streams
-                .get(&stream)
-                .map(|st| {
-                    st.queue
-                        .iter()
-                        .filter(|s| self.rows.get(s).is_some_and(|o| o.doubt))
-                        .count()
-                })
-                .unwrap_or(0);
-            let hint = self.streams.get_mut(&stream).and_then(|st| {
-                st.reconcile = Reconcile::Running;
-                st.version_hint()
-            });
-            out.push(Effect::Reconcile {
-                stream,
-                lookback: doubtful + RECONCILE_SLACK,
-                hint,
-            });
+            let (mut doubtful, mut floor) = (0, None::<Floor>);
+            if let Some(st) = self.streams.get(&stream) {
+                for owned in st.queue.iter().filter_map(|s| self.rows.get(s)) {
+                    if owned.doubt {
+                        doubtful += 1;
+                        floor = Some(floor.map_or(owned.floor, |f| f.lowest(owned.floor)));
+                    }
+                }
+            }
+            let read = self.next_read;
+            self.next_read += 1;
+            let Some(st) = self.streams.get_mut(&stream) else {
+                continue;
+            };
+            let hint = st.version_hint();
+            let tail = match floor {
+                // Every row in doubt went out after the stream reached
+                // this position: what this sender stored is after it.
+                Some(Floor::After(v)) if !st.wide_read => TailRead::After(v),
+                _ => TailRead::Last {
+                    lookback: doubtful + RECONCILE_SLACK,
+                    hint,
+                },
+            };
+            st.wide_read = false;
+            st.reconcile = Reconcile::Running {
+                read,
+                narrow: matches!(tail, TailRead::After(_)),
+            };
+            out.push(Effect::Reconcile { stream, read, tail });
         }
     }
 }

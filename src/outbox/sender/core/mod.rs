@@ -37,11 +37,16 @@ pub(crate) use book::{Now, ScanPlan};
 pub(crate) use pause::Pause;
 
 use book::Book;
-use stream::{Expectation, StreamState};
+use stream::{Expectation, Floor, StreamState};
 use window::Window;
 
 /// Names one write sent into a lane; its answer carries it.
 pub(crate) type Tag = u64;
+
+/// Names one read of a stream's tail; what it found carries it (a read
+/// asked for before a lease was lost, or before the checker restarted,
+/// settles nothing: it may have run before the writes it would settle).
+pub(crate) type ReadId = u64;
 
 /// The sender's settings, as the core needs them.
 #[derive(Debug, Clone)]
@@ -83,9 +88,10 @@ pub(crate) enum Event {
         tag: Tag,
         result: Result<WriteResult>,
     },
-    /// What a read of `stream` found.
+    /// What read `read` of `stream` found.
     Reconciled {
         stream: String,
+        read: ReadId,
         result: Result<Reconciliation>,
     },
     /// How a probe of the store went.
@@ -107,6 +113,17 @@ pub(crate) enum Event {
     CheckerReset,
 }
 
+/// Which part of a stream's tail a reconciling read looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TailRead {
+    /// The messages after this position (one that existed before any row
+    /// in doubt was first sent: those can only have landed after it).
+    After(i64),
+    /// The last `lookback` messages; `hint` is the stream's version as last
+    /// known (saves a read when right).
+    Last { lookback: usize, hint: Option<i64> },
+}
+
 /// What a read of a stream's tail found.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Reconciliation {
@@ -114,6 +131,16 @@ pub(crate) struct Reconciliation {
     pub(crate) version: Option<i64>,
     /// Ids (lower case) of the messages read, with their type and position.
     pub(crate) messages: HashMap<String, (String, i64)>,
+}
+
+impl Reconciliation {
+    /// Nothing read yet, the version known to be at least `version`.
+    pub(crate) fn at(version: Option<i64>) -> Self {
+        Reconciliation {
+            version,
+            messages: HashMap::new(),
+        }
+    }
 }
 
 /// What the core wants done.
@@ -125,12 +152,11 @@ pub(crate) enum Effect {
         tag: Tag,
         item: WriteItem,
     },
-    /// Read the last `lookback` messages of `stream` (and its version);
-    /// `hint` is its version as last known (saves a read when right).
+    /// Read the tail of `stream` (and its version).
     Reconcile {
         stream: String,
-        lookback: usize,
-        hint: Option<i64>,
+        read: ReadId,
+        tail: TailRead,
     },
     /// Check whether the store answers (a cheap authenticated read).
     Probe { stream: String },
@@ -170,6 +196,8 @@ struct Owned {
     link_failures: u32,
     /// Failures the store said may pass that were retried at once.
     quick_retries: u32,
+    /// Where in its stream it can have landed, if sent.
+    floor: Floor,
 }
 
 /// One lane (one pipeline).
@@ -194,10 +222,15 @@ pub(crate) struct Core {
     ready: BTreeSet<(i64, String)>,
     tags: HashMap<Tag, i64>,
     next_tag: Tag,
+    next_read: ReadId,
     /// Streams waiting for their writes in flight to come back, to be read.
     reconciles: BTreeSet<String>,
     /// Streams whose version was learned in the event being handled.
     fresh: Vec<String>,
+    /// Rows given back to the outbox after they were sent, with their
+    /// floors: claimed again, they are in doubt from there (their attempts
+    /// were given back too, so the claim alone does not tell).
+    sent_before: HashMap<i64, Floor>,
     lanes: Vec<Lane>,
     book: Book,
     pause: Option<Pause>,
@@ -234,6 +267,8 @@ impl Core {
             next_tag: 1,
             reconciles: BTreeSet::new(),
             fresh: Vec::new(),
+            sent_before: HashMap::new(),
+            next_read: 0,
             lanes,
             book: Book::default(),
             pause: None,
@@ -270,7 +305,11 @@ impl Core {
             }
             Event::WrittenBack { dead_letters } => self.written_back(&dead_letters),
             Event::Answer { tag, result } => self.answer(tag, result, now, &mut out),
-            Event::Reconciled { stream, result } => self.reconciled(&stream, result, now, &mut out),
+            Event::Reconciled {
+                stream,
+                read,
+                result,
+            } => self.reconciled(&stream, read, result, now, &mut out),
             Event::Probed { result } => self.probed(result, now, &mut out),
             Event::Held(held) => self.book.set_held(held, now.book_ms),
             Event::Rescan => {
@@ -322,6 +361,7 @@ impl Core {
         self.tags.clear();
         self.reconciles.clear();
         self.fresh.clear();
+        self.sent_before.clear();
         for lane in &mut self.lanes {
             lane.window.clear();
             lane.link_down = false;
@@ -339,12 +379,18 @@ impl Core {
             let seq = row.seq;
             let bytes = row.data.len() + row.metadata.as_ref().map_or(0, String::len);
             let stream = row.stream.clone();
+            // Claimed before (attempts was > 0 before this claim): an
+            // earlier process may have stored it.
+            let floor = match self.sent_before.remove(&seq) {
+                Some(floor) => floor,
+                None if row.attempts > 1 => Floor::Unknown,
+                None => Floor::NotSent,
+            };
             self.rows.insert(
                 seq,
                 Owned {
-                    // Claimed before (attempts was > 0 before this claim):
-                    // an earlier process may have stored it.
-                    doubt: row.attempts > 1,
+                    doubt: floor != Floor::NotSent,
+                    floor,
                     row,
                     bytes,
                     verdict: None,

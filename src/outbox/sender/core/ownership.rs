@@ -3,7 +3,7 @@
 //! what to do when writes in flight or reads under way are lost, or dead
 //! letters became durable.
 
-use super::stream::Reconcile;
+use super::stream::{Floor, Reconcile};
 use super::{Core, Effect, Now, Tag};
 use crate::outbox::sender::queue::Mark;
 
@@ -54,7 +54,7 @@ impl Core {
         let running: Vec<String> = self
             .streams
             .iter()
-            .filter(|(_, st)| st.reconcile == Reconcile::Running)
+            .filter(|(_, st)| matches!(st.reconcile, Reconcile::Running { .. }))
             .map(|(name, _)| name.clone())
             .collect();
         for stream in running {
@@ -134,6 +134,9 @@ impl Core {
             st.answered(seq);
         }
         self.book.returned(&owned.row.stream, seq);
+        if owned.floor != Floor::NotSent {
+            self.sent_before.insert(seq, owned.floor);
+        }
         self.mark(Mark::Unclaim {
             seq,
             attempts: owned.row.attempts.saturating_sub(1),

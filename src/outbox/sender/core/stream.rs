@@ -33,6 +33,49 @@ pub(crate) struct Expectation {
     pub(crate) chained: bool,
 }
 
+/// Where a row sent with an unknown outcome can be in its stream: after
+/// the stream's version known when it was first sent (a position that
+/// existed then — positions only grow, so whatever the row's write did, it
+/// did after it). A read of the stream from there finds the row if this
+/// sender's writes stored it; a row sent while nothing was known of its
+/// stream, or claimed again after another process may have sent it, can
+/// be anywhere. (A row can also be in the store before this sender ever
+/// sent it — another process sent it, and its attempt was given back —
+/// so a read from the floor that does not find a row the store says it
+/// has is followed by one of the whole tail before anything is concluded.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Floor {
+    /// Never sent by this sender.
+    NotSent,
+    /// Every write of it was sent when the stream had reached this version.
+    After(i64),
+    /// Anywhere.
+    Unknown,
+}
+
+impl Floor {
+    /// The floor after one more send, with the stream's version then known
+    /// (or last known) being `known`.
+    pub(crate) fn sent(self, known: Option<i64>) -> Floor {
+        match (self, known) {
+            (Floor::NotSent, Some(v)) => Floor::After(v),
+            (Floor::NotSent, None) => Floor::Unknown,
+            // A later send lands after the earlier floor too.
+            (Floor::After(f), Some(v)) => Floor::After(f.min(v)),
+            (floor, _) => floor,
+        }
+    }
+
+    /// Where a read that settles rows in doubt with these two floors
+    /// starts (a row in doubt that this sender never sent can be anywhere).
+    pub(crate) fn lowest(self, other: Floor) -> Floor {
+        match (self, other) {
+            (Floor::After(a), Floor::After(b)) => Floor::After(a.min(b)),
+            _ => Floor::Unknown,
+        }
+    }
+}
+
 /// A reconciliation with the store: reading the stream to learn which of
 /// the rows in doubt it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,8 +84,9 @@ pub(crate) enum Reconcile {
     None,
     /// Wanted once the rows in flight are back.
     Wanted,
-    /// The read is under way.
-    Running,
+    /// This read is under way; `narrow`: it reads only after the rows'
+    /// [`Floor`].
+    Running { read: super::ReadId, narrow: bool },
 }
 
 /// One stream, while the sender owns rows of it.
@@ -69,6 +113,10 @@ pub(crate) struct StreamState {
     /// Another writer appends to this stream: one row in flight at a time.
     pub(crate) shared: bool,
     pub(crate) reconcile: Reconcile,
+    /// The next read is to look at the whole tail: a narrow one did not
+    /// find a row the store said it has (an id taken, a version passed) —
+    /// stored, perhaps, before this sender ever sent it.
+    pub(crate) wide_read: bool,
     /// Reads of the tail that failed in a row.
     pub(crate) reconcile_failures: u32,
     /// Rows of this stream dead-lettered but not yet written back: nothing
@@ -359,5 +407,22 @@ mod tests {
         assert_eq!(s.next_expectation(None), FREE);
         s.sent(1, 0, FREE.unwrap());
         assert_eq!(s.next_expectation(None), None);
+    }
+
+    #[test]
+    fn a_floor_is_the_lowest_version_known_at_any_send() {
+        let first = Floor::NotSent.sent(Some(5));
+        assert_eq!(first, Floor::After(5));
+        assert_eq!(first.sent(Some(9)), Floor::After(5), "a resend lands later");
+        assert_eq!(first.sent(None), Floor::After(5), "positions only grow");
+        assert_eq!(Floor::NotSent.sent(None), Floor::Unknown);
+        assert_eq!(Floor::Unknown.sent(Some(3)), Floor::Unknown);
+        assert_eq!(Floor::After(4).lowest(Floor::After(2)), Floor::After(2));
+        assert_eq!(Floor::After(4).lowest(Floor::Unknown), Floor::Unknown);
+        assert_eq!(
+            Floor::After(4).lowest(Floor::NotSent),
+            Floor::Unknown,
+            "a row in doubt this sender never sent can be anywhere"
+        );
     }
 }

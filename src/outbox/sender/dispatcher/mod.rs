@@ -170,15 +170,10 @@ impl Dispatcher {
                     });
                 }
             }
-            Effect::Reconcile {
-                stream,
-                lookback,
-                hint,
-            } => self.checker.request(Check::Reconcile {
-                stream,
-                lookback,
-                hint,
-            }),
+            Effect::Reconcile { stream, read, tail } => {
+                self.checker
+                    .request(Check::Reconcile { stream, read, tail })
+            }
             Effect::Probe { stream } => self.checker.request(Check::Probe { stream }),
             Effect::Paused { reason, error } => self.paused(reason, &error),
             Effect::Resumed { reason, paused_ms } => self.resumed(reason, paused_ms),
@@ -333,7 +328,15 @@ impl Dispatcher {
 
 fn checked_event(checked: Checked) -> Event {
     match checked {
-        Checked::Reconciled { stream, result } => Event::Reconciled { stream, result },
+        Checked::Reconciled {
+            stream,
+            read,
+            result,
+        } => Event::Reconciled {
+            stream,
+            read,
+            result,
+        },
         Checked::Probed { result } => Event::Probed { result },
     }
 }

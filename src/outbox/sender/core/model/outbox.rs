@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use super::super::Event;
 use crate::outbox::sender::queue::{self, Mark, OutboxRow};
 
-use super::sim::{RowState, Sim, SimRow, STREAMS};
+use super::sim::{RowState, Sim, SimRow, Stored, STREAMS};
 
 impl Sim {
     // ----- the application and the outbox -----
@@ -40,6 +40,27 @@ impl Sim {
                 next_attempt_at_ms: None,
                 first_failed_at_ms: None,
             };
+            // Now and then a row the store has already: an earlier process
+            // sent it, crashed, and its attempt had been given back (so
+            // nothing in the row says it was ever sent). Only behind rows
+            // stored so too, as that process would have sent them in order.
+            let in_order = self.outbox.values().all(|r| {
+                r.state != RowState::Unsent
+                    || r.row.stream != stream
+                    || self.pre_stored.contains(&r.row.seq)
+            });
+            if !invalid && expected_version.is_none() && in_order && self.rng.u8(..100) < 5 {
+                self.pre_stored.insert(seq);
+                self.trace(|| format!("stored before it was ever sent: {}", row.id));
+                self.ids.insert(row.id.clone());
+                self.store
+                    .entry(stream.to_string())
+                    .or_default()
+                    .push(Stored {
+                        id: row.id.clone(),
+                        message_type: row.message_type.clone(),
+                    });
+            }
             self.outbox.insert(
                 seq,
                 SimRow {

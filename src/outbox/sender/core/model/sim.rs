@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use super::super::{Core, Effect, Event, Now, Settings, Tag};
+use super::super::{Core, Effect, Event, Now, ReadId, Settings, Tag, TailRead};
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::message::WriteResult;
 use crate::outbox::config::AfterDeadLetter;
@@ -43,7 +43,11 @@ pub(super) struct SimLane {
 
 #[derive(Debug)]
 pub(super) enum Check {
-    Reconcile { stream: String, lookback: usize },
+    Reconcile {
+        stream: String,
+        read: ReadId,
+        tail: TailRead,
+    },
     Probe,
 }
 
@@ -77,6 +81,8 @@ pub(super) struct Sim {
     pub(super) book_ms: i64,
     pub(super) wall_ms: i64,
     pub(super) reordered: HashSet<String>,
+    /// Rows the store had before the sender saw them.
+    pub(super) pre_stored: HashSet<i64>,
     pub(super) in_flight_tags: HashMap<Tag, i64>,
     pub(super) retry: RetryPolicy,
     pub(super) foreign: u64,
@@ -118,6 +124,7 @@ impl Sim {
             book_ms: 0,
             wall_ms: 1_000_000_000,
             reordered: HashSet::new(),
+            pre_stored: HashSet::new(),
             in_flight_tags: HashMap::new(),
             retry,
             foreign: 0,
@@ -177,9 +184,9 @@ impl Sim {
                     self.in_flight_tags.insert(tag, seq);
                     self.lanes[lane].requests.push_back((tag, item));
                 }
-                Effect::Reconcile {
-                    stream, lookback, ..
-                } => self.checks.push_back(Check::Reconcile { stream, lookback }),
+                Effect::Reconcile { stream, read, tail } => self
+                    .checks
+                    .push_back(Check::Reconcile { stream, read, tail }),
                 Effect::Probe { .. } => self.checks.push_back(Check::Probe),
                 Effect::Paused { .. } | Effect::Resumed { .. } => {}
                 Effect::Reordered { id, .. } => {

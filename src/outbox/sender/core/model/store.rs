@@ -2,7 +2,7 @@
 //! (writes processed in order, answers in order, answers lost when a
 //! connection breaks, 500s before and after processing).
 
-use super::super::{Event, Reconciliation};
+use super::super::{Event, Reconciliation, TailRead};
 use crate::error::{Error, Result};
 use crate::message::WriteResult;
 use crate::store::WriteItem;
@@ -123,12 +123,23 @@ impl Sim {
             Check::Probe => self.feed(Event::Probed {
                 result: failure.map_or(Ok(()), Err),
             }),
-            Check::Reconcile { stream, lookback } => {
+            Check::Reconcile { stream, read, tail } => {
                 let result = match failure {
                     Some(e) => Err(e),
                     None => {
                         let messages = self.store.get(&stream).cloned().unwrap_or_default();
-                        let from = messages.len().saturating_sub(lookback);
+                        let from = match tail {
+                            TailRead::After(after) => {
+                                assert!(
+                                    after < messages.len() as i64,
+                                    "a read of {stream} after {after}, a position it never had"
+                                );
+                                (after + 1) as usize
+                            }
+                            TailRead::Last { lookback, .. } => {
+                                messages.len().saturating_sub(lookback)
+                            }
+                        };
                         Ok(Reconciliation {
                             version: (!messages.is_empty()).then(|| messages.len() as i64 - 1),
                             messages: messages
@@ -145,7 +156,11 @@ impl Sim {
                         })
                     }
                 };
-                self.feed(Event::Reconciled { stream, result });
+                self.feed(Event::Reconciled {
+                    stream,
+                    read,
+                    result,
+                });
             }
         }
     }
