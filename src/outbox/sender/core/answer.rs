@@ -205,12 +205,18 @@ impl Core {
         };
         owned.doubt = true;
         owned.link_failures += 1;
+        let stream = owned.row.stream.clone();
         if owned.link_failures >= LINK_FAILURES_PER_ROW {
             return self.retry_later(seq, error.to_string(), now);
         }
         if self.link_streak >= LINK_STREAK_PAUSE {
             self.pause_for(PauseReason::Unreachable, &error, now, out);
         }
+        // The write went out whole, so the store has likely taken it (and
+        // the writes behind it on the connection): one read of the stream
+        // settles them all, where resending would cost a request each and
+        // then the read anyway.
+        self.want_reconcile(&stream);
         self.requeue(seq);
     }
 
