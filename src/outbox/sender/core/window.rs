@@ -2,6 +2,13 @@
 //! answers come back without failure and halves on a failure, as TCP's
 //! congestion window does, within the configured depth and a byte budget.
 //!
+//! A broken connection takes every write in flight on it with it (their
+//! outcome unknown: each costs a resend or a read), so when connections
+//! break the window shrinks to what they carry: twice the answers the
+//! broken one gave. A link that drops a connection every few requests
+//! keeps a few in flight; one that drops a long-lived connection now and
+//! then loses little, and the window grows back by doubling per round trip.
+//!
 //! The round trip is hidden when the window holds at least the store's
 //! rate times the round trip (20 000 writes/s × 50 ms = 1 000 writes), so
 //! the window starts at a quarter of the depth and doubles every round trip
@@ -25,6 +32,8 @@ pub(crate) struct Window {
     in_flight: usize,
     /// Bytes of data and metadata in flight.
     bytes: usize,
+    /// Answers since the last connection broke.
+    carried: usize,
 }
 
 impl Window {
@@ -35,6 +44,7 @@ impl Window {
             size: (depth / 4).max(depth.min(MIN_WINDOW)).max(1),
             in_flight: 0,
             bytes: 0,
+            carried: 0,
         }
     }
 
@@ -71,6 +81,21 @@ impl Window {
         }
     }
 
+    /// The connection gave an answer (any: a refusal too).
+    pub(crate) fn carried_one(&mut self) {
+        self.carried += 1;
+    }
+
+    /// The connection broke: no more in flight than twice what it carried.
+    pub(crate) fn link_broke(&mut self) {
+        let carried = std::mem::take(&mut self.carried);
+        self.size = self
+            .size
+            .min(carried.saturating_mul(2))
+            .max(self.depth.min(MIN_WINDOW))
+            .max(1);
+    }
+
     /// The store failed a write it may take later (a 5xx): half as many in
     /// flight.
     pub(crate) fn shrink(&mut self) {
@@ -102,6 +127,28 @@ mod tests {
             w.shrink();
         }
         assert_eq!(w.size(), MIN_WINDOW);
+    }
+
+    #[test]
+    fn a_broken_connection_leaves_twice_what_it_carried() {
+        let mut w = Window::new(16_384);
+        assert_eq!(w.size(), 4_096);
+        for _ in 0..5 {
+            w.carried_one();
+        }
+        w.link_broke();
+        assert_eq!(w.size(), 10, "five answers, then the break");
+        w.link_broke();
+        assert_eq!(w.size(), MIN_WINDOW, "nothing carried: the least");
+        for _ in 0..1_000 {
+            w.carried_one();
+            w.grow();
+        }
+        w.link_broke();
+        assert_eq!(w.size(), 1_004, "a long-lived connection costs nothing");
+        let mut one = Window::new(1);
+        one.link_broke();
+        assert_eq!(one.size(), 1);
     }
 
     #[test]
