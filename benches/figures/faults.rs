@@ -12,6 +12,14 @@
 //!   `flaky_drain_depth_1` the same with one write at a time per lane
 //!   (what the faults cost without pipelining's gain on a clean link).
 //!   Every drain is checked afterwards: exactly once, in order per stream.
+//! * `flaky_link_reconnect_cpu_us`: what one broken connection costs on
+//!   this link before the kit does anything: the process's CPU time (all
+//!   threads: the proxy's two per connection, `serve`'s one, the client)
+//!   for a fresh connection through the proxy and one request on it,
+//!   next to one request on a kept connection. Every sixth request or so
+//!   of a flaky drain breaks its connection, so this bounds what any
+//!   client can drain through the proxy on this machine (Linux only: read
+//!   from `/proc/self/stat`).
 
 use std::path::Path;
 use std::thread;
@@ -40,6 +48,12 @@ pub fn run(report: &mut Report) {
         COUNTER.with(|c| *c.borrow_mut() = Some(counter));
     }
     let dir = tempfile::tempdir().unwrap();
+    if let Some((fresh, kept)) = reconnect_cpu_us() {
+        report.figure(
+            "flaky_link_reconnect_cpu_us",
+            &[("fresh", fresh), ("kept", kept)],
+        );
+    }
     let seconds = recovery_after_outage(dir.path());
     report.figure("recovery_after_outage_s", &[("value", seconds)]);
     for (name, depth) in [("flaky_drain", None), ("flaky_drain_depth_1", Some(1))] {
@@ -137,6 +151,7 @@ fn drain_through_proxy(dir: &Path, percent: u32, depth: Option<usize>, round: us
         .collect();
     let ids = write_backlog(&kit, &entries);
     let start = Instant::now();
+    let cpu_before = cpu_seconds();
     let sender = kit
         .spawn_sender(match depth {
             Some(depth) => SenderConfig::new().concurrency(4).pipeline_depth(depth),
@@ -144,10 +159,15 @@ fn drain_through_proxy(dir: &Path, percent: u32, depth: Option<usize>, round: us
         })
         .unwrap();
     sender.wait_until_drained(Duration::from_secs(600)).unwrap();
-    let rate = FLAKY_ROWS as f64 / start.elapsed().as_secs_f64();
+    let took = start.elapsed();
+    let rate = FLAKY_ROWS as f64 / took.as_secs_f64();
+    let cpu = cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let stats = sender.stats().unwrap();
     sender.shutdown();
     if std::env::var_os("FLAKY_DEBUG").is_some() {
+        eprintln!("{percent}%: {took:.2?}, CPU {cpu:.2?} s");
         eprintln!("{percent}%: {stats:?} proxy {:?}", proxy.counts());
         COUNTER.with(|c| {
             if let Some(counter) = *c.borrow() {
@@ -218,4 +238,49 @@ impl log::Log for TraceCounter {
         *self.0.lock().unwrap().entry(key).or_default() += 1;
     }
     fn flush(&self) {}
+}
+
+/// CPU seconds this process has used, all threads (Linux).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name (which may hold spaces).
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(ticks as f64 / 100.0)
+}
+
+/// CPU microseconds for a fresh connection through the fault proxy (no
+/// faults) and one request on it, and for one request on a kept one.
+fn reconnect_cpu_us() -> Option<(f64, f64)> {
+    use std::io::{Read, Write};
+    const ROUNDS: u32 = 2_000;
+    let server = Server::start(ServerConfig::new()).unwrap();
+    let proxy = Proxy::start(server.addr());
+    let addr: std::net::SocketAddr = proxy.url().trim_start_matches("http://").parse().unwrap();
+    let request = b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n";
+    let exchange = |socket: &mut std::net::TcpStream| {
+        let mut answer = [0u8; 1024];
+        socket.write_all(request).unwrap();
+        assert!(socket.read(&mut answer).unwrap() > 0);
+    };
+    let connect = || {
+        let socket = std::net::TcpStream::connect(addr).unwrap();
+        socket.set_nodelay(true).unwrap();
+        socket
+    };
+    let mut kept = connect();
+    let before = cpu_seconds()?;
+    for _ in 0..ROUNDS {
+        exchange(&mut kept);
+    }
+    let middle = cpu_seconds()?;
+    for _ in 0..ROUNDS {
+        exchange(&mut connect());
+    }
+    let after = cpu_seconds()?;
+    drop(proxy);
+    server.shutdown();
+    let per = |seconds: f64| seconds * 1e6 / f64::from(ROUNDS);
+    Some((per(after - middle), per(middle - before)))
 }
