@@ -1,12 +1,12 @@
 //! What the store's answers do: a write delivered, refused for good, to be
-//! retried later, or back in the queue; reads that settle rows in doubt;
-//! probes that end a pause.
+//! retried later, back in the queue, or in doubt until a read settles it
+//! (see [`settle`](super::settle)); probes that end a pause.
 
 use std::time::Duration;
 
 use super::pause::{Pause, LINK_STREAK_PAUSE};
-use super::stream::{Expectation, Reconcile};
-use super::{Core, Effect, Now, ReadId, Reconciliation, Tag, Verdict};
+use super::stream::Expectation;
+use super::{Core, Effect, Now, Tag, Verdict};
 use crate::disposition::{Disposition, PauseReason};
 use crate::error::{Error, Result, TransportErrorKind};
 use crate::message::WriteResult;
@@ -26,12 +26,9 @@ const LINK_FAILURES_PER_ROW: u32 = 5;
 /// that fails every time costs three more requests per attempt).
 const QUICK_RETRIES: u32 = 3;
 
-/// Failed reads of a stream's tail retried at once before the stream waits.
-const QUICK_RECONCILES: u32 = 5;
-
 /// Whether `e` says the connection failed mid-request: the outcome is
 /// unknown, and a new connection may well work.
-fn is_link_failure(e: &Error) -> bool {
+pub(super) fn is_link_failure(e: &Error) -> bool {
     match e {
         Error::Transport { kind, .. } => matches!(
             kind,
@@ -220,32 +217,8 @@ impl Core {
         self.requeue(seq);
     }
 
-    /// Leaves `seq` at the head of its stream until a read of the stream
-    /// says whether the store has it.
-    fn settle_by_reading(&mut self, seq: i64, verdict: Verdict) {
-        let Some(owned) = self.rows.get_mut(&seq) else {
-            return;
-        };
-        owned.verdict = Some(verdict);
-        owned.doubt = true;
-        let stream = owned.row.stream.clone();
-        if let Some(st) = self.streams.get_mut(&stream) {
-            st.break_flight(None);
-        }
-        self.want_reconcile(&stream);
-        self.requeue(seq);
-    }
-
-    /// `stream`'s tail is to be read once its writes in flight are back.
-    pub(super) fn want_reconcile(&mut self, stream: &str) {
-        if let Some(st) = self.streams.get_mut(stream) {
-            st.reconcile = Reconcile::Wanted;
-        }
-        self.reconciles.insert(stream.to_string());
-    }
-
     /// Refused for good: dead letter, then the stream goes on or holds.
-    fn refused(&mut self, seq: i64, error: String, now: Now) {
+    pub(super) fn refused(&mut self, seq: i64, error: String, now: Now) {
         let Some(stream) = self.rows.get(&seq).map(|o| o.row.stream.clone()) else {
             return;
         };
@@ -363,7 +336,13 @@ impl Core {
     /// Pauses the whole sender (or notes a new reason for the pause in
     /// progress) because of `error`; not probing before its `Retry-After`.
     /// One outage is one pause, however many writes fail with it.
-    fn pause_for(&mut self, reason: PauseReason, error: &Error, now: Now, out: &mut Vec<Effect>) {
+    pub(super) fn pause_for(
+        &mut self,
+        reason: PauseReason,
+        error: &Error,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) {
         let text = error.to_string();
         match &mut self.pause {
             Some(pause) => {
@@ -416,111 +395,6 @@ impl Core {
             }
         }
     }
-
-    pub(super) fn reconciled(
-        &mut self,
-        stream: &str,
-        read: ReadId,
-        result: Result<Reconciliation>,
-        now: Now,
-        out: &mut Vec<Effect>,
-    ) {
-        let Some(st) = self.streams.get_mut(stream) else {
-            return;
-        };
-        let narrow = match st.reconcile {
-            Reconcile::Running { read: r, narrow } if r == read => narrow,
-            _ => return,
-        };
-        st.reconcile = Reconcile::None;
-        let found = match result {
-            Ok(found) => found,
-            Err(e) => {
-                let failures = self.streams.get_mut(stream).map_or(1, |st| {
-                    st.reconcile_failures += 1;
-                    st.reconcile_failures
-                });
-                match e.disposition() {
-                    // The store as a whole (refused, token, certificate):
-                    // pause, and read again once it answers.
-                    Disposition::Pause(reason) if !is_link_failure(&e) => {
-                        self.pause_for(reason, &e, now, out);
-                        self.want_reconcile(stream);
-                    }
-                    // A connection broke, or the store failed the read this
-                    // once: read again at once, a few times.
-                    _ if failures <= QUICK_RECONCILES => self.want_reconcile(stream),
-                    // Try again later: the rows wait in the outbox and the
-                    // next attempt reads again.
-                    _ => {
-                        let delay = self
-                            .settings
-                            .retry
-                            .delay_with_jitter(failures - QUICK_RECONCILES, self.rng.f64());
-                        let head = st_head(&self.streams, stream);
-                        self.book.block(stream, head, now.after(delay));
-                        self.give_back_queue(stream);
-                    }
-                }
-                self.touch(stream);
-                return;
-            }
-        };
-        st.reconcile_failures = 0;
-        let queued: Vec<i64> = st.queue.iter().copied().collect();
-        self.learned(stream, found.version);
-        let mut widen = false;
-        for seq in queued {
-            let Some(owned) = self.rows.get_mut(&seq) else {
-                continue;
-            };
-            if !owned.doubt {
-                continue;
-            }
-            let stored = found
-                .messages
-                .get(&owned.row.id.to_ascii_lowercase())
-                .filter(|(t, _)| *t == owned.row.message_type)
-                .map(|(_, position)| *position);
-            if let Some(position) = stored {
-                self.delivered(seq, true, position, out);
-                continue;
-            }
-            if narrow && owned.verdict.is_some() {
-                // The store has it, or another message with its id: only
-                // a read of the whole tail may say which.
-                widen = true;
-                continue;
-            }
-            owned.doubt = false;
-            match owned.verdict.take() {
-                None => {}
-                Some(Verdict::Duplicate) => {
-                    let error = format!(
-                        "id {} already used by another message (not this {} in {stream})",
-                        owned.row.id, owned.row.message_type
-                    );
-                    self.refused(seq, error, now);
-                }
-                Some(Verdict::Conflict(error)) => self.refused(seq, error, now),
-            }
-        }
-        if widen {
-            if let Some(st) = self.streams.get_mut(stream) {
-                st.wide_read = true;
-            }
-            self.want_reconcile(stream);
-        }
-        self.touch(stream);
-    }
-}
-
-/// The first row the sender holds of `stream` (where a rescan starts).
-fn st_head(streams: &std::collections::HashMap<String, super::StreamState>, stream: &str) -> i64 {
-    streams
-        .get(stream)
-        .and_then(|st| st.queue.first().copied())
-        .unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -7,16 +7,12 @@ use std::ops::Bound::{Excluded, Unbounded};
 
 use serde_json::Value;
 
-use super::stream::{Expectation, Floor, Reconcile};
-use super::{Core, Effect, Now, TailRead};
+use super::stream::Expectation;
+use super::{Core, Effect, Now};
 use crate::error::Result;
 use crate::message::{NewMessage, WriteOptions};
 use crate::outbox::sender::queue::OutboxRow;
 use crate::store::WriteItem;
-
-/// Messages of the stream's tail a reconciling read looks at besides the
-/// rows in doubt (room for other writers' appends since).
-pub(super) const RECONCILE_SLACK: usize = 1_000;
 
 impl Core {
     pub(super) fn dispatch(&mut self, now: Now, out: &mut Vec<Effect>) {
@@ -102,53 +98,6 @@ impl Core {
             out.push(Effect::Send { lane, tag, item });
         }
         self.touch(stream);
-    }
-
-    /// Starts the reads wanted by streams whose writes are all back.
-    fn issue_reconciles(&mut self, out: &mut Vec<Effect>) {
-        let due: Vec<String> = self
-            .reconciles
-            .iter()
-            .filter(|s| {
-                self.streams
-                    .get(*s)
-                    .is_some_and(|st| st.in_flight.is_empty() && st.reconcile == Reconcile::Wanted)
-            })
-            .cloned()
-            .collect();
-        for stream in due {
-            self.reconciles.remove(&stream);
-            let (mut doubtful, mut floor) = (0, None::<Floor>);
-            if let Some(st) = self.streams.get(&stream) {
-                for owned in st.queue.iter().filter_map(|s| self.rows.get(s)) {
-                    if owned.doubt {
-                        doubtful += 1;
-                        floor = Some(floor.map_or(owned.floor, |f| f.lowest(owned.floor)));
-                    }
-                }
-            }
-            let read = self.next_read;
-            self.next_read += 1;
-            let Some(st) = self.streams.get_mut(&stream) else {
-                continue;
-            };
-            let hint = st.version_hint();
-            let tail = match floor {
-                // Every row in doubt went out after the stream reached
-                // this position: what this sender stored is after it.
-                Some(Floor::After(v)) if !st.wide_read => TailRead::After(v),
-                _ => TailRead::Last {
-                    lookback: doubtful + RECONCILE_SLACK,
-                    hint,
-                },
-            };
-            st.wide_read = false;
-            st.reconcile = Reconcile::Running {
-                read,
-                narrow: matches!(tail, TailRead::After(_)),
-            };
-            out.push(Effect::Reconcile { stream, read, tail });
-        }
     }
 }
 

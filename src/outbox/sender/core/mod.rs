@@ -30,23 +30,21 @@ mod dispatch;
 mod model;
 mod ownership;
 mod pause;
+mod settle;
 mod stream;
 mod window;
 
 pub(crate) use book::{Now, ScanPlan};
 pub(crate) use pause::Pause;
+pub(crate) use settle::{ReadId, Reconciliation, TailRead};
 
 use book::Book;
+use settle::Verdict;
 use stream::{Expectation, Floor, StreamState};
 use window::Window;
 
 /// Names one write sent into a lane; its answer carries it.
 pub(crate) type Tag = u64;
-
-/// Names one read of a stream's tail; what it found carries it (a read
-/// asked for before a lease was lost, or before the checker restarted,
-/// settles nothing: it may have run before the writes it would settle).
-pub(crate) type ReadId = u64;
 
 /// The sender's settings, as the core needs them.
 #[derive(Debug, Clone)]
@@ -113,36 +111,6 @@ pub(crate) enum Event {
     CheckerReset,
 }
 
-/// Which part of a stream's tail a reconciling read looks at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TailRead {
-    /// The messages after this position (one that existed before any row
-    /// in doubt was first sent: those can only have landed after it).
-    After(i64),
-    /// The last `lookback` messages; `hint` is the stream's version as last
-    /// known (saves a read when right).
-    Last { lookback: usize, hint: Option<i64> },
-}
-
-/// What a read of a stream's tail found.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Reconciliation {
-    /// The stream's version (`None`: empty).
-    pub(crate) version: Option<i64>,
-    /// Ids (lower case) of the messages read, with their type and position.
-    pub(crate) messages: HashMap<String, (String, i64)>,
-}
-
-impl Reconciliation {
-    /// Nothing read yet, the version known to be at least `version`.
-    pub(crate) fn at(version: Option<i64>) -> Self {
-        Reconciliation {
-            version,
-            messages: HashMap::new(),
-        }
-    }
-}
-
 /// What the core wants done.
 #[derive(Debug)]
 pub(crate) enum Effect {
@@ -167,16 +135,6 @@ pub(crate) enum Effect {
     /// A row reached the store after a later row of its stream (another
     /// writer's appends lined up with a chain whose head had failed).
     Reordered { stream: String, id: String },
-}
-
-/// What the store said about a row that needs a read to settle.
-#[derive(Debug)]
-enum Verdict {
-    /// "Id already exists": ours, or another message's?
-    Duplicate,
-    /// The application's expected version did not hold: is our message
-    /// already at that position?
-    Conflict(String),
 }
 
 /// A row the sender owns (claimed, not yet settled).
