@@ -6,8 +6,10 @@
 #![cfg(feature = "cli")]
 
 mod cli_support;
+#[path = "common/closed_port.rs"]
+mod closed_port;
 
-use std::net::TcpListener;
+use closed_port::ClosedPort;
 
 use eventodb_kit::server::{Server, ServerConfig};
 use eventodb_kit::{Kit, NewMessage};
@@ -19,14 +21,6 @@ fn server() -> (Server, String) {
     let server = Server::start(ServerConfig::new()).unwrap();
     let token = server.default_token().unwrap().expose_secret().to_string();
     (server, token)
-}
-
-/// A URL nothing listens on.
-fn dead_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}")
 }
 
 /// A kit database whose outbox goes to `server` (namespace `default`), with
@@ -57,7 +51,8 @@ fn drain_empties_a_backlog_into_the_server() {
     let url = server.url();
 
     // Unreachable store: exit 5, nothing sent, the backlog stays.
-    let dead = dead_url();
+    let closed = ClosedPort::new();
+    let dead = closed.url();
     let run = cli(&["drain", "--db", s(&path), "--url", &dead, "--token", &token]).expect(5);
     assert!(run.stderr.contains("unreachable"), "{run:?}");
     assert!(run.stderr.contains("nothing was changed"), "{run:?}");
@@ -230,7 +225,8 @@ fn status_reports_what_it_can_when_the_store_is_down() {
     let (kit, path) = kit_with_backlog(dir.path(), &server, 2);
     kit.checkpoints().set("reading", "chart", 0).unwrap();
     drop(server);
-    let dead = dead_url();
+    let closed = ClosedPort::new();
+    let dead = closed.url();
     let status = |json: bool| {
         let mut args = vec![
             "status",

@@ -3,9 +3,11 @@
 //! caller (auth, not found, transport) — against the project's server.
 #![cfg(feature = "server")]
 
+#[path = "common/closed_port.rs"]
+mod closed_port;
 mod support;
 
-use std::net::TcpListener;
+use closed_port::ClosedPort;
 
 use eventodb_kit::server::{Server, ServerConfig};
 use eventodb_kit::{
@@ -212,14 +214,9 @@ fn export_then_import_into_another_namespace() {
 
 #[test]
 fn transport_failures_are_transient_and_classified() {
-    // A port nobody listens on.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = ClosedPort::new();
     let token = format!("ns_ZGVmYXVsdA_{}", "0".repeat(64));
-    let store = HttpStore::new(&format!("http://127.0.0.1:{port}"), &token).unwrap();
+    let store = HttpStore::new(&closed.url(), &token).unwrap();
     match store.stream_version("a-1") {
         Err(
             e @ Error::Transport {

@@ -278,12 +278,9 @@ fn a_connection_dropped_mid_window_leaves_the_rest_unknown_and_goes_on() {
 
 #[test]
 fn a_refused_connection_fails_every_queued_write_at_once() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let closed = common::closed_port::ClosedPort::new();
     let token = format!("ns_ZGVmYXVsdA_{}", "0".repeat(64));
-    let store = HttpStore::new(&format!("http://127.0.0.1:{port}"), &token).unwrap();
+    let store = HttpStore::new(&closed.url(), &token).unwrap();
     let pipeline = store.open_pipeline().unwrap().unwrap();
     let results = through(&pipeline, &items("refused-1", 50));
     for result in &results {

@@ -431,15 +431,11 @@ fn metrics_and_health_work_with_the_store_unreachable() {
     // A store in a file that is closed under the kit cannot be simulated
     // in-process; an HttpStore to a port nobody listens on can.
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port(); // dropped: nothing listens there now
+    let closed = common::closed_port::ClosedPort::new();
     let token = format!("ns_ZGVmYXVsdA_{}", "0".repeat(64));
     let kit = Kit::builder()
         .database(dir.path().join("app.db"))
-        .url(format!("http://127.0.0.1:{port}"))
+        .url(closed.url())
         .token(token)
         .build()
         .unwrap();

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod closed_port;
 pub mod proxy;
 
 use std::collections::BTreeMap;

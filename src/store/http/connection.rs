@@ -461,10 +461,13 @@ mod tests {
 
     #[test]
     fn a_refused_connection_is_classified() {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
+        // Bound, never listening: refuses, and no other test gets the port.
+        let closed =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        closed
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let port = closed.local_addr().unwrap().as_socket().unwrap().port();
         let target = BaseUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
         let settings = ConnectSettings {
             connect_timeout: Duration::from_secs(5),
