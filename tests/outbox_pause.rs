@@ -1,5 +1,6 @@
 //! What the whole sender pauses for, and how it comes back: an outage with
-//! default settings, a token the store stops accepting (nothing is
+//! default settings, a link that breaks every connection (reads that would
+//! settle the writes too), a token the store stops accepting (nothing is
 //! dead-lettered for it), a server that does not answer pipelined requests,
 //! and a handle dropped while the store never answers (the lease is still
 //! released).
@@ -68,6 +69,49 @@ fn after_an_outage_a_sender_with_default_settings_delivers_again() {
         "an outage uses up nothing"
     );
     assert_eq!(ids_in(server.store(), "meter-1"), ids);
+    server.shutdown();
+}
+
+#[test]
+fn a_link_that_breaks_every_connection_pauses_the_sender_until_it_heals() {
+    // A load balancer whose store is gone: it takes every connection and
+    // drops it. Reads that would settle the writes break too; the sender
+    // must pause (and probe) rather than back each stream off for longer
+    // and longer.
+    let server = Server::start(ServerConfig::new()).unwrap();
+    let proxy = Proxy::start(server.addr());
+    proxy.only(&[common::proxy::Fault::DropBefore]);
+    let token = server.default_token().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kit = kit_with_store(
+        dir.path(),
+        HttpStore::new(&proxy.url(), token.expose_secret()).unwrap(),
+    );
+    let sender = kit.spawn_sender(SenderConfig::new()).unwrap();
+    let mut ids = kit.outbox().write_batch(&entries("meter-1", 0, 5)).unwrap();
+    sender.wait_until_drained(common::WAIT).unwrap();
+
+    proxy.set_fault_rate(100);
+    ids.extend(
+        kit.outbox()
+            .write_batch(&entries("meter-1", 5, 20))
+            .unwrap(),
+    );
+    common::wait_for("the sender to pause", common::WAIT, || {
+        sender.stats().unwrap().pause.is_some()
+    });
+    assert_eq!(
+        sender.stats().unwrap().pause.unwrap().reason,
+        PauseReason::Unreachable
+    );
+    proxy.set_fault_rate(0);
+    sender.wait_until_drained(common::WAIT).unwrap();
+    let stats = sender.stats().unwrap();
+    sender.shutdown();
+    assert!(stats.pause.is_none());
+    assert_eq!(stats.dead_lettered, 0);
+    assert_eq!(ids_in(server.store(), "meter-1"), ids);
+    drop(proxy);
     server.shutdown();
 }
 

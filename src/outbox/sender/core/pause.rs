@@ -19,8 +19,9 @@ use crate::time::millis;
 /// sender notices within about this long that it is back.
 pub(crate) const UNREACHABLE_PROBE_CAP: Duration = Duration::from_secs(1);
 
-/// Connection failures in a row (without an answer anywhere in between)
-/// that mean the store is unreachable although connecting works: on a link
+/// Connection failures in a row (writes or the reads that settle them,
+/// without an answer anywhere in between) that mean the store is
+/// unreachable although connecting works: on a link
 /// that drops a third of all requests, eight connections in a row failing
 /// before any answer happens about once in a million.
 pub(crate) const LINK_STREAK_PAUSE: u32 = 8;

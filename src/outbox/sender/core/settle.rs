@@ -8,9 +8,10 @@
 use std::collections::HashMap;
 
 use super::answer::is_link_failure;
+use super::pause::LINK_STREAK_PAUSE;
 use super::stream::{Floor, Reconcile};
 use super::{Core, Effect, Now};
-use crate::disposition::Disposition;
+use crate::disposition::{Disposition, PauseReason};
 use crate::error::Result;
 
 /// Messages of the stream's tail a reconciling read looks at besides the
@@ -160,7 +161,19 @@ impl Core {
                     st.reconcile_failures += 1;
                     st.reconcile_failures
                 });
+                // A broken read is a broken connection like a broken
+                // write: when they keep breaking with no answer in
+                // between, the store is gone — pause and probe, rather
+                // than back each stream off for longer and longer.
+                let link = is_link_failure(&e);
+                if link {
+                    self.link_streak += 1;
+                }
                 match e.disposition() {
+                    Disposition::Pause(_) if link && self.link_streak >= LINK_STREAK_PAUSE => {
+                        self.pause_for(PauseReason::Unreachable, &e, now, out);
+                        self.want_reconcile(stream);
+                    }
                     // The store as a whole (refused, token, certificate):
                     // pause, and read again once it answers.
                     Disposition::Pause(reason) if !is_link_failure(&e) => {
@@ -187,6 +200,8 @@ impl Core {
             }
         };
         st.reconcile_failures = 0;
+        // The store answered.
+        self.link_streak = 0;
         let queued: Vec<i64> = st.queue.iter().copied().collect();
         self.learned(stream, found.version);
         let mut widen = false;
