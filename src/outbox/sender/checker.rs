@@ -14,14 +14,18 @@ use super::core::{ReadId, Reconciliation, TailRead};
 use crate::error::Result;
 use crate::store::{MessageStore, StreamQuery, MAX_BATCH_SIZE};
 
+use std::collections::HashSet;
+
 /// A read for the checker.
 #[derive(Debug)]
 pub(crate) enum Check {
-    /// The version of `stream` and the messages of its tail.
+    /// The version of `stream` and which of `ids` (lower case) are in
+    /// the part of it `tail` names.
     Reconcile {
         stream: String,
         read: ReadId,
         tail: TailRead,
+        ids: Vec<String>,
     },
     /// Whether the store answers an authenticated read.
     Probe { stream: String },
@@ -103,8 +107,13 @@ impl Checker {
 
 fn run(store: &dyn MessageStore, check: Check) -> Checked {
     match check {
-        Check::Reconcile { stream, read, tail } => {
-            let result = read_tail(store, &stream, tail);
+        Check::Reconcile {
+            stream,
+            read,
+            tail,
+            ids,
+        } => {
+            let result = read_tail(store, &stream, tail, &ids);
             Checked::Reconciled {
                 stream,
                 read,
@@ -117,16 +126,27 @@ fn run(store: &dyn MessageStore, check: Check) -> Checked {
     }
 }
 
-/// The stream's version and the ids and types of the messages of its
-/// tail: those after a position ([`TailRead::After`]: one read, up to the
-/// stream's end), or (at least) its last `lookback` messages. With a
-/// `hint` of its version, one read from `lookback` before it usually does
-/// (the stream's end is where the read ends); without one, the version is
-/// read first.
-fn read_tail(store: &dyn MessageStore, stream: &str, tail: TailRead) -> Result<Reconciliation> {
+/// The stream's version and the types and positions of the messages with
+/// one of `ids` (lower case; every message when empty) in part of it:
+/// those after a position ([`TailRead::After`]: one read, up to the
+/// stream's end), all of them ([`TailRead::Whole`], in pages), or (at
+/// least) its last `lookback` messages. With a `hint` of its version, one
+/// read from `lookback` before it usually does (the stream's end is where
+/// the read ends); without one, the version is read first.
+fn read_tail(
+    store: &dyn MessageStore,
+    stream: &str,
+    tail: TailRead,
+    ids: &[String],
+) -> Result<Reconciliation> {
+    let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let (mut found, mut position) = match tail {
         // The position existed: the stream's version is at least that.
-        TailRead::After(after) => (Reconciliation::at(Some(after)), after + 1),
+        TailRead::After(after) => (
+            Reconciliation::at(Some(after).filter(|a| *a >= 0)),
+            after.max(-1) + 1,
+        ),
+        TailRead::Whole => (Reconciliation::default(), 0),
         TailRead::Last { lookback, hint } => {
             let version = match hint {
                 Some(v) => v,
@@ -147,10 +167,12 @@ fn read_tail(store: &dyn MessageStore, stream: &str, tail: TailRead) -> Result<R
                 .batch_size(MAX_BATCH_SIZE),
         )?;
         for m in &page {
-            found.messages.insert(
-                m.id.to_ascii_lowercase(),
-                (m.message_type.clone(), m.position),
-            );
+            let id = m.id.to_ascii_lowercase();
+            if wanted.is_empty() || wanted.contains(id.as_str()) {
+                found
+                    .messages
+                    .insert(id, (m.message_type.clone(), m.position));
+            }
             found.version = found.version.max(Some(m.position));
         }
         match page.last() {
@@ -181,26 +203,35 @@ mod tests {
                 .unwrap();
         }
         let last = |lookback, hint| TailRead::Last { lookback, hint };
-        let tail = read_tail(&store, "a-1", last(2, None)).unwrap();
+        let tail = read_tail(&store, "a-1", last(2, None), &[]).unwrap();
         assert_eq!(tail.version, Some(4));
         assert_eq!(tail.messages.len(), 2);
-        let hinted = read_tail(&store, "a-1", last(2, Some(2))).unwrap();
+        let hinted = read_tail(&store, "a-1", last(2, Some(2)), &[]).unwrap();
         assert_eq!(hinted.version, Some(4), "the read goes on to the end");
         assert_eq!(hinted.messages.len(), 4);
         assert_eq!(
             tail.messages["0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a84"],
             ("T4".to_string(), 4)
         );
-        let empty = read_tail(&store, "b-1", last(10, None)).unwrap();
+        let empty = read_tail(&store, "b-1", last(10, None), &[]).unwrap();
         assert_eq!(empty.version, None);
 
-        let after = read_tail(&store, "a-1", TailRead::After(2)).unwrap();
+        let after = read_tail(&store, "a-1", TailRead::After(2), &[]).unwrap();
         assert_eq!(after.version, Some(4));
         let mut ids: Vec<_> = after.messages.values().map(|(_, p)| *p).collect();
         ids.sort_unstable();
         assert_eq!(ids, [3, 4], "only what follows the position");
-        let at_end = read_tail(&store, "a-1", TailRead::After(4)).unwrap();
+        let at_end = read_tail(&store, "a-1", TailRead::After(4), &[]).unwrap();
         assert_eq!(at_end.version, Some(4), "nothing after the end: the end");
         assert!(at_end.messages.is_empty());
+
+        // The whole stream, keeping only the ids looked for.
+        let wanted = ["0190b6a4-6a3e-7c3e-9b1a-3f2d1c0b9a80".to_string()];
+        let whole = read_tail(&store, "a-1", TailRead::Whole, &wanted).unwrap();
+        assert_eq!(whole.version, Some(4));
+        assert_eq!(whole.messages.len(), 1);
+        assert_eq!(whole.messages[&wanted[0]], ("T0".to_string(), 0));
+        let from_start = read_tail(&store, "b-1", TailRead::After(-1), &[]).unwrap();
+        assert_eq!(from_start.version, None, "an empty stream has no version");
     }
 }

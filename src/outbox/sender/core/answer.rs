@@ -76,7 +76,6 @@ impl Core {
         };
         if answered {
             self.link_streak = 0;
-            self.lanes[lane].link_down = false;
             self.lanes[lane].window.carried_one();
         }
         match result {
@@ -106,15 +105,15 @@ impl Core {
                 }
                 self.requeue(seq)
             }
-            Err(e) => self.failed(seq, e, expectation, lane, now, out),
+            Err(e) => self.failed((seq, tag), e, expectation, lane, now, out),
         }
         self.touch(&stream);
     }
 
-    /// The first failure of a flight.
+    /// The first failure of a flight (of the write `tag` of row `seq`).
     fn failed(
         &mut self,
-        seq: i64,
+        (seq, tag): (i64, Tag),
         error: Error,
         expectation: Expectation,
         lane: usize,
@@ -165,7 +164,7 @@ impl Core {
                 }
             }
             Disposition::Pause(PauseReason::Unreachable) if is_link_failure(&error) => {
-                self.link_failed(seq, error, lane, now, out)
+                self.link_failed((seq, tag), error, lane, now, out)
             }
             Disposition::Pause(reason) => {
                 if let Some(owned) = self.rows.get_mut(&seq) {
@@ -183,18 +182,17 @@ impl Core {
     /// own failure: back off).
     fn link_failed(
         &mut self,
-        seq: i64,
+        (seq, tag): (i64, Tag),
         error: Error,
         lane: usize,
         now: Now,
         out: &mut Vec<Effect>,
     ) {
-        // One break, however many writes it failed: the window shrinks to
-        // what connections carry (see `window`).
-        let lane_state = &mut self.lanes[lane];
-        if !lane_state.link_down {
-            lane_state.link_down = true;
-            lane_state.window.link_broke();
+        // One break per connection, however many writes it failed: the
+        // window shrinks to what connections carry (see `window`), and
+        // breaks in a row count towards a pause.
+        let next_tag = self.next_tag;
+        if self.lanes[lane].broke(tag, next_tag) {
             self.link_streak += 1;
         }
         let Some(owned) = self.rows.get_mut(&seq) else {
@@ -390,7 +388,7 @@ impl Core {
                 self.pause = None;
                 self.link_streak = 0;
                 for lane in &mut self.lanes {
-                    lane.link_down = false;
+                    lane.broke_at = None;
                 }
             }
         }

@@ -26,6 +26,7 @@ use crate::store::WriteItem;
 mod answer;
 pub(crate) mod book;
 mod dispatch;
+mod lane;
 #[cfg(test)]
 mod model;
 mod ownership;
@@ -39,6 +40,7 @@ pub(crate) use pause::Pause;
 pub(crate) use settle::{ReadId, Reconciliation, TailRead};
 
 use book::Book;
+use lane::Lane;
 use settle::Verdict;
 use stream::{Expectation, Floor, StreamState};
 use window::Window;
@@ -120,11 +122,13 @@ pub(crate) enum Effect {
         tag: Tag,
         item: WriteItem,
     },
-    /// Read the tail of `stream` (and its version).
+    /// Read the tail of `stream` (and its version), keeping the messages
+    /// with these ids (lower case).
     Reconcile {
         stream: String,
         read: ReadId,
         tail: TailRead,
+        ids: Vec<String>,
     },
     /// Check whether the store answers (a cheap authenticated read).
     Probe { stream: String },
@@ -156,15 +160,6 @@ struct Owned {
     quick_retries: u32,
     /// Where in its stream it can have landed, if sent.
     floor: Floor,
-}
-
-/// One lane (one pipeline).
-#[derive(Debug)]
-struct Lane {
-    window: Window,
-    /// A connection failure was seen and no answer since (one broken
-    /// connection fails all its writes in flight: one event, not many).
-    link_down: bool,
 }
 
 /// The sender's state; see the module docs.
@@ -211,7 +206,7 @@ impl Core {
         let lanes = (0..settings.lanes.max(1))
             .map(|_| Lane {
                 window: Window::new(settings.depth),
-                link_down: false,
+                broke_at: None,
             })
             .collect();
         Core {
@@ -322,7 +317,7 @@ impl Core {
         self.sent_before.clear();
         for lane in &mut self.lanes {
             lane.window.clear();
-            lane.link_down = false;
+            lane.broke_at = None;
         }
         self.pause = None;
         self.link_streak = 0;

@@ -26,7 +26,7 @@ const QUICK_RECONCILES: u32 = 5;
 /// settles nothing: it may have run before the writes it would settle).
 pub(crate) type ReadId = u64;
 
-/// Which part of a stream's tail a reconciling read looks at.
+/// Which part of a stream a reconciling read looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TailRead {
     /// The messages after this position (one that existed before any row
@@ -35,6 +35,22 @@ pub(crate) enum TailRead {
     /// The last `lookback` messages; `hint` is the stream's version as last
     /// known (saves a read when right).
     Last { lookback: usize, hint: Option<i64> },
+    /// Every message of the stream: the only read that may conclude that
+    /// an id the store says is taken is not this sender's message.
+    Whole,
+}
+
+impl TailRead {
+    /// Whether a read of this part settles `verdict` on a row (with the
+    /// application's expected version `expected`) that it did not find.
+    fn concludes(self, verdict: &Verdict, expected: Option<i64>) -> bool {
+        match (self, verdict) {
+            (TailRead::Whole, _) => true,
+            // Written with expectedVersion e, a message is at e + 1.
+            (TailRead::After(after), Verdict::Conflict(_)) => expected.is_some_and(|e| after <= e),
+            _ => false,
+        }
+    }
 }
 
 /// What a read of a stream's tail found.
@@ -105,12 +121,22 @@ impl Core {
             .collect();
         for stream in due {
             self.reconciles.remove(&stream);
-            let (mut doubtful, mut floor) = (0, None::<Floor>);
+            let (mut ids, mut floor) = (Vec::new(), None::<Floor>);
             if let Some(st) = self.streams.get(&stream) {
                 for owned in st.queue.iter().filter_map(|s| self.rows.get(s)) {
                     if owned.doubt {
-                        doubtful += 1;
-                        floor = Some(floor.map_or(owned.floor, |f| f.lowest(owned.floor)));
+                        ids.push(owned.row.id.to_ascii_lowercase());
+                        // A conflict on the application's expected version
+                        // e: were it ours, it would be at e + 1 — so read
+                        // from there if that is lower (positions up to the
+                        // floor existed, so e did too, or is -1).
+                        let at = match (&owned.verdict, owned.row.expected_version) {
+                            (Some(Verdict::Conflict(_)), Some(e)) => {
+                                owned.floor.lowest(Floor::After(e))
+                            }
+                            _ => owned.floor,
+                        };
+                        floor = Some(floor.map_or(at, |f| f.lowest(at)));
                     }
                 }
             }
@@ -119,22 +145,23 @@ impl Core {
             let Some(st) = self.streams.get_mut(&stream) else {
                 continue;
             };
-            let hint = st.version_hint();
             let tail = match floor {
+                _ if st.whole_read => TailRead::Whole,
                 // Every row in doubt went out after the stream reached
                 // this position: what this sender stored is after it.
-                Some(Floor::After(v)) if !st.wide_read => TailRead::After(v),
+                Some(Floor::After(v)) => TailRead::After(v),
                 _ => TailRead::Last {
-                    lookback: doubtful + RECONCILE_SLACK,
-                    hint,
+                    lookback: ids.len() + RECONCILE_SLACK,
+                    hint: st.version_hint(),
                 },
             };
-            st.wide_read = false;
-            st.reconcile = Reconcile::Running {
+            st.reconcile = Reconcile::Running { read, tail };
+            out.push(Effect::Reconcile {
+                stream,
                 read,
-                narrow: matches!(tail, TailRead::After(_)),
-            };
-            out.push(Effect::Reconcile { stream, read, tail });
+                tail,
+                ids,
+            });
         }
     }
 
@@ -149,8 +176,8 @@ impl Core {
         let Some(st) = self.streams.get_mut(stream) else {
             return;
         };
-        let narrow = match st.reconcile {
-            Reconcile::Running { read: r, narrow } if r == read => narrow,
+        let tail = match st.reconcile {
+            Reconcile::Running { read: r, tail } if r == read => tail,
             _ => return,
         };
         st.reconcile = Reconcile::None;
@@ -200,6 +227,9 @@ impl Core {
             }
         };
         st.reconcile_failures = 0;
+        if tail == TailRead::Whole {
+            st.whole_read = false;
+        }
         // The store answered.
         self.link_streak = 0;
         let queued: Vec<i64> = st.queue.iter().copied().collect();
@@ -221,11 +251,14 @@ impl Core {
                 self.delivered(seq, true, position, out);
                 continue;
             }
-            if narrow && owned.verdict.is_some() {
-                // The store has it, or another message with its id: only
-                // a read of the whole tail may say which.
-                widen = true;
-                continue;
+            let expected = owned.row.expected_version;
+            if let Some(verdict) = &owned.verdict {
+                if !tail.concludes(verdict, expected) {
+                    // The store has it, or another message with its id:
+                    // only a read of the whole stream may say which.
+                    widen = true;
+                    continue;
+                }
             }
             owned.doubt = false;
             match owned.verdict.take() {
@@ -242,7 +275,7 @@ impl Core {
         }
         if widen {
             if let Some(st) = self.streams.get_mut(stream) {
-                st.wide_read = true;
+                st.whole_read = true;
             }
             self.want_reconcile(stream);
         }

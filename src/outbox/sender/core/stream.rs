@@ -42,7 +42,8 @@ pub(crate) struct Expectation {
 /// be anywhere. (A row can also be in the store before this sender ever
 /// sent it — another process sent it, and its attempt was given back —
 /// so a read from the floor that does not find a row the store says it
-/// has is followed by one of the whole tail before anything is concluded.)
+/// has is followed by one of the whole stream before anything is
+/// concluded.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Floor {
     /// Never sent by this sender.
@@ -84,9 +85,11 @@ pub(crate) enum Reconcile {
     None,
     /// Wanted once the rows in flight are back.
     Wanted,
-    /// This read is under way; `narrow`: it reads only after the rows'
-    /// [`Floor`].
-    Running { read: super::ReadId, narrow: bool },
+    /// This read, of this part of the stream, is under way.
+    Running {
+        read: super::ReadId,
+        tail: super::TailRead,
+    },
 }
 
 /// One stream, while the sender owns rows of it.
@@ -113,10 +116,11 @@ pub(crate) struct StreamState {
     /// Another writer appends to this stream: one row in flight at a time.
     pub(crate) shared: bool,
     pub(crate) reconcile: Reconcile,
-    /// The next read is to look at the whole tail: a narrow one did not
-    /// find a row the store said it has (an id taken, a version passed) —
-    /// stored, perhaps, before this sender ever sent it.
-    pub(crate) wide_read: bool,
+    /// The next reads are of the whole stream, until one succeeds: a read
+    /// of part of it did not find a row the store said it has (an id
+    /// taken, a version passed) — stored, perhaps, before this sender ever
+    /// sent it, or further back than the part read.
+    pub(crate) whole_read: bool,
     /// Reads of the tail that failed in a row.
     pub(crate) reconcile_failures: u32,
     /// Rows of this stream dead-lettered but not yet written back: nothing

@@ -170,10 +170,17 @@ impl Dispatcher {
                     });
                 }
             }
-            Effect::Reconcile { stream, read, tail } => {
-                self.checker
-                    .request(Check::Reconcile { stream, read, tail })
-            }
+            Effect::Reconcile {
+                stream,
+                read,
+                tail,
+                ids,
+            } => self.checker.request(Check::Reconcile {
+                stream,
+                read,
+                tail,
+                ids,
+            }),
             Effect::Probe { stream } => self.checker.request(Check::Probe { stream }),
             Effect::Paused { reason, error } => self.paused(reason, &error),
             Effect::Resumed { reason, paused_ms } => self.resumed(reason, paused_ms),

@@ -47,6 +47,7 @@ pub(super) enum Check {
         stream: String,
         read: ReadId,
         tail: TailRead,
+        ids: Vec<String>,
     },
     Probe,
 }
@@ -184,9 +185,17 @@ impl Sim {
                     self.in_flight_tags.insert(tag, seq);
                     self.lanes[lane].requests.push_back((tag, item));
                 }
-                Effect::Reconcile { stream, read, tail } => self
-                    .checks
-                    .push_back(Check::Reconcile { stream, read, tail }),
+                Effect::Reconcile {
+                    stream,
+                    read,
+                    tail,
+                    ids,
+                } => self.checks.push_back(Check::Reconcile {
+                    stream,
+                    read,
+                    tail,
+                    ids,
+                }),
                 Effect::Probe { .. } => self.checks.push_back(Check::Probe),
                 Effect::Paused { .. } | Effect::Resumed { .. } => {}
                 Effect::Reordered { id, .. } => {

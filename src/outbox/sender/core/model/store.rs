@@ -123,7 +123,12 @@ impl Sim {
             Check::Probe => self.feed(Event::Probed {
                 result: failure.map_or(Ok(()), Err),
             }),
-            Check::Reconcile { stream, read, tail } => {
+            Check::Reconcile {
+                stream,
+                read,
+                tail,
+                ids,
+            } => {
                 let result = match failure {
                     Some(e) => Err(e),
                     None => {
@@ -139,6 +144,7 @@ impl Sim {
                             TailRead::Last { lookback, .. } => {
                                 messages.len().saturating_sub(lookback)
                             }
+                            TailRead::Whole => 0,
                         };
                         Ok(Reconciliation {
                             version: (!messages.is_empty()).then(|| messages.len() as i64 - 1),
@@ -152,6 +158,7 @@ impl Sim {
                                         (m.message_type.clone(), i as i64),
                                     )
                                 })
+                                .filter(|(id, _)| ids.is_empty() || ids.contains(id))
                                 .collect(),
                         })
                     }
