@@ -515,6 +515,35 @@ fn a_resend_of_a_message_the_store_already_has_is_marked_sent() {
 }
 
 #[test]
+fn messages_stored_long_before_the_sender_sees_them_are_found_however_far_back() {
+    // An earlier process stopped with more writes in flight than a read of
+    // a stream's tail covers, all of them stored, their attempts given
+    // back: nothing in the outbox says they were ever sent.
+    let t = common::kit();
+    let entries = common::entries("a-1", 0, 1_500);
+    let ids = t.kit.outbox().write_batch(&entries).unwrap();
+    for (entry, id) in entries.iter().zip(&ids) {
+        t.kit
+            .store()
+            .write("a-1", entry.message(), &WriteOptions::new().id(id.clone()))
+            .unwrap();
+    }
+    let sender = t.kit.spawn_sender(common::fast()).unwrap();
+    sender.wait_until_drained(WAIT).unwrap();
+    let stats = sender.stats().unwrap();
+    sender.shutdown();
+    assert_eq!(
+        (stats.sent, stats.already_delivered, stats.dead_lettered),
+        (1_500, 1_500, 0)
+    );
+    assert_eq!(
+        t.kit.store().stream_version("a-1").unwrap(),
+        Some(1_499),
+        "nothing written twice"
+    );
+}
+
+#[test]
 fn messages_of_another_namespace_are_left_alone() {
     let t = common::kit();
     let other = Kit::builder()

@@ -121,11 +121,15 @@ impl Core {
             .collect();
         for stream in due {
             self.reconciles.remove(&stream);
-            let (mut ids, mut floor) = (Vec::new(), None::<Floor>);
+            // Every queued row is looked for (one the store has already —
+            // an earlier process sent it — is settled by the same read);
+            // the rows in doubt decide where the read starts.
+            let (mut ids, mut doubtful, mut floor) = (Vec::new(), 0, None::<Floor>);
             if let Some(st) = self.streams.get(&stream) {
                 for owned in st.queue.iter().filter_map(|s| self.rows.get(s)) {
+                    ids.push(owned.row.id.to_ascii_lowercase());
                     if owned.doubt {
-                        ids.push(owned.row.id.to_ascii_lowercase());
+                        doubtful += 1;
                         // A conflict on the application's expected version
                         // e: were it ours, it would be at e + 1 — so read
                         // from there if that is lower (positions up to the
@@ -151,7 +155,7 @@ impl Core {
                 // this position: what this sender stored is after it.
                 Some(Floor::After(v)) => TailRead::After(v),
                 _ => TailRead::Last {
-                    lookback: ids.len() + RECONCILE_SLACK,
+                    lookback: doubtful + RECONCILE_SLACK,
                     hint: st.version_hint(),
                 },
             };
@@ -239,9 +243,6 @@ impl Core {
             let Some(owned) = self.rows.get_mut(&seq) else {
                 continue;
             };
-            if !owned.doubt {
-                continue;
-            }
             let stored = found
                 .messages
                 .get(&owned.row.id.to_ascii_lowercase())
@@ -249,6 +250,9 @@ impl Core {
                 .map(|(_, position)| *position);
             if let Some(position) = stored {
                 self.delivered(seq, true, position, out);
+                continue;
+            }
+            if !owned.doubt {
                 continue;
             }
             let expected = owned.row.expected_version;
