@@ -62,8 +62,10 @@ pub fn run(report: &mut Report) {
             round.set(round.get() + 1);
             round.get()
         };
+        // A flaky drain takes under a second and varies with the load
+        // elsewhere on the machine: the best of three on each side.
         let (flaky, clean) = best_of_pair(
-            2,
+            3,
             || drain_through_proxy(dir.path(), 30, depth, next()),
             || drain_through_proxy(dir.path(), 0, depth, next()),
         );
