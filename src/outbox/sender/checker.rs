@@ -175,8 +175,15 @@ fn read_tail(
             }
             found.version = found.version.max(Some(m.position));
         }
+        // A read of the whole stream is what concludes that an id is not
+        // ours: it goes on to an empty page, in case the store answers
+        // fewer than asked for.
+        let more = match tail {
+            TailRead::Whole => !page.is_empty(),
+            _ => page.len() as i64 == MAX_BATCH_SIZE,
+        };
         match page.last() {
-            Some(last) if page.len() as i64 == MAX_BATCH_SIZE => position = last.position + 1,
+            Some(last) if more => position = last.position + 1,
             _ => return Ok(found),
         }
     }

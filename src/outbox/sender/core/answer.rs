@@ -137,8 +137,12 @@ impl Core {
             Error::DuplicateId { .. } => {
                 return self.settle_by_reading(seq, Verdict::Duplicate);
             }
-            Error::Conflict { .. } => {
-                return self.settle_by_reading(seq, Verdict::Conflict(error.to_string()));
+            Error::Conflict { actual, .. } => {
+                let verdict = Verdict::Conflict {
+                    error: error.to_string(),
+                    actual: *actual,
+                };
+                return self.settle_by_reading(seq, verdict);
             }
             _ => {}
         }

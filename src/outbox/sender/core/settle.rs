@@ -18,8 +18,11 @@ use crate::error::Result;
 /// rows in doubt (room for other writers' appends since).
 const RECONCILE_SLACK: usize = 1_000;
 
-/// Failed reads of a stream's tail retried at once before the stream waits.
-const QUICK_RECONCILES: u32 = 5;
+/// Failed reads of a stream's tail retried at once before the stream waits:
+/// as many as the broken connections in a row that pause the sender, so
+/// that a store gone behind a proxy pauses the sender (and is probed)
+/// before any stream backs off on its own.
+const QUICK_RECONCILES: u32 = LINK_STREAK_PAUSE;
 
 /// Names one read of a stream's tail; what it found carries it (a read
 /// asked for before a lease was lost, or before the checker restarted,
@@ -47,7 +50,9 @@ impl TailRead {
         match (self, verdict) {
             (TailRead::Whole, _) => true,
             // Written with expectedVersion e, a message is at e + 1.
-            (TailRead::After(after), Verdict::Conflict(_)) => expected.is_some_and(|e| after <= e),
+            (TailRead::After(after), Verdict::Conflict { .. }) => {
+                expected.is_some_and(|e| after <= e)
+            }
             _ => false,
         }
     }
@@ -77,9 +82,9 @@ impl Reconciliation {
 pub(super) enum Verdict {
     /// "Id already exists": ours, or another message's?
     Duplicate,
-    /// The application's expected version did not hold: is our message
-    /// already at that position?
-    Conflict(String),
+    /// The application's expected version did not hold (the stream was
+    /// at `actual`): is our message already at that position?
+    Conflict { error: String, actual: Option<i64> },
 }
 
 impl Core {
@@ -131,12 +136,13 @@ impl Core {
                     if owned.doubt {
                         doubtful += 1;
                         // A conflict on the application's expected version
-                        // e: were it ours, it would be at e + 1 — so read
-                        // from there if that is lower (positions up to the
-                        // floor existed, so e did too, or is -1).
+                        // e, the stream at `actual`: were it ours, it would
+                        // be at e + 1 — so a read from the lower of the two
+                        // (a position that existed, or -1) settles it,
+                        // whatever the row's floor.
                         let at = match (&owned.verdict, owned.row.expected_version) {
-                            (Some(Verdict::Conflict(_)), Some(e)) => {
-                                owned.floor.lowest(Floor::After(e))
+                            (Some(Verdict::Conflict { actual, .. }), Some(e)) => {
+                                Floor::After(e.min(actual.unwrap_or(-1)))
                             }
                             _ => owned.floor,
                         };
@@ -144,11 +150,17 @@ impl Core {
                     }
                 }
             }
-            let read = self.next_read;
-            self.next_read += 1;
             let Some(st) = self.streams.get_mut(&stream) else {
                 continue;
             };
+            if ids.is_empty() {
+                // Nothing of the stream left to settle (given back meanwhile).
+                st.reconcile = Reconcile::None;
+                st.whole_read = false;
+                continue;
+            }
+            let read = self.next_read;
+            self.next_read += 1;
             let tail = match floor {
                 _ if st.whole_read => TailRead::Whole,
                 // Every row in doubt went out after the stream reached
@@ -274,7 +286,7 @@ impl Core {
                     );
                     self.refused(seq, error, now);
                 }
-                Some(Verdict::Conflict(error)) => self.refused(seq, error, now),
+                Some(Verdict::Conflict { error, .. }) => self.refused(seq, error, now),
             }
         }
         if widen {

@@ -116,6 +116,9 @@ impl Sim {
                 code: "AUTH_REQUIRED".into(),
                 message: "x".into(),
             })
+        } else if self.rng.u8(..100) < 5 {
+            // The read's connection broke.
+            Some(reset())
         } else {
             None
         };
