@@ -157,19 +157,9 @@ fn go_error_text(e: &serde_json::Error, text: &str) -> String {
 /// Go's context after a complete value that ends before byte `at`: in an
 /// object, an array, or at the top level.
 fn after_value(text: &str, at: usize) -> &'static str {
-    let (mut open, mut in_string, mut escaped) = (Vec::new(), false, false);
-    for &b in &text.as_bytes()[..at] {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let mut open = Vec::new();
+    for b in crate::wire::json::outside_strings(&text.as_bytes()[..at]) {
         match b {
-            b'"' => in_string = true,
             b'[' | b'{' => open.push(b),
             b']' | b'}' => {
                 open.pop();

@@ -136,6 +136,26 @@ pub(crate) fn to_go_vec(value: &Value) -> Vec<u8> {
 }
 
 /// `value` encoded as Go's `json.Marshal` would, as a string.
+/// The bytes of the JSON text `text` outside its string literals (the
+/// quotes too are left out): what a byte scan of its structure — brackets,
+/// braces — looks at, nothing parsed or built.
+pub(crate) fn outside_strings(text: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let (mut in_string, mut escaped) = (false, false);
+    text.iter().copied().filter(move |&b| {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            return false;
+        }
+        in_string = b == b'"';
+        !in_string
+    })
+}
+
 #[cfg(test)]
 pub(crate) fn to_go_string(value: &Value) -> String {
     String::from_utf8(to_go_vec(value)).expect("serde_json writes UTF-8")
@@ -218,6 +238,13 @@ pub(crate) fn truncate_to_i64(value: &Value) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn outside_strings_skips_string_literals_and_their_escapes() {
+        let text = br#"{"a[":["x\"]{",1],"b":{}}"#;
+        let kept: Vec<u8> = outside_strings(text).collect();
+        assert_eq!(kept, b"{:[,1],:{}}");
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -122,19 +122,9 @@ fn is_zero(n: &u64) -> bool {
 /// Whether the JSON text `text` nests arrays and objects more than `limit`
 /// levels deep: a byte scan (strings skipped), nothing parsed or built.
 pub(crate) fn text_nested_deeper_than(text: &[u8], limit: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in text {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let mut depth = 0usize;
+    for b in super::json::outside_strings(text) {
         match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > limit {
