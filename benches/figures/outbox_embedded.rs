@@ -11,13 +11,12 @@
 //! made beforehand.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use eventodb_kit::outbox::SenderConfig;
 use eventodb_kit::{EmbeddedStore, Kit};
 use rusqlite::{params, TransactionBehavior};
 
-use crate::outbox::{fill, message, raw_db, STREAMS};
+use crate::outbox::{drain_rate, message, raw_db, STREAMS};
 use crate::report::{best_of_pair, Report};
 
 const STORE_SCHEMA: &str = include_str!("../../src/store/embedded/schema.sql");
@@ -50,16 +49,7 @@ fn sender_drain(dir: &Path, round: usize) -> f64 {
         .store(store)
         .build()
         .unwrap();
-    let last = fill(&kit, ROWS);
-    let start = Instant::now();
-    let sender = kit.spawn_sender(SenderConfig::new()).unwrap();
-    let _ = sender
-        .wait_until_sent(&last, Duration::from_secs(600))
-        .unwrap();
-    sender.wait_until_drained(Duration::from_secs(600)).unwrap();
-    let elapsed = start.elapsed();
-    sender.shutdown();
-    ROWS as f64 / elapsed.as_secs_f64()
+    drain_rate(&kit, ROWS, 1)
 }
 
 /// The same messages (ids, streams, data, metadata) inserted into the
