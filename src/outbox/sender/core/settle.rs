@@ -219,7 +219,7 @@ impl Core {
                     }
                     // The store as a whole (refused, token, certificate):
                     // pause, and read again once it answers.
-                    Disposition::Pause(reason) if !is_link_failure(&e) => {
+                    Disposition::Pause(reason) if !link => {
                         self.pause_for(reason, &e, now, out);
                         self.want_reconcile(stream);
                     }
